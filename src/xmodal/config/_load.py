@@ -1,0 +1,149 @@
+"""Load ``params.yaml`` with CLI overrides into :class:`~xmodal.config.Params`."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from xmodal.config._models import Params
+from xmodal.errors import ConfigError
+
+_TYPE_WORDS = {
+    "float": "expected float",
+    "int": "expected int",
+    "bool": "expected bool",
+    "string": "expected string",
+    "dict": "expected a mapping",
+    "list": "expected a list",
+    "tuple": "expected a list",
+}
+
+
+def load_params(path: str | Path = "params.yaml", *, overrides: Iterable[str] = ()) -> Params:
+    """Read, override and validate the parameter file.
+
+    Parameters
+    ----------
+    path
+        The YAML file. A missing file is an error; an empty file means all defaults.
+    overrides
+        ``dotted.key=value`` strings; values are parsed as YAML (``1e-3``, ``true``, ``[1, 2]``).
+
+    Returns
+    -------
+    Params
+        Validated parameters; ``params.methods[name]`` holds each method's typed config.
+
+    Raises
+    ------
+    ConfigError
+        Naming the dotted key and what was expected, e.g. ``methods.gwot.epsilon: expected float``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: parameter file not found (run from the project root or pass --params)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return params_from_dict(apply_overrides(raw, overrides), source=str(path))
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``a.b.c=value`` override set (values parsed as YAML)."""
+    out = copy.deepcopy(dict(raw))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected dotted.key=value")
+        parts = key.strip().split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
+            node = nxt
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+def params_from_dict(raw: Mapping[str, Any], *, source: str = "params") -> Params:
+    """Validate a parameter mapping (what :func:`load_params` does after reading the file)."""
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, source=source)) from None
+    methods = {name: _validate_method(name, cfg, source=source) for name, cfg in params.methods.items()}
+    params = params.model_copy(update={"methods": methods})
+    _check_runs(params, source=source)
+    return params
+
+
+def _validate_method(name: str, cfg: Any, *, source: str) -> BaseModel:
+    from xmodal.methods import METHODS, get_method
+
+    if name not in METHODS:
+        raise ConfigError(f"{source}: methods.{name}: unknown method (known: {sorted(METHODS)})")
+    try:
+        return get_method(name).config_cls().model_validate(cfg or {})
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, source=source, prefix=("methods", name))) from None
+
+
+def _check_runs(params: Params, *, source: str) -> None:
+    from xmodal.methods import METHODS
+
+    for family, group in params.runs.items():
+        for ds in group.datasets:
+            if ds not in params.datasets:
+                raise ConfigError(f"{source}: runs.{family}.datasets: {ds!r} is not in datasets")
+            if params.datasets[ds].family != family:
+                raise ConfigError(
+                    f"{source}: runs.{family}.datasets: {ds!r} is of family "
+                    f"{params.datasets[ds].family!r}, not {family!r}"
+                )
+        for m in group.methods:
+            if m not in METHODS:
+                raise ConfigError(f"{source}: runs.{family}.methods: unknown method {m!r} (known: {sorted(METHODS)})")
+            if METHODS[m].family != family:
+                raise ConfigError(
+                    f"{source}: runs.{family}.methods: {m!r} works on family {METHODS[m].family!r}, not {family!r}"
+                )
+
+
+def _format(exc: ValidationError, *, source: str, prefix: tuple[str, ...] = ()) -> str:
+    """One line per problem: ``params.yaml: methods.gwot.epsilon: expected float (got 'abc')``."""
+    lines = []
+    for err in exc.errors():
+        loc = prefix + tuple(str(p) for p in err["loc"] if not _is_union_tag(p, err))
+        path = ".".join(loc) or "<top>"
+        lines.append(f"{source}: {path}: {_describe(err)}")
+    return "\n".join(lines)
+
+
+def _is_union_tag(part: Any, err: Mapping[str, Any]) -> bool:
+    # discriminated unions put the tag value ("synthetic", "csv", ...) into the location
+    return isinstance(part, str) and part in {"synthetic", "pbmc68k_reduced", "csv", "anndata"} and err["loc"].index(part) > 0
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    kind = err["type"]
+    got = err.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; see the defaults in xmodal.config)"
+    if kind == "missing":
+        return "required key is missing"
+    for word, text in _TYPE_WORDS.items():
+        if kind.startswith(word):
+            return f"{text} (got {got!r})"
+    msg = err.get("msg", kind)
+    return f"{msg} (got {got!r})" if got is not None and not isinstance(got, dict) else msg

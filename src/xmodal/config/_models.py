@@ -1,0 +1,185 @@
+"""Parameter models. Every model forbids unknown keys; field docs say what each key does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Family = Literal["paired"]
+
+
+class StrictModel(BaseModel):
+    """Base of every parameter model: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------------------------
+# data sources of the ``paired`` family
+# --------------------------------------------------------------------------------------------
+class SyntheticPairedSource(StrictModel):
+    """Synthetic paired data with planted ground truth (see :func:`xmodal.data.synthetic_paired`)."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    n_cells: int = Field(1200, ge=20, description="cells in modality A (and B when paired)")
+    n_cells_b: int | None = Field(None, ge=20, description="cells in B in unpaired mode")
+    n_clusters: int = Field(6, ge=2, le=50, description="planted clusters (cell types)")
+    latent_dim: int = Field(6, ge=2, description="dimension of the shared latent space")
+    dim_a: int = Field(60, ge=2, description="features of modality A (morphology-like)")
+    dim_b: int = Field(400, ge=2, description="features of modality B (expression-like counts)")
+    noise: float = Field(0.2, ge=0, description="noise level relative to the signal")
+    pairing: Literal["paired", "unpaired"] = Field(
+        "paired", description="paired: every A cell has a known partner in B; unpaired: independent cells"
+    )
+    names: tuple[str, str] = ("morphology", "expression")
+    seed: int = 0
+
+
+class Pbmc68kSource(StrictModel):
+    """scanpy's bundled ``pbmc68k_reduced`` split into two disjoint gene panels (real cells, real labels)."""
+
+    kind: Literal["pbmc68k_reduced"] = "pbmc68k_reduced"
+    label_key: str = Field("bulk_labels", description="obs column used as the cell label")
+    fraction_a: float = Field(0.5, gt=0, lt=1, description="share of genes given to panel A")
+    names: tuple[str, str] = ("panel_a", "panel_b")
+    seed: int = 0
+
+
+class CsvPairedSource(StrictModel):
+    """The seed-000 CSV set: morphology, expression, labels, cluster labels, correlation matrix."""
+
+    kind: Literal["csv"] = "csv"
+    modality_a: Path = Field(description="morphology CSV: header row, id column, numeric features")
+    modality_b: Path = Field(description="expression CSV: id column then genes; header optional")
+    b_header: Literal["auto", "yes", "no"] = Field("auto", description="does modality_b have a header row")
+    labels: Path | None = Field(None, description="RNA-family labels CSV: id column, label column")
+    clusters_a: Path | None = Field(None, description="morphology cluster labels CSV")
+    clusters_b: Path | None = Field(None, description="expression cluster labels CSV")
+    corr_matrix: Path | None = Field(None, description="cluster correlation matrix (B clusters × A clusters)")
+    paired: bool = Field(True, description="row i of A and row i of B are the same cell (known pairing)")
+    names: tuple[str, str] = ("morphology", "expression")
+
+
+class AnnDataSource(StrictModel):
+    """An ``.h5mu`` with two modalities, or two ``.h5ad`` files."""
+
+    kind: Literal["anndata"] = "anndata"
+    path: Path | None = Field(None, description=".h5mu file holding both modalities")
+    path_a: Path | None = Field(None, description=".h5ad of modality A (with path_b)")
+    path_b: Path | None = Field(None, description=".h5ad of modality B (with path_a)")
+    modalities: tuple[str, str] | None = Field(None, description="which two modalities of the .h5mu")
+    label_key: str | None = Field(None, description="obs column holding cell labels")
+    match_key: str | None = Field(None, description="obs column of A naming the partner cell in B")
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> AnnDataSource:
+        if (self.path is None) == (self.path_a is None and self.path_b is None):
+            raise ValueError("give either `path` (.h5mu) or both `path_a` and `path_b` (.h5ad)")
+        if self.path is None and (self.path_a is None or self.path_b is None):
+            raise ValueError("`path_a` and `path_b` must be given together")
+        return self
+
+
+PairedSource = Annotated[
+    SyntheticPairedSource | Pbmc68kSource | CsvPairedSource | AnnDataSource,
+    Field(discriminator="kind"),
+]
+
+
+class DatasetConfig(StrictModel):
+    """One dataset: its family (which methods apply) and where it comes from."""
+
+    family: Family = "paired"
+    source: PairedSource = Field(default_factory=SyntheticPairedSource)
+    description: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# stages
+# --------------------------------------------------------------------------------------------
+class PreprocessConfig(StrictModel):
+    """Per-modality preprocessing, every statistic fitted on the training split only."""
+
+    validation_fraction: float = Field(0.2, ge=0.05, le=0.5, description="share of cells held out")
+    stratify: bool = Field(True, description="stratify the split by label when labels exist")
+    log1p: Literal["auto", "yes", "no"] = Field(
+        "auto", description="log1p-transform a modality; auto: when it looks like counts"
+    )
+    n_top_features: int | None = Field(2000, ge=2, description="keep the most variable features")
+    scale: bool = Field(True, description="z-score each feature")
+    n_pcs: int | None = Field(30, ge=2, description="PCA per modality; null keeps the features")
+    seed: int = 0
+
+
+class EvaluateConfig(StrictModel):
+    """Evaluation of an alignment on the held-out cells."""
+
+    k: int = Field(5, ge=1, description="neighbours for kNN label transfer")
+    top_k: tuple[int, ...] = Field((1, 5), description="k of top-k matching accuracy")
+    embedding_plot: Literal["umap", "pca"] = "umap"
+    max_plot_cells: int = Field(5000, ge=10)
+    seed: int = 0
+
+
+class GateBound(StrictModel):
+    """A bound a metric must satisfy for promotion."""
+
+    min: float | None = None
+    max: float | None = None
+
+
+class RegisterConfig(StrictModel):
+    """MLflow tracking and the promotion rule."""
+
+    tracking_uri: str = Field("sqlite:///mlflow.db", description="relative sqlite paths are under the project root")
+    artifact_location: str = Field("mlartifacts", description="artifact root for new experiments")
+    experiment: str = Field("xmodal", description="MLflow experiment name")
+    model_name_template: str = Field("xmodal-{method}-{dataset}", description="registered model name")
+    min_improvement: float = Field(
+        0.0, ge=0, description="the challenger must beat the champion's primary metric by more than this"
+    )
+    gates: dict[str, dict[str, GateBound]] = Field(
+        default_factory=dict, description="method → metric → bound; all must pass for promotion"
+    )
+
+
+class RunGroup(StrictModel):
+    """Which methods ``dvc repro`` runs on which datasets of one family."""
+
+    datasets: list[str]
+    methods: list[str]
+
+
+class Params(StrictModel):
+    """The whole of ``params.yaml``."""
+
+    seed: int = 0
+    datasets: dict[str, DatasetConfig] = Field(default_factory=dict)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    methods: dict[str, Any] = Field(default_factory=dict)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    registry: RegisterConfig = Field(default_factory=RegisterConfig, alias="register")
+    runs: dict[str, RunGroup] = Field(default_factory=dict)
+
+    def dataset(self, name: str) -> DatasetConfig:
+        """Return the dataset config ``name`` or raise a :class:`ConfigError` listing the known ones."""
+        from xmodal.errors import ConfigError
+
+        if name not in self.datasets:
+            raise ConfigError(f"datasets.{name}: no such dataset in params (known: {sorted(self.datasets)})")
+        return self.datasets[name]
+
+    def method(self, name: str) -> Any:
+        """Return the validated config of method ``name`` (its defaults if params has no section)."""
+        from xmodal.errors import ConfigError
+        from xmodal.methods import get_method
+
+        spec = get_method(name)
+        if name in self.methods:
+            return self.methods[name]
+        try:
+            return spec.config_cls()()
+        except Exception as exc:  # pragma: no cover - defaults always validate
+            raise ConfigError(f"methods.{name}: {exc}") from exc

@@ -1,0 +1,901 @@
+"""Readers of the ``paired`` family with validation at ingest.
+
+Two sources are supported:
+
+* the seed-000 CSV set (:func:`read_paired_csv`): a morphology table (modality A), an
+  expression table (modality B), and optional RNA-family labels, cluster labels of each
+  modality and a cluster-level correlation matrix;
+* AnnData files (:func:`read_paired_anndata`): one ``.h5mu`` with two modalities or two
+  ``.h5ad`` files.
+
+Every problem found in the inputs is raised as a :class:`~xmodal.errors.XmodalInputError`
+that names the file, the place in it and a fix, before the caller writes anything (the
+readers themselves never write files).
+
+Row numbers in the errors of the CSV reader are 1-based *line numbers* as a user sees them
+in an editor or a spreadsheet: the header is line 1 and the first data row is line 2 (in a
+file without header the first data row is line 1). Blank lines count as lines. Quoted fields
+that span several lines are not supported for exact numbering. Columns are reported by their
+header name, or by their 1-based position in the file (the id column being column 1) when
+the file has no header row.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from xmodal.config._models import AnnDataSource, CsvPairedSource
+from xmodal.data._paired import CLUSTER, LABEL, MATCH, PairedData
+from xmodal.errors import XmodalInputError
+
+__all__ = ["CLUSTER_ID", "read_paired_anndata", "read_paired_csv", "validate_paired"]
+
+CLUSTER_ID = "cluster_id"
+"""``obs`` column with the integer cluster id extracted from ``obs["cluster"]`` (-1: no digits)."""
+
+_HeaderMode = Literal["yes", "no", "auto", "required"]
+_MISSING_TOKENS = frozenset({"na", "n/a", "nan", "-nan", "+nan", "null", "none", "missing"})
+_DIGITS = re.compile(r"\d+")
+_PARSER_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+# --------------------------------------------------------------------------------------------
+# low-level CSV handling
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Table:
+    """A CSV table split into ids, column names and raw string cells.
+
+    ``lines[i]`` is the 1-based line number of data row ``i`` in the file.
+    """
+
+    path: Path
+    role: str
+    ids: list[str]
+    lines: np.ndarray
+    columns: list[str]
+    cells: np.ndarray
+    has_header: bool
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.ids)
+
+    def column_label(self, j: int) -> int | str:
+        """How to name value column ``j`` in an error: header name, else 1-based file column."""
+        return self.columns[j] if self.has_header else j + 2
+
+
+def _resolve(path: Path, root: Path) -> Path:
+    path = Path(path)
+    return path if path.is_absolute() else Path(root) / path
+
+
+def _check_file(path: Path, role: str, root: Path) -> None:
+    """Raise if ``path`` is missing, not a file or 0 bytes long."""
+    if not path.exists():
+        raise XmodalInputError(
+            f"{role}: file not found",
+            path=path,
+            fix=(
+                f"check `source.{role}` in params.yaml (relative paths are resolved against "
+                f"{Path(root).resolve()}) and that the file was pulled (`dvc pull`)"
+            ),
+        )
+    if not path.is_file():
+        raise XmodalInputError(
+            f"{role}: not a regular file", path=path, fix=f"point `source.{role}` to a file"
+        )
+    if path.stat().st_size == 0:
+        raise XmodalInputError(
+            f"{role}: empty file (0 bytes)",
+            path=path,
+            fix="re-export the file; it must hold a header row and at least one data row",
+        )
+
+
+def _read_raw(path: Path, role: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read every cell as a string; return ``(cells, line_numbers)`` without blank lines."""
+    try:
+        frame = pd.read_csv(
+            path,
+            header=None,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=False,
+            encoding="utf-8-sig",
+        )
+    except pd.errors.EmptyDataError:
+        raise XmodalInputError(
+            f"{role}: empty file (no rows)",
+            path=path,
+            fix="re-export the file; it must hold a header row and at least one data row",
+        ) from None
+    except pd.errors.ParserError as exc:
+        m = _PARSER_FIELDS.search(str(exc))
+        if m:
+            raise XmodalInputError(
+                f"{role}: line has {m[3]} fields but the lines above have {m[1]}",
+                path=path,
+                row=int(m[2]),
+                fix=(
+                    "every line needs the same number of comma-separated fields; look for a "
+                    "stray comma or unquoted text that contains a comma"
+                ),
+            ) from None
+        raise XmodalInputError(
+            f"{role}: not a readable CSV file ({exc})",
+            path=path,
+            fix="save the file as comma-separated values (UTF-8)",
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise XmodalInputError(
+            f"{role}: not UTF-8 text ({exc.reason} at byte {exc.start})",
+            path=path,
+            fix="save the file as comma-separated values in UTF-8 encoding",
+        ) from None
+    cells = frame.to_numpy(dtype=object)
+    if cells.size == 0:
+        return cells.reshape(0, max(cells.shape[1], 1)), np.zeros(0, dtype=int)
+    blank = (frame.iloc[:, 0].str.strip() == "").to_numpy()
+    if cells.shape[1] > 1:
+        blank &= (frame.iloc[:, 1:] == "").all(axis=1).to_numpy()
+    lines = np.flatnonzero(~blank) + 1
+    return cells[~blank], lines
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _looks_like_header(first: Sequence[str], other_ids: Sequence[str]) -> bool:
+    """Decide whether ``first`` (stripped cells of line 1) is a header row.
+
+    It is a header when at least half of its non-empty cells after the id are not numbers,
+    when its id cell is empty (the index header pandas writes), or when its cells after the id
+    are the ids of the following rows (a square distance matrix such as a GW matrix).
+    """
+    values = list(first[1:])
+    nonempty = [c for c in values if c]
+    if not nonempty:
+        return True
+    n_text = sum(not _is_number(c) for c in nonempty)
+    if n_text > 0 and 2 * n_text >= len(nonempty):
+        return True
+    if first[0] == "":
+        return True
+    return len(values) == len(other_ids) and list(values) == list(other_ids)
+
+
+def _no_data_error(path: Path, role: str, what: str) -> XmodalInputError:
+    return XmodalInputError(
+        f"{role}: empty file ({what})",
+        path=path,
+        fix="the file needs at least one data row below its header; re-export it",
+    )
+
+
+def _read_table(
+    path: Path,
+    role: str,
+    *,
+    header: _HeaderMode,
+    noun: str = "cell id",
+    prefix: str = "feature_",
+) -> _Table:
+    """Read an id-first CSV table and check its structure (not its values).
+
+    ``header``: ``"yes"``/``"no"`` trust the caller, ``"auto"`` detects, ``"required"`` detects
+    and raises when line 1 looks like data.
+    """
+    raw, lines = _read_raw(path, role)
+    if raw.shape[0] == 0:
+        raise _no_data_error(path, role, "only blank lines")
+    if raw.shape[1] < 2:
+        hint = ""
+        if any(sep in str(raw[0, 0]) for sep in ("\t", ";")):
+            hint = "; the file seems to use tabs or semicolons, save it as comma-separated"
+        raise XmodalInputError(
+            f"{role}: no feature columns (only one column: the id)",
+            path=path,
+            fix=f"the first column must hold the {noun}s and the other columns the values{hint}",
+        )
+    first = [str(c).strip() for c in raw[0]]
+    if header == "yes":
+        has_header = True
+    elif header == "no":
+        has_header = False
+    else:
+        has_header = _looks_like_header(first, [str(c).strip() for c in raw[1:, 0]])
+        if header == "required" and not has_header:
+            raise XmodalInputError(
+                f"{role} needs a header row with feature names; line 1 holds numbers only, "
+                "so it looks like a data row",
+                path=path,
+                row=int(lines[0]),
+                fix=(
+                    "add a header row as line 1: an id column name followed by one name per "
+                    "feature column (for a distance matrix: the cell ids)"
+                ),
+            )
+    if has_header:
+        id_name, columns = first[0], first[1:]
+        data, data_lines = raw[1:], lines[1:]
+        if data.shape[0] == 0:
+            raise _no_data_error(path, role, "header only, no data rows")
+        seen: dict[str, int] = {}
+        for j, name in enumerate(columns):
+            if name == "":
+                raise XmodalInputError(
+                    f"{role}: column {j + 2} has no name in the header row",
+                    path=path,
+                    row=int(lines[0]),
+                    column=j + 2,
+                    fix="give every column a name in the header row (or remove an empty column, "
+                    "e.g. from a trailing comma)",
+                )
+            if name in seen:
+                raise XmodalInputError(
+                    f"{role}: duplicate column name {name!r} (columns {seen[name] + 2} and {j + 2})",
+                    path=path,
+                    row=int(lines[0]),
+                    column=name,
+                    fix="rename or remove one of the duplicated columns",
+                )
+            seen[name] = j
+    else:
+        id_name, columns = "", [f"{prefix}{j}" for j in range(raw.shape[1] - 1)]
+        data, data_lines = raw, lines
+    id_column: int | str = id_name if (has_header and id_name) else 1
+    ids = [str(c).strip() for c in data[:, 0]]
+    first_seen: dict[str, int] = {}
+    for i, cid in enumerate(ids):
+        if cid == "":
+            raise XmodalInputError(
+                f"{role}: empty {noun}",
+                path=path,
+                row=int(data_lines[i]),
+                column=id_column,
+                fix=f"give every row a {noun} in the first column",
+            )
+        if cid in first_seen:
+            raise XmodalInputError(
+                f"{role}: duplicate {noun} {cid!r} (lines {data_lines[first_seen[cid]]} and "
+                f"{data_lines[i]})",
+                path=path,
+                row=int(data_lines[i]),
+                column=id_column,
+                fix=f"every {noun} must be unique; remove or rename the repeated row",
+            )
+        first_seen[cid] = i
+    return _Table(
+        path=path,
+        role=role,
+        ids=ids,
+        lines=np.asarray(data_lines, dtype=int),
+        columns=columns,
+        cells=data[:, 1:],
+        has_header=has_header,
+    )
+
+
+def _cell_error(
+    table: _Table, i: int, j: int, *, float32_overflow: bool = False
+) -> XmodalInputError:
+    """The error describing bad cell ``(i, j)`` of ``table``'s values."""
+    raw = str(table.cells[i, j])
+    text = raw.strip()
+    where = {"path": table.path, "row": int(table.lines[i]), "column": table.column_label(j)}
+    number: float | None = float(text) if _is_number(text) else None
+    if float32_overflow:
+        return XmodalInputError(
+            f"{table.role}: value {raw!r} is too large for float32",
+            **where,
+            fix="rescale the feature (e.g. divide by a constant) so its values fit in float32",
+        )
+    if text == "":
+        return XmodalInputError(
+            f"{table.role}: empty cell (missing value)",
+            **where,
+            fix="fill in a finite number, or drop the cell (row) or the feature (column)",
+        )
+    if text.lower() in _MISSING_TOKENS or (number is not None and np.isnan(number)):
+        return XmodalInputError(
+            f"{table.role}: value {raw!r} is NaN (missing)",
+            **where,
+            fix="replace missing values by finite numbers (impute them) or drop the cell or the "
+            "feature before ingest",
+        )
+    if number is not None and np.isinf(number):
+        return XmodalInputError(
+            f"{table.role}: value {raw!r} is infinite",
+            **where,
+            fix="replace infinite values by finite numbers or drop the cell or the feature",
+        )
+    return XmodalInputError(
+        f"{table.role}: non-numeric value {raw!r} in a feature column",
+        **where,
+        fix="feature columns must hold numbers only; correct the value, or move annotation "
+        "columns (labels, names) to a separate labels file",
+    )
+
+
+def _numeric(table: _Table, *, dtype: type[np.floating] = np.float32) -> np.ndarray:
+    """Convert ``table``'s cells to a ``dtype`` matrix; raise on the first bad cell (row-major)."""
+    n, m = table.cells.shape
+    try:  # fast path: every cell parses as a float
+        flat = table.cells.ravel().astype(np.float64)
+    except (TypeError, ValueError):  # locate the offending cell
+        flat = pd.to_numeric(pd.Series(table.cells.ravel()), errors="coerce").to_numpy(
+            dtype=np.float64
+        )
+    bad = ~np.isfinite(flat)
+    if bad.any():
+        i, j = divmod(int(np.argmax(bad)), m)
+        raise _cell_error(table, i, j)
+    with np.errstate(over="ignore"):
+        x = flat.reshape(n, m).astype(dtype)
+    overflow = ~np.isfinite(x)
+    if overflow.any():
+        i, j = divmod(int(np.argmax(overflow.ravel())), m)
+        raise _cell_error(table, i, j, float32_overflow=True)
+    return x
+
+
+def _looks_like_row_index(values: Sequence[str]) -> bool:
+    """Whether ``values`` are ``0..n-1`` or ``1..n`` in order (a pandas default index)."""
+    if not values or not all(v.isdigit() for v in values):
+        return False
+    numbers = [int(v) for v in values]
+    start = numbers[0]
+    return start in (0, 1) and numbers == list(range(start, start + len(numbers)))
+
+
+def _read_annotation(
+    path: Path,
+    role: str,
+    *,
+    ids: Sequence[str],
+    where: Sequence[str],
+    target: str,
+) -> np.ndarray:
+    """Read an ``id, value`` annotation file and return its values aligned to ``ids``.
+
+    Parameters
+    ----------
+    path, role
+        The file and its field name in the source (``labels``, ``clusters_a`` ...).
+    ids
+        The cell ids the file must describe, in modality order.
+    where
+        For each id, where it comes from (e.g. ``"line 5 of morpho.csv"``), for errors.
+    target
+        What the file describes, e.g. ``"modality_a (morpho.csv)"``.
+
+    Notes
+    -----
+    With two or more columns the first holds cell ids and the second the value; rows are
+    matched by id (a first column that is just ``0..n-1``/``1..n`` is a row index: rows are
+    then matched by position). Line 1 is a header unless its id is one of ``ids``. A file with
+    a single column holds the values only, must have a header row and is matched by position.
+    In every case the number of data rows must equal the number of cells.
+    """
+    raw, lines = _read_raw(path, role)
+    if raw.shape[0] == 0:
+        raise _no_data_error(path, role, "only blank lines")
+    idset = set(ids)
+    single = raw.shape[1] == 1
+    has_header = single or str(raw[0, 0]).strip() not in idset
+    data, data_lines = (raw[1:], lines[1:]) if has_header else (raw, lines)
+    if data.shape[0] == 0:
+        raise _no_data_error(path, role, "header only, no data rows")
+    column: int | str = (str(raw[0, 0]).strip() or 1) if has_header else 1
+    value_col = 0 if single else 1
+    values = np.array([str(v).strip() for v in data[:, value_col]], dtype=object)
+    file_ids = [str(v).strip() for v in data[:, 0]]
+    if not single:
+        first_seen: dict[str, int] = {}
+        for i, cid in enumerate(file_ids):
+            if cid == "":
+                raise XmodalInputError(
+                    f"{role}: empty cell id",
+                    path=path,
+                    row=int(data_lines[i]),
+                    column=column,
+                    fix="give every row the id of its cell in the first column",
+                )
+            if cid in first_seen:
+                raise XmodalInputError(
+                    f"{role}: duplicate cell id {cid!r} (lines {data_lines[first_seen[cid]]} and "
+                    f"{data_lines[i]})",
+                    path=path,
+                    row=int(data_lines[i]),
+                    column=column,
+                    fix="give every cell exactly one row; remove the repeated row",
+                )
+            first_seen[cid] = i
+    by_id = (not single) and bool(idset.intersection(file_ids))
+    if not single and not by_id and not _looks_like_row_index(file_ids):
+        raise XmodalInputError(
+            f"{role}: the ids in the first column ({file_ids[0]!r}, ...) match none of the cell "
+            f"ids of {target} ({ids[0]!r}, ...)",
+            path=path,
+            column=column,
+            fix=f"put the cell ids of {target} in the first column of {path.name}",
+        )
+    if len(file_ids) != len(ids):
+        detail = ""
+        if by_id:
+            missing = [k for k, cid in enumerate(ids) if cid not in first_seen]
+            extra = [cid for cid in file_ids if cid not in idset]
+            if missing:
+                detail = f"; first cell without a row: {ids[missing[0]]!r} ({where[missing[0]]})"
+            elif extra:
+                detail = f"; first row for an unknown cell: {extra[0]!r}"
+        raise XmodalInputError(
+            f"{role} does not match {target}: expected {len(ids)} data rows (one per cell), "
+            f"found {len(file_ids)}{detail}",
+            path=path,
+            fix=(
+                "give exactly one row per cell, keyed by its id in the first column; an off-by-one "
+                "count usually means a missing or extra header row or a dropped cell (xmodal never "
+                "shifts labels to make them fit)"
+            ),
+        )
+    if not by_id:
+        return values
+    pos = np.empty(len(ids), dtype=int)
+    for k, cid in enumerate(ids):
+        if cid not in first_seen:
+            raise XmodalInputError(
+                f"{role} does not match {target}: no row for cell {cid!r} ({where[k]})",
+                path=path,
+                column=column,
+                fix=f"add a row for every cell of {target} (ids in the first column must match)",
+            )
+        pos[k] = first_seen[cid]
+    return values[pos]
+
+
+def _cluster_ids(labels: np.ndarray) -> np.ndarray:
+    """Integer ids from cluster labels such as ``"cluster_3"`` (first run of digits, else -1)."""
+    out = np.full(len(labels), -1, dtype=np.int64)
+    for k, text in enumerate(labels):
+        m = _DIGITS.search(str(text))
+        if m:
+            out[k] = int(m.group())
+    return out
+
+
+def _adata(x: np.ndarray, ids: Sequence[str], columns: Sequence[str]) -> ad.AnnData:
+    obs = pd.DataFrame(index=pd.Index([str(i) for i in ids], dtype=object))
+    var = pd.DataFrame(index=pd.Index([str(c) for c in columns], dtype=object))
+    return ad.AnnData(X=np.ascontiguousarray(x, dtype=np.float32), obs=obs, var=var)
+
+
+# --------------------------------------------------------------------------------------------
+# public readers
+# --------------------------------------------------------------------------------------------
+def read_paired_csv(source: CsvPairedSource, *, root: Path = Path(".")) -> PairedData:
+    """Read and validate the seed-000 CSV set.
+
+    Parameters
+    ----------
+    source
+        Where the files are and how to read them. Relative paths are resolved against ``root``.
+    root
+        Directory that relative paths in ``source`` are relative to (the project root).
+
+    Returns
+    -------
+    PairedData
+        Modality A (morphology) and B (expression) with dense float32 ``X``, cell ids as
+        ``obs_names`` and, when given, ``obs["label"]``, ``obs["cluster"]`` (raw label) and
+        ``obs["cluster_id"]`` (its first run of digits as an integer, -1 when it has none),
+        ``obs["match"]`` (partner's name in the other modality, when ``source.paired``) and the
+        correlation matrix (B clusters × A clusters, float64).
+
+    Raises
+    ------
+    XmodalInputError
+        Before anything is returned, for the first problem found: a missing or empty file,
+        modality_a without a header row, an empty, duplicate or misaligned cell id, a NaN,
+        infinite, empty or non-numeric value, different cell counts (or a different cell order)
+        of A and B when paired, or a labels/cluster file whose rows or ids do not match its
+        modality. Rows are 1-based line numbers as shown by an editor: the header is line 1,
+        the first data row line 2 (line 1 in a file without header). Columns are the header
+        names, or 1-based column positions (the id being column 1) in a file without header.
+
+    Notes
+    -----
+    * ``modality_a``: header row required; the first column holds the cell ids, all other
+      columns are features (a square GW distance matrix whose header holds cell ids is fine).
+    * ``modality_b``: the first column holds the cell ids, then one column per gene. With
+      ``b_header="auto"`` line 1 is a header when at least half of its cells after the id are
+      not numbers (or its id cell is empty); without header the genes are named ``gene_0``...
+    * ``labels``: matched by id against modality A (and B's cells get their partner's label
+      when paired); when not paired, the file must list the cells of A and those of B whose
+      ids are not in A.
+    * ``clusters_a``/``clusters_b``: one row per cell of their modality, matched by id (or by
+      position when the first column is a ``0..n-1`` row index or the file has one column).
+    * ``paired=True``: row i of A and row i of B are the same cell, so both must have the same
+      number of rows; when the two files share any id, the ids must agree row by row.
+    """
+    root = Path(root)
+    paths: dict[str, Path] = {}
+    for role in ("modality_a", "modality_b", "labels", "clusters_a", "clusters_b", "corr_matrix"):
+        given = getattr(source, role)
+        if given is not None:
+            paths[role] = _resolve(given, root)
+            _check_file(paths[role], role, root)
+    pa, pb = paths["modality_a"], paths["modality_b"]
+
+    ta = _read_table(pa, "modality_a", header="required")
+    xa = _numeric(ta)
+    tb = _read_table(pb, "modality_b", header=source.b_header, prefix="gene_")
+    xb = _numeric(tb)
+
+    if source.paired:
+        _check_row_pairing(ta, tb)
+
+    a = _adata(xa, ta.ids, ta.columns)
+    b = _adata(xb, tb.ids, tb.columns)
+    target_a = f"modality_a ({pa.name})"
+    target_b = f"modality_b ({pb.name})"
+    where_a = [f"line {n} of {pa.name}" for n in ta.lines]
+    where_b = [f"line {n} of {pb.name}" for n in tb.lines]
+
+    if "labels" in paths:
+        if source.paired:
+            labels = _read_annotation(
+                paths["labels"], "labels", ids=ta.ids, where=where_a, target=target_a
+            )
+            a.obs[LABEL] = labels
+            b.obs[LABEL] = labels
+        else:
+            in_a = set(ta.ids)
+            extra_b = [k for k, cid in enumerate(tb.ids) if cid not in in_a]
+            ids = ta.ids + [tb.ids[k] for k in extra_b]
+            where = where_a + [where_b[k] for k in extra_b]
+            labels = _read_annotation(
+                paths["labels"], "labels", ids=ids, where=where, target=f"{target_a} and {target_b}"
+            )
+            lookup = dict(zip(ids, labels, strict=True))
+            a.obs[LABEL] = labels[: len(ta.ids)]
+            b.obs[LABEL] = np.array([lookup[cid] for cid in tb.ids], dtype=object)
+
+    for role, adata, table, where, target in (
+        ("clusters_a", a, ta, where_a, target_a),
+        ("clusters_b", b, tb, where_b, target_b),
+    ):
+        if role in paths:
+            clusters = _read_annotation(
+                paths[role], role, ids=table.ids, where=where, target=target
+            )
+            adata.obs[CLUSTER] = clusters
+            adata.obs[CLUSTER_ID] = _cluster_ids(clusters)
+
+    if source.paired:
+        a.obs[MATCH] = np.asarray(b.obs_names, dtype=object)
+        b.obs[MATCH] = np.asarray(a.obs_names, dtype=object)
+
+    corr = None
+    if "corr_matrix" in paths:
+        tc = _read_table(paths["corr_matrix"], "corr_matrix", header="yes", noun="row id")
+        corr = pd.DataFrame(
+            _numeric(tc, dtype=np.float64),
+            index=pd.Index(tc.ids, dtype=object),
+            columns=pd.Index(tc.columns, dtype=object),
+        )
+
+    data = PairedData(a=a, b=b, names=(source.names[0], source.names[1]), corr_matrix=corr)
+    validate_paired(data, source_paths=(str(pa), str(pb)))
+    return data
+
+
+def _check_row_pairing(ta: _Table, tb: _Table) -> None:
+    """With ``paired: true``: same number of rows, and the same ids row by row if ids are shared."""
+    if ta.n_rows != tb.n_rows:
+        raise XmodalInputError(
+            f"paired: true needs the same cells in both files, but modality_a ({ta.path.name}) has "
+            f"{ta.n_rows} cells and modality_b ({tb.path.name}) has {tb.n_rows}",
+            path=tb.path,
+            fix=(
+                f"give {ta.path.name} and {tb.path.name} one row per cell in the same order "
+                "(xmodal does not truncate to the shorter file), or set `paired: false` when the "
+                "cells are not matched"
+            ),
+        )
+    if not set(ta.ids).intersection(tb.ids):
+        return  # different id schemes: the pairing is by row position only
+    differ = np.flatnonzero(np.asarray(ta.ids, dtype=object) != np.asarray(tb.ids, dtype=object))
+    if differ.size:
+        i = int(differ[0])
+        raise XmodalInputError(
+            f"paired: true, but cell {tb.ids[i]!r} of modality_b is not cell {ta.ids[i]!r} on the "
+            f"same row of modality_a (line {ta.lines[i]} of {ta.path.name})",
+            path=tb.path,
+            row=int(tb.lines[i]),
+            fix=(
+                f"sort {tb.path.name} in the cell order of {ta.path.name} (row i of A must be the "
+                "partner of row i of B), or set `paired: false`"
+            ),
+        )
+
+
+def read_paired_anndata(source: AnnDataSource, *, root: Path = Path(".")) -> PairedData:
+    """Read and validate a ``.h5mu`` with two modalities, or two ``.h5ad`` files.
+
+    Parameters
+    ----------
+    source
+        ``path`` (``.h5mu``; ``modalities`` picks two of its modalities, default: the first
+        two) or ``path_a`` and ``path_b`` (``.h5ad``); ``label_key`` and ``match_key`` name
+        ``obs`` columns. Relative paths are resolved against ``root``.
+    root
+        Directory that relative paths in ``source`` are relative to (the project root).
+
+    Returns
+    -------
+    PairedData
+        Copies of the two modalities with dense float32 ``X`` and string ``obs_names``;
+        ``obs["label"]`` from ``label_key`` (as str, missing values as ``""``; a modality
+        without that column takes its partners' labels when ``match_key`` is given) and
+        ``obs["match"]`` from ``match_key`` of A (naming cells of B; B's ``match`` names its
+        partner in A, ``""`` when it has none). Names: the modality keys of the ``.h5mu``, or
+        the file stems of the ``.h5ad`` files.
+
+    Raises
+    ------
+    XmodalInputError
+        Missing or unreadable files, unknown modalities or ``obs`` keys, a ``match_key`` value
+        that is not a cell of B or names one B cell twice, and every check of
+        :func:`validate_paired` (rows there are 1-based cell positions).
+    """
+    import mudata as md
+
+    root = Path(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        if source.path is not None:
+            path = _resolve(source.path, root)
+            _check_file(path, "path", root)
+            md.set_options(pull_on_update=False)
+            mdata = _load(lambda: md.read_h5mu(path), path, "path", ".h5mu")
+            available = list(mdata.mod)
+            if source.modalities is not None:
+                names = (source.modalities[0], source.modalities[1])
+                for name in names:
+                    if name not in mdata.mod:
+                        raise XmodalInputError(
+                            f"no modality {name!r} in the .h5mu (it has {available})",
+                            path=path,
+                            fix="set `source.modalities` to two of the modalities listed",
+                        )
+            elif len(available) < 2:
+                raise XmodalInputError(
+                    f"the .h5mu holds {len(available)} modalities ({available}), a paired data "
+                    "set needs two",
+                    path=path,
+                    fix="write both modalities into the .h5mu, or give `path_a` and `path_b`",
+                )
+            else:
+                names = (available[0], available[1])
+            a, b = mdata.mod[names[0]].copy(), mdata.mod[names[1]].copy()
+            path_a = path_b = path
+            sources = (f"{path}:{names[0]}", f"{path}:{names[1]}")
+        else:
+            if source.path_a is None or source.path_b is None:  # excluded by the model validator
+                raise XmodalInputError(
+                    "give `path` (.h5mu) or both `path_a` and `path_b` (.h5ad)",
+                    fix="set `source.path`, or `source.path_a` and `source.path_b`",
+                )
+            path_a, path_b = _resolve(source.path_a, root), _resolve(source.path_b, root)
+            _check_file(path_a, "path_a", root)
+            _check_file(path_b, "path_b", root)
+            a = _load(lambda: ad.read_h5ad(path_a), path_a, "path_a", ".h5ad")
+            b = _load(lambda: ad.read_h5ad(path_b), path_b, "path_b", ".h5ad")
+            names = (path_a.stem, path_b.stem) if path_a.stem != path_b.stem else ("a", "b")
+            sources = (str(path_a), str(path_b))
+
+    a, b = _dense(a, path_a, sources[0]), _dense(b, path_b, sources[1])
+    validate_paired(PairedData(a=a, b=b, names=names), source_paths=sources)
+    if source.match_key is not None:
+        _set_match(a, b, source.match_key, path_a, sources[0])
+    if source.label_key is not None:
+        _set_labels(a, b, source.label_key, (path_a, path_b), sources, source.match_key)
+    return PairedData(a=a, b=b, names=names)
+
+
+def _load(read: Callable[[], Any], path: Path, role: str, suffix: str) -> Any:
+    try:
+        return read()
+    except Exception as exc:  # the h5py/anndata error types vary by version
+        raise XmodalInputError(
+            f"{role}: cannot read the file as {suffix} ({type(exc).__name__}: {exc})",
+            path=path,
+            fix=f"check that the file is a complete {suffix} written by anndata/mudata",
+        ) from None
+
+
+def _dense(adata: ad.AnnData, path: Path, label: str) -> ad.AnnData:
+    """A copy with dense float32 ``X`` and string ``obs_names``/``var_names``."""
+    if adata.X is None:
+        raise XmodalInputError(
+            f"{label}: the modality has no X matrix",
+            path=path,
+            fix="store the feature matrix in X (not only in layers)",
+        )
+    x = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
+    out = adata.copy()
+    out.X = np.ascontiguousarray(x, dtype=np.float32)
+    out.obs_names = pd.Index([str(n) for n in out.obs_names], dtype=object)
+    out.var_names = pd.Index([str(n) for n in out.var_names], dtype=object)
+    return out
+
+
+def _as_str(column: pd.Series) -> np.ndarray:
+    """Column values as str with missing values as ``""``."""
+    values = column.astype(object).to_numpy()
+    return np.array(["" if pd.isna(v) else str(v) for v in values], dtype=object)
+
+
+def _set_match(a: ad.AnnData, b: ad.AnnData, key: str, path: Path, label: str) -> None:
+    if key not in a.obs:
+        raise XmodalInputError(
+            f"{label}: no obs column {key!r} (match_key); it has {list(map(str, a.obs.columns))}",
+            path=path,
+            column=key,
+            fix="set `source.match_key` to the obs column of modality A naming each partner in B, "
+            "or remove it",
+        )
+    partner = _as_str(a.obs[key])
+    pos_b = {name: k for k, name in enumerate(b.obs_names)}
+    b_match = np.full(b.n_obs, "", dtype=object)
+    for i, name in enumerate(partner):
+        if name == "":
+            continue
+        if name not in pos_b:
+            raise XmodalInputError(
+                f"{label}: cell {a.obs_names[i]!r} names partner {name!r}, which is not a cell of "
+                "modality B",
+                path=path,
+                row=i + 1,
+                column=key,
+                fix="the match_key column must hold obs names of modality B (empty when unknown)",
+            )
+        k = pos_b[name]
+        if b_match[k] != "":
+            raise XmodalInputError(
+                f"{label}: cells {b_match[k]!r} and {a.obs_names[i]!r} both name partner {name!r}",
+                path=path,
+                row=i + 1,
+                column=key,
+                fix="each cell of modality B can be the partner of one cell of A only",
+            )
+        b_match[k] = a.obs_names[i]
+    a.obs[MATCH] = partner
+    b.obs[MATCH] = b_match
+
+
+def _set_labels(
+    a: ad.AnnData,
+    b: ad.AnnData,
+    key: str,
+    paths: tuple[Path, Path],
+    labels: tuple[str, str],
+    match_key: str | None,
+) -> None:
+    present = (key in a.obs, key in b.obs)
+    for k, adata in enumerate((a, b)):
+        if present[k]:
+            adata.obs[LABEL] = _as_str(adata.obs[key])
+    if all(present):
+        return
+    missing = 1 if present[0] else 0
+    if not any(present) or match_key is None:
+        have = (a, b)[missing].obs.columns
+        raise XmodalInputError(
+            f"{labels[missing]}: no obs column {key!r} (label_key); it has {list(map(str, have))}",
+            path=paths[missing],
+            column=key,
+            fix="set `source.label_key` to an obs column present in both modalities (or in one "
+            "of them together with `match_key`), or remove it",
+        )
+    # propagate the labels of the labelled modality to its partners
+    src, dst = (a, b) if missing == 1 else (b, a)
+    lookup = dict(zip(src.obs_names, src.obs[LABEL], strict=True))
+    dst.obs[LABEL] = np.array([lookup.get(p, "") for p in _as_str(dst.obs[MATCH])], dtype=object)
+
+
+# --------------------------------------------------------------------------------------------
+# validation of the container
+# --------------------------------------------------------------------------------------------
+def validate_paired(data: PairedData, *, source_paths: tuple[str, str] | None = None) -> None:
+    """Check both modalities of ``data``: cells, features, unique cell ids, finite values.
+
+    Parameters
+    ----------
+    data
+        The container to check (``X`` dense or sparse).
+    source_paths
+        Files (or descriptions) of modality A and B used in the error messages; default: the
+        modality names.
+
+    Raises
+    ------
+    XmodalInputError
+        For the first problem: a modality with zero cells or zero features (empty), a
+        duplicate cell id (naming the id and both rows), or a NaN or infinite value (naming
+        the row, the column name and the cell id). Rows are 1-based positions of the cells in
+        the modality, i.e. the spreadsheet row counting the first cell as row 1 (the CSV
+        reader reports editor line numbers itself before it calls this function).
+    """
+    paths = source_paths if source_paths is not None else data.names
+    for name, adata, path in ((data.names[0], data.a, paths[0]), (data.names[1], data.b, paths[1])):
+        if adata.n_obs == 0 or adata.n_vars == 0:
+            what = "no cells" if adata.n_obs == 0 else "no features"
+            raise XmodalInputError(
+                f"{name}: empty modality ({what}; shape {adata.n_obs} x {adata.n_vars})",
+                path=path,
+                fix="provide at least one cell and one feature in each modality",
+            )
+        obs_names = pd.Index(adata.obs_names)
+        dup = obs_names.duplicated()
+        if dup.any():
+            j = int(np.argmax(dup))
+            cid = obs_names[j]
+            i = int(np.flatnonzero(obs_names == cid)[0])
+            raise XmodalInputError(
+                f"{name}: duplicate cell id {cid!r} (rows {i + 1} and {j + 1})",
+                path=path,
+                row=j + 1,
+                fix="every cell id must be unique; remove or rename the repeated cell",
+            )
+        bad = _first_nonfinite(adata.X)
+        if bad is not None:
+            i, j, value = bad
+            kind = "NaN (missing)" if np.isnan(value) else "infinite"
+            raise XmodalInputError(
+                f"{name}: value of cell {str(adata.obs_names[i])!r} is {kind}",
+                path=path,
+                row=i + 1,
+                column=str(adata.var_names[j]),
+                fix="replace NaN/infinite values by finite numbers (impute) or drop the cell or "
+                "the feature before ingest",
+            )
+
+
+def _first_nonfinite(x: object) -> tuple[int, int, float] | None:
+    """Row, column and value of the first non-finite entry in row-major order, or None."""
+    if sp.issparse(x):
+        coo = sp.coo_matrix(x)
+        bad = ~np.isfinite(coo.data)
+        if not bad.any():
+            return None
+        rows, cols, vals = coo.row[bad], coo.col[bad], coo.data[bad]
+        k = int(np.lexsort((cols, rows))[0])
+        return int(rows[k]), int(cols[k]), float(vals[k])
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        arr = arr.reshape(arr.shape[0], -1)
+    finite = np.isfinite(arr)
+    if finite.all():
+        return None
+    i, j = divmod(int(np.argmax(~finite.ravel())), arr.shape[1])
+    return i, j, float(arr[i, j])

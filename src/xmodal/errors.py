@@ -1,0 +1,71 @@
+"""Errors that reach the user: each says what is wrong, where, and how to fix it.
+
+The CLI turns :class:`XmodalInputError` and :class:`ConfigError` into exit code 2 with one
+message on stderr; every stage writes atomically, so nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class XmodalError(Exception):
+    """Base class of the errors xmodal raises on purpose."""
+
+
+class ConfigError(XmodalError):
+    """A parameter is unknown, mistyped or inconsistent.
+
+    Parameters
+    ----------
+    message
+        One line naming the dotted key path and what was expected.
+    """
+
+
+class XmodalInputError(XmodalError):
+    """An input file does not satisfy the data contract.
+
+    Parameters
+    ----------
+    problem
+        What is wrong, e.g. ``"value is NaN"``.
+    path
+        The offending file.
+    row, column
+        Where in the file (1-based data row as a user would count it in a spreadsheet, and the
+        column header or 1-based column index), when it applies.
+    fix
+        What the user should do about it.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        path: str | Path | None = None,
+        row: int | str | None = None,
+        column: int | str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.problem = problem
+        self.path = None if path is None else str(path)
+        self.row = row
+        self.column = column
+        self.fix = fix
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        """Return the one-line message: ``file: row R, column C: problem. Fix: ...``."""
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}" if isinstance(self.column, str) else f"column {self.column}")
+        head = self.path or "<input>"
+        if where:
+            head += ": " + ", ".join(where)
+        msg = f"{head}: {self.problem}"
+        if self.fix:
+            msg += f". Fix: {self.fix}"
+        return msg

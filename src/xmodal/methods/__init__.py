@@ -1,0 +1,8 @@
+"""Methods: an explicit registry and one subpackage per method."""
+
+from __future__ import annotations
+
+from xmodal.methods._base import load_model
+from xmodal.methods._registry import METHODS, MethodSpec, get_method
+
+__all__ = ["METHODS", "MethodSpec", "get_method", "load_model"]

@@ -1,0 +1,80 @@
+"""The explicit method registry: name → where its config and model live, and how it is judged.
+
+Adding a method is one entry here plus a ``methods.<name>`` section in ``params.yaml``; nothing
+in ``components/``, ``pipelines/``, ``docker/`` or ``k8s/`` changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from xmodal.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """How to find and judge one method.
+
+    Attributes
+    ----------
+    name
+        Registry key, also the ``params.yaml`` section ``methods.<name>``.
+    family
+        The data family it works on (``paired``, ``multiome``, ``census``, ``visium``).
+    config
+        ``module:Class`` of its pydantic config (cheap to import).
+    model
+        ``module:Class`` of its model (may import torch or POT).
+    primary_metric
+        The metric promotion compares against the champion.
+    greater_is_better
+        Direction of ``primary_metric``.
+    summary_metrics
+        Metrics shown in the demo's summary table.
+    """
+
+    name: str
+    family: str
+    config: str
+    model: str
+    primary_metric: str
+    greater_is_better: bool
+    summary_metrics: tuple[str, ...]
+    description: str = ""
+
+    def config_cls(self) -> Any:
+        """Import and return the config class."""
+        return _import(self.config)
+
+    def model_cls(self) -> Any:
+        """Import and return the model class."""
+        return _import(self.model)
+
+
+def _import(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+METHODS: dict[str, MethodSpec] = {
+    "gwot": MethodSpec(
+        name="gwot",
+        family="paired",
+        config="xmodal.methods.gwot._config:GWOTConfig",
+        model="xmodal.methods.gwot._model:GWOT",
+        primary_metric="foscttm",
+        greater_is_better=False,
+        summary_metrics=("foscttm", "label_transfer_accuracy", "label_transfer_macro_f1", "matching_top1"),
+        description="SCOT-style entropic Gromov–Wasserstein alignment (the alignment baseline)",
+    ),
+}
+
+
+def get_method(name: str) -> MethodSpec:
+    """Return the registry entry ``name`` or raise :class:`ConfigError` listing the known methods."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(f"unknown method {name!r} (known: {sorted(METHODS)})") from None

@@ -1,0 +1,17 @@
+"""Evaluation metrics: pure functions of embeddings and labels."""
+
+from __future__ import annotations
+
+from xmodal.metrics.alignment import (
+    foscttm,
+    foscttm_per_cell,
+    knn_label_transfer,
+    matching_accuracy,
+)
+
+__all__ = [
+    "foscttm",
+    "foscttm_per_cell",
+    "knn_label_transfer",
+    "matching_accuracy",
+]

@@ -1,0 +1,7 @@
+"""The lifecycle stages, each a ``run(params, *, ..., root)`` function reading and writing files atomically."""
+
+from __future__ import annotations
+
+from xmodal.stages import evaluate, ingest, preprocess, report, train
+
+__all__ = ["evaluate", "ingest", "preprocess", "report", "train"]

@@ -1,0 +1,132 @@
+"""``evaluate``: alignment metrics on held-out cells, plots, ``metrics.json``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xmodal._io import atomic_dir, write_json
+from xmodal.config import EvaluateConfig, Params
+from xmodal.data import LABEL, PairedData, read_paired
+from xmodal.methods import load_model
+from xmodal.metrics import foscttm, knn_label_transfer, matching_accuracy
+from xmodal.stages._paths import model_dir, processed_dir, report_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    """Output folder and the metrics (``{"validation": {...}, "train": {...}}``)."""
+
+    output: Path
+    metrics: dict[str, dict[str, float]]
+
+
+def evaluate_alignment(model: Any, data: PairedData, *, cfg: EvaluateConfig) -> dict[str, float]:
+    """Embed both modalities and score the alignment.
+
+    Parameters
+    ----------
+    model
+        A fitted paired-family model with ``transform(x, modality=...)``.
+    data
+        Cells to score (typically the validation split).
+    cfg
+        ``k`` for label transfer and ``top_k`` for matching.
+
+    Returns
+    -------
+    dict
+        ``foscttm`` and ``matching_top{k}`` over known pairs (when pairing is known);
+        ``label_transfer_*`` from B (reference) to A (query) with k neighbours (when labelled);
+        ``n_a``, ``n_b``, ``n_pairs``.
+    """
+    z_a = model.transform(np.asarray(data.a.X), modality="a")
+    z_b = model.transform(np.asarray(data.b.X), modality="b")
+    ia, ib = data.true_pairs()
+    out: dict[str, float] = {"n_a": data.a.n_obs, "n_b": data.b.n_obs, "n_pairs": len(ia)}
+    if len(ia) >= 2:
+        out["foscttm"] = foscttm(z_a[ia], z_b[ib])
+        out.update(matching_accuracy(z_a[ia], z_b[ib], ks=cfg.top_k))
+    if data.has_labels:
+        out.update(knn_label_transfer(z_b, data.b.obs[LABEL].astype(str), z_a, data.a.obs[LABEL].astype(str), k=cfg.k))
+    return out
+
+
+def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") -> EvaluateResult:
+    """Score ``models/<dataset>/<method>`` on the validation (and, for reference, training) cells.
+
+    Writes ``reports/<dataset>/<method>/metrics.json``, ``embedding.png`` (shared space coloured by
+    modality and by label) and ``training_curve.png``.
+    """
+    cfg = params.evaluate
+    data = read_paired(processed_dir(root, dataset))
+    model = load_model(model_dir(root, dataset, method))
+    metrics = {split: evaluate_alignment(model, data.split(split), cfg=cfg) for split in ("validation", "train")}
+    out = report_dir(root, dataset, method)
+    with atomic_dir(out) as tmp:
+        write_json(tmp / "metrics.json", metrics)
+        _plot_embedding(model, data, tmp / "embedding.png", title=f"{method} on {dataset}", cfg=cfg)
+        _plot_history(getattr(model, "history", []), tmp / "training_curve.png")
+    log.info("evaluate %s/%s: %s", dataset, method, metrics["validation"])
+    return EvaluateResult(output=out, metrics=metrics)
+
+
+def _plot_embedding(model: Any, data: PairedData, path: Path, *, title: str, cfg: EvaluateConfig) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.decomposition import PCA
+
+    z = np.vstack([model.transform(np.asarray(data.a.X), modality="a"),
+                   model.transform(np.asarray(data.b.X), modality="b")])
+    rng = np.random.default_rng(cfg.seed)
+    idx = rng.permutation(len(z))[: cfg.max_plot_cells]
+    if cfg.embedding_plot == "umap":
+        import umap
+
+        xy = umap.UMAP(random_state=cfg.seed, n_jobs=1).fit_transform(z[idx])
+    else:
+        xy = PCA(2, random_state=cfg.seed).fit_transform(z[idx])
+    modality = np.array([data.names[0]] * data.a.n_obs + [data.names[1]] * data.b.n_obs)[idx]
+    labels = (np.concatenate([data.a.obs[LABEL].astype(str), data.b.obs[LABEL].astype(str)])[idx]
+              if data.has_labels else modality)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for ax, colour_by, name in ((axes[0], modality, "modality"), (axes[1], labels, "label")):
+        for value in np.unique(colour_by):
+            sel = colour_by == value
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.6, label=str(value))
+        ax.set_title(f"{title} — by {name}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(markerscale=3, fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_history(history: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if history:
+        steps = [h["step"] for h in history]
+        keys = [k for k in history[0] if k not in ("step", "epsilon")]
+        for key in keys[:1]:
+            ax.plot(steps, [h[key] for h in history], label=key)
+        ax.set_xlabel("step")
+        ax.set_ylabel(keys[0] if keys else "")
+        ax.legend()
+    ax.set_title("training curve")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

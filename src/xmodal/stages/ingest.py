@@ -1,0 +1,50 @@
+"""``ingest``: raw data (synthetic, bundled, CSV, AnnData) → validated ``data.h5mu`` + ``schema.json``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xmodal._io import atomic_dir
+from xmodal.config import Params
+from xmodal.data import load_source, write_paired
+from xmodal.stages._paths import ingested_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What ``ingest`` wrote: the output folder and its schema (shapes, content hashes)."""
+
+    output: Path
+    schema: dict[str, Any]
+
+
+def run(params: Params, *, dataset: str, root: str | Path = ".") -> IngestResult:
+    """Read and validate dataset ``dataset`` and write it in canonical form.
+
+    Parameters
+    ----------
+    params
+        Loaded parameters; ``params.datasets[dataset].source`` says where the data comes from.
+    dataset
+        Dataset name in ``params.yaml``.
+    root
+        Project root; relative input paths and the output ``data/ingested/<dataset>`` are under it.
+
+    Returns
+    -------
+    IngestResult
+        The output directory and schema. On invalid input an
+        :class:`~xmodal.errors.XmodalInputError` is raised and nothing is written.
+    """
+    cfg = params.dataset(dataset)
+    data = load_source(cfg.source, root=root)
+    out = ingested_dir(root, dataset)
+    with atomic_dir(out) as tmp:
+        schema = write_paired(data, tmp)
+    log.info("ingest %s: A %s, B %s → %s", dataset, data.a.shape, data.b.shape, out)
+    return IngestResult(output=out, schema=schema)

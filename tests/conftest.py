@@ -1,0 +1,45 @@
+"""Shared fixtures and the opt-in marker table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+OPT_IN = {"slow": "--slow"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    for marker, flag in OPT_IN.items():
+        parser.addoption(flag, action="store_true", default=False, help=f"run tests marked {marker}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for marker, flag in OPT_IN.items():
+        if config.getoption(flag):
+            continue
+        skip = pytest.mark.skip(reason=f"needs {flag}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
+
+
+TINY_PARAMS = {
+    "seed": 0,
+    "datasets": {
+        "tiny": {"family": "paired", "source": {"kind": "synthetic", "n_cells": 150, "dim_a": 12, "dim_b": 40,
+                                                "n_clusters": 3, "seed": 1}},
+    },
+    "preprocess": {"n_pcs": 8, "validation_fraction": 0.2},
+    "methods": {"gwot": {"max_iter": 30, "anneal_steps": 1, "epsilon": 0.01}},
+    "evaluate": {"embedding_plot": "pca"},
+    "runs": {"paired": {"datasets": ["tiny"], "methods": ["gwot"]}},
+}
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path) -> Path:
+    """A project root with a tiny params.yaml (synthetic data, fast gwot)."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
+    return tmp_path
