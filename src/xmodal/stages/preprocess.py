@@ -138,11 +138,8 @@ def _validation_mask(n: int, labels: np.ndarray | None, fraction: float, rng: np
     mask = np.zeros(n, dtype=bool)
     groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == g) for g in np.unique(labels)]
     for idx in groups:
-        n_val = int(round(fraction * len(idx)))
-        if len(idx) >= 2:
-            n_val = min(max(n_val, 1), len(idx) - 1)
-        else:
-            n_val = 0
+        # at least one validation and one training cell per group; singletons stay in training
+        n_val = min(max(round(fraction * len(idx)), 1), len(idx) - 1) if len(idx) >= 2 else 0
         mask[rng.choice(idx, size=n_val, replace=False)] = True
     return mask
 
