@@ -36,7 +36,8 @@ test-all: install  ## run every test, slow ones included
 lint: install  ## ruff
 	$(BIN)/ruff check src tests benchmarks
 
-bench: install  ## run the benchmarks (none yet: see benchmarks/README.md)
+bench: install  ## run the benchmarks (writes benchmarks/results/*.json)
+	$(BIN)/python benchmarks/gwot_scaling.py
 
 lock:  ## regenerate requirements/lock.txt from the current .venv
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements/lock.txt

@@ -149,8 +149,10 @@ class GWOT:
         self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        # wall time stays out of the file: identical fits must give identical bytes (stable dvc.lock)
+        info = {k: v for k, v in self.info.items() if k != "fit_seconds"}
         meta = {"method": self.method, "xmodal_version": __version__, "config": self.config.model_dump(mode="json"),
-                "info": self.info}
+                "info": info}
         (path / MODEL_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         (path / "history.json").write_text(json.dumps(self.history, indent=1) + "\n")
         for name in _ARRAYS:

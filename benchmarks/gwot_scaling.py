@@ -1,0 +1,84 @@
+"""Wall time and peak memory of the gwot alignment vs. cells per modality; fitted growth exponents.
+
+Each size runs in a fresh subprocess (so peak RSS is that size's own), on synthetic paired data
+preprocessed like the demo (30 PCs). Times and memory are also reported as ratios to the smallest
+size, and the growth exponent b of ``t ≈ a·n^b`` is fitted by least squares in log-log space.
+
+    python benchmarks/gwot_scaling.py                  # n = 500 1000 2000 4000
+    python benchmarks/gwot_scaling.py --sizes 500 1000 --out /tmp/x.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+CHILD = r"""
+import json, resource, sys, time
+import anndata as ad
+from dataclasses import replace
+from xmodal.config import PreprocessConfig
+from xmodal.data import synthetic_paired
+from xmodal.methods.gwot import GWOT, GWOTConfig
+from xmodal.stages.preprocess import assign_split, preprocess_paired
+n = int(sys.argv[1])
+cfg = PreprocessConfig(validation_fraction=0.05)
+data = synthetic_paired(n_cells=int(round(n / 0.95)), seed=0)
+data, _ = preprocess_paired(assign_split(data, cfg=cfg), cfg=cfg)
+train = data.split("train")
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+model = GWOT(GWOTConfig(**json.loads(sys.argv[2]))).fit(train, seed=0)
+seconds = time.perf_counter() - t
+rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"n_a": train.a.n_obs, "n_b": train.b.n_obs, "seconds": seconds,
+                  "iterations": len(model.history), "peak_rss_mib": rss1 / 1024,
+                  "peak_rss_increase_mib": (rss1 - rss0) / 1024}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000, 4000])
+    parser.add_argument("--config", default='{"max_iter": 100, "tol": 1e-7}', help="GWOTConfig overrides as JSON")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "gwot_scaling.json")
+    args = parser.parse_args()
+    rows = []
+    for n in args.sizes:
+        proc = subprocess.run([sys.executable, "-c", CHILD, str(n), args.config],
+                              capture_output=True, text=True, check=True)
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"n={row['n_a']:>5}: {row['seconds']:8.1f} s  {row['iterations']:4d} it  "
+              f"peak RSS {row['peak_rss_mib']:.0f} MiB", flush=True)
+    base = rows[0]
+    for row in rows:
+        row["time_ratio"] = row["seconds"] / base["seconds"]
+        row["memory_ratio"] = row["peak_rss_increase_mib"] / max(base["peak_rss_increase_mib"], 1e-9)
+    n = np.log([r["n_a"] for r in rows])
+    result = {
+        "benchmark": "gwot_scaling",
+        "config": json.loads(args.config),
+        "rows": rows,
+        "time_growth_exponent": float(np.polyfit(n, np.log([r["seconds"] for r in rows]), 1)[0]) if len(rows) > 1 else None,
+        "time_per_iteration_growth_exponent": float(np.polyfit(
+            n, np.log([r["seconds"] / r["iterations"] for r in rows]), 1)[0]) if len(rows) > 1 else None,
+        "memory_growth_exponent": float(np.polyfit(
+            n, np.log([max(r["peak_rss_increase_mib"], 1e-3) for r in rows]), 1)[0]) if len(rows) > 1 else None,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "loadavg": Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"time exponent {result['time_growth_exponent']}, memory exponent {result['memory_growth_exponent']} → {args.out}")
+
+
+if __name__ == "__main__":
+    main()
