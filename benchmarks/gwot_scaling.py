@@ -44,6 +44,13 @@ print(json.dumps({"n_a": train.a.n_obs, "n_b": train.b.n_obs, "seconds": seconds
 """
 
 
+def _exponent(rows: list[dict], value) -> float | None:
+    """Slope b of log(value) = log(a) + b·log(n) over the rows (None with fewer than two sizes)."""
+    if len(rows) < 2:
+        return None
+    return float(np.polyfit(np.log([r["n_a"] for r in rows]), np.log([value(r) for r in rows]), 1)[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000, 4000])
@@ -62,16 +69,13 @@ def main() -> None:
     for row in rows:
         row["time_ratio"] = row["seconds"] / base["seconds"]
         row["memory_ratio"] = row["peak_rss_increase_mib"] / max(base["peak_rss_increase_mib"], 1e-9)
-    n = np.log([r["n_a"] for r in rows])
     result = {
         "benchmark": "gwot_scaling",
         "config": json.loads(args.config),
         "rows": rows,
-        "time_growth_exponent": float(np.polyfit(n, np.log([r["seconds"] for r in rows]), 1)[0]) if len(rows) > 1 else None,
-        "time_per_iteration_growth_exponent": float(np.polyfit(
-            n, np.log([r["seconds"] / r["iterations"] for r in rows]), 1)[0]) if len(rows) > 1 else None,
-        "memory_growth_exponent": float(np.polyfit(
-            n, np.log([max(r["peak_rss_increase_mib"], 1e-3) for r in rows]), 1)[0]) if len(rows) > 1 else None,
+        "time_growth_exponent": _exponent(rows, lambda r: r["seconds"]),
+        "time_per_iteration_growth_exponent": _exponent(rows, lambda r: r["seconds"] / r["iterations"]),
+        "memory_growth_exponent": _exponent(rows, lambda r: max(r["peak_rss_increase_mib"], 1e-3)),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "loadavg": Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None},
     }
