@@ -23,9 +23,12 @@ $(STAMP): pyproject.toml requirements/lock.txt
 
 install: $(STAMP)  ## create .venv with the locked dependencies
 
-demo: install  ## run ingest → preprocess → train → evaluate (dvc repro), then the summary report
+demo: install  ## dvc repro (ingest → preprocess → train → evaluate), register in MLflow, print the summary
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	$(BIN)/xmodal register --all
 	$(BIN)/xmodal report
+	@echo "MLflow UI (runs, models, champion/challenger aliases):"
+	@echo "  $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000"
 
 test: install  ## run the default test suite (under ~15 min on 2 cores)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

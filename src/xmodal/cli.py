@@ -16,6 +16,7 @@ from xmodal.errors import ConfigError, XmodalInputError
 EPILOG = """examples:
   xmodal ingest --dataset synthetic_paired
   xmodal train --dataset pbmc68k --method gwot --set methods.gwot.epsilon=0.01
+  xmodal register --all
   xmodal report
 Every command reads params.yaml (--params); --set dotted.key=value overrides it."""
 
@@ -39,6 +40,16 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=text)
         p.add_argument("--dataset", required=True)
         p.add_argument("--method", required=True)
+    p = sub.add_parser("register", parents=[common],
+                       help="log to MLflow, alias `challenger`, promote to `champion` if it passes the gates",
+                       description="Log the trained model to MLflow (params, per-step metrics, plots, model, lineage), "
+                       "register it as a new version with alias `challenger`, re-score the current champion on the "
+                       "same held-out cells and move `champion` only if the gates in params.yaml pass and the "
+                       "primary metric improves. Writes reports/registry/<dataset>/<method>/decision.json.")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every (dataset, method) in params.runs")
+    which.add_argument("--dataset", help="one dataset (with --method)")
+    p.add_argument("--method", help="one method (with --dataset)")
     sub.add_parser("report", parents=[common], help="write reports/summary.json and print the table")
     sub.add_parser("list", parents=[common], help="list datasets, methods and runs in params")
     return parser
@@ -65,6 +76,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         getattr(stages, args.command).run(params, dataset=args.dataset, root=args.root)
     elif args.command in ("train", "evaluate"):
         getattr(stages, args.command).run(params, dataset=args.dataset, method=args.method, root=args.root)
+    elif args.command == "register":
+        if not args.all and not args.method:
+            raise ConfigError("register: give --method with --dataset, or use --all")
+        pairs = ([(d, m) for g in params.runs.values() for d in g.datasets for m in g.methods] if args.all
+                 else [(args.dataset, args.method)])
+        for dataset, method in pairs:
+            decision = stages.register.run(params, dataset=dataset, method=method, root=args.root).decision
+            sys.stdout.write(f"{dataset}/{method}: version {decision['version']} of {decision['model_name']} "
+                             f"{decision['decision']}: {'; '.join(decision['reasons'])}\n")
     elif args.command == "report":
         summary = stages.report.run(params, root=args.root)
         sys.stdout.write(stages.report.format_table(summary) + "\n\nwritten: reports/summary.json\n")

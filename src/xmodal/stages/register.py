@@ -1,0 +1,301 @@
+"""``register``: log the trained model to MLflow, make it the ``challenger``, promote it if it earns it.
+
+The stage sits outside ``dvc repro`` on purpose: it has a side effect (the registry) that DVC cannot cache.
+It reads what ``train`` and ``evaluate`` wrote, so the MLflow run records exactly the model DVC tracks.
+
+Promotion rule (all must hold):
+
+1. every gate in ``register.gates.<method>`` passes on the challenger's validation metrics;
+2. the challenger beats the current ``champion`` on the method's primary metric by more than
+   ``register.min_improvement``, both scored here, by the same code, on the same held-out cells
+   (each model through its own logged preprocessor, so a champion fitted on older preprocessing is
+   still compared fairly). With no champion yet, rule 1 alone decides.
+
+Registering the same model bytes twice logs nothing new: the version carrying that model hash is reused.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+
+from xmodal._io import atomic_file, read_json, write_json
+from xmodal.config import EvaluateConfig, GateBound, Params
+from xmodal.data import SPLIT, PairedData, read_paired
+from xmodal.errors import ConfigError, XmodalInputError
+from xmodal.methods import get_method
+from xmodal.stages._paths import ingested_dir, model_dir, processed_dir, registry_dir, report_dir
+
+log = logging.getLogger(__name__)
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+#: model-version tag holding :func:`xmodal.tracking.model_sha256` of the model folder
+MODEL_HASH_TAG = "xmodal.model_sha256"
+DECISION_FILE = "decision.json"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate checked against one metric value."""
+
+    metric: str
+    value: float | None
+    min: float | None
+    max: float | None
+    passed: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of :func:`decide`: promote or not, and every reason."""
+
+    promote: bool
+    reasons: list[str]
+    gates: list[GateResult] = field(default_factory=list)
+    improvement: float | None = None
+
+
+def decide(
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    *,
+    primary_metric: str,
+    greater_is_better: bool,
+    gates: dict[str, GateBound],
+    min_improvement: float = 0.0,
+) -> Decision:
+    """Apply the promotion rule to two sets of metrics (pure: no I/O).
+
+    Parameters
+    ----------
+    challenger
+        The new model's metrics on the held-out cells.
+    champion
+        The current champion's metrics on the *same* cells, or ``None`` when there is no comparable champion.
+    primary_metric, greater_is_better
+        The method's primary metric and its direction.
+    gates
+        Metric → bound; a missing or non-finite metric fails its gate.
+    min_improvement
+        The challenger must beat the champion by strictly more than this (in the metric's units).
+
+    Returns
+    -------
+    Decision
+        ``promote`` is true only if every gate passes and the champion (if any) is beaten.
+
+    Examples
+    --------
+    >>> decide({"foscttm": 0.10}, {"foscttm": 0.12}, primary_metric="foscttm", greater_is_better=False,
+    ...        gates={}).promote
+    True
+    """
+    reasons: list[str] = []
+    results = []
+    for metric, bound in sorted(gates.items()):
+        raw = challenger.get(metric)
+        value = None if raw is None or not math.isfinite(float(raw)) else float(raw)
+        ok = value is not None and (bound.min is None or value >= bound.min) and (bound.max is None or value <= bound.max)
+        results.append(GateResult(metric, value, bound.min, bound.max, ok))
+        rule = " and ".join(s for s in (f">= {bound.min}" if bound.min is not None else "",
+                                        f"<= {bound.max}" if bound.max is not None else "") if s)
+        shown = "missing" if value is None else f"{value:.4g}"
+        reasons.append(f"gate {metric} {rule}: {shown} → {'pass' if ok else 'FAIL'}")
+    gates_ok = all(r.passed for r in results)
+
+    new = challenger.get(primary_metric)
+    if new is None or not math.isfinite(float(new)):
+        return Decision(False, [*reasons, f"challenger has no finite {primary_metric}"], results)
+    improvement = None
+    beats = True
+    if champion is None:
+        reasons.append("no comparable champion: the gates alone decide")
+    else:
+        old = champion.get(primary_metric)
+        if old is None or not math.isfinite(float(old)):
+            reasons.append(f"champion has no finite {primary_metric}: the gates alone decide")
+        else:
+            improvement = (float(new) - float(old)) if greater_is_better else (float(old) - float(new))
+            beats = improvement > min_improvement
+            word = "higher" if greater_is_better else "lower"
+            reasons.append(f"{primary_metric} ({word} is better): challenger {float(new):.4g} vs champion "
+                           f"{float(old):.4g}, improvement {improvement:+.4g} "
+                           f"{'>' if beats else '<='} required {min_improvement:g}")
+    return Decision(gates_ok and beats, reasons, results, improvement)
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    """Where the decision went and what it says."""
+
+    output: Path
+    decision: dict[str, Any]
+
+
+def model_name(params: Params, *, dataset: str, method: str) -> str:
+    """The registered model name from ``register.model_name_template``."""
+    try:
+        return params.registry.model_name_template.format(method=method, dataset=dataset)
+    except (KeyError, IndexError) as exc:
+        raise ConfigError(f"register.model_name_template: unknown field {exc} (use {{method}} and {{dataset}})") from exc
+
+
+def holdout(root: str | Path, *, dataset: str) -> PairedData:
+    """The validation cells in their *ingested* (raw) features, with the processed ``obs`` (labels, split).
+
+    Each model is scored on these cells after its own preprocessor, so models fitted on different
+    preprocessing are compared on exactly the same cells.
+    """
+    raw = read_paired(ingested_dir(root, dataset))
+    processed = read_paired(processed_dir(root, dataset))
+    mods = {}
+    for key in ("a", "b"):
+        obs = processed.modality(key).obs
+        names = obs.index[obs[SPLIT] == "validation"]
+        if len(names) == 0:
+            raise XmodalInputError(f"dataset {dataset!r} has no validation cells in modality {key}",
+                                   path=processed_dir(root, dataset), fix="set preprocess.validation_fraction > 0")
+        source = raw.modality(key)
+        missing = names.difference(source.obs_names)
+        if len(missing):
+            raise XmodalInputError(f"{len(missing)} processed cells are not in the ingested data (first {missing[0]!r})",
+                                   path=ingested_dir(root, dataset), fix="re-run `dvc repro` so both are current")
+        mods[key] = ad.AnnData(X=source[names].X, obs=obs.loc[names].copy(), var=source.var.copy())
+    return replace(processed, a=mods["a"], b=mods["b"])
+
+
+def score(loaded: Any, cells: PairedData, *, cfg: EvaluateConfig) -> dict[str, float]:
+    """Score a loaded MLflow model (:class:`~xmodal.tracking._pyfunc.XmodalPyfunc`) on raw held-out cells."""
+    from xmodal.stages.evaluate import evaluate_alignment
+
+    mods = {}
+    for key in ("a", "b"):
+        adata = cells.modality(key)
+        x = loaded.preprocessors[key].transform(adata) if key in loaded.preprocessors else adata.X
+        mods[key] = ad.AnnData(X=x, obs=adata.obs.copy())
+    return evaluate_alignment(loaded.model, replace(cells, a=mods["a"], b=mods["b"]), cfg=cfg)
+
+
+def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") -> RegisterResult:
+    """Register ``models/<dataset>/<method>`` in MLflow and decide whether it becomes the champion.
+
+    Parameters
+    ----------
+    params
+        ``params.registry`` (``register:`` in params.yaml) holds the store, the gates and ``min_improvement``.
+    dataset, method
+        The run to register; ``train`` and ``evaluate`` must have run.
+    root
+        Project root.
+
+    Returns
+    -------
+    RegisterResult
+        ``reports/registry/<dataset>/<method>/decision.json`` and its content: ``decision``
+        (``promoted`` / ``rejected`` / ``kept``), ``reasons``, gate results, both models' metrics, versions.
+    """
+    from xmodal.tracking import (
+        Tracker,
+        flatten_params,
+        lineage_tags,
+        model_sha256,
+        resolve_tracking_uri,
+    )
+    from xmodal.tracking._mlflow import resolve_artifact_location
+
+    spec = get_method(method)
+    cfg = params.registry
+    mdir, rdir = model_dir(root, dataset, method), report_dir(root, dataset, method)
+    metrics_file = rdir / "metrics.json"
+    if not (mdir / "model.json").is_file() or not metrics_file.is_file():
+        raise XmodalInputError(f"no trained and evaluated {method!r} model for {dataset!r}", path=mdir,
+                               fix=f"run `dvc repro` (or `xmodal train` and `xmodal evaluate`) for {dataset}/{method}")
+    name = model_name(params, dataset=dataset, method=method)
+    digest = model_sha256(mdir)
+    tracker = Tracker(resolve_tracking_uri(cfg.tracking_uri, root=root), experiment=cfg.experiment,
+                      artifact_location=resolve_artifact_location(cfg.artifact_location, root=root))
+
+    ref = tracker.find_version(name, tag=MODEL_HASH_TAG, value=digest)
+    if ref is not None:
+        log.info("register %s/%s: this model is already version %s of %s; nothing new logged",
+                 dataset, method, ref.version, name)
+    else:
+        evaluation = read_json(metrics_file)
+        history_file = mdir / "history.json"
+        run_params = {"seed": params.seed, "dataset": params.dataset(dataset).model_dump(mode="json"),
+                      "preprocess": params.preprocess.model_dump(mode="json"),
+                      "method": params.method(method).model_dump(mode="json"),
+                      "evaluate": params.evaluate.model_dump(mode="json")}
+        ref = tracker.log_model_run(
+            run_name=f"{method}-{dataset}",
+            registered_name=name,
+            model_dir=mdir,
+            preprocessors={k: processed_dir(root, dataset) / f"preprocessor_{k}" for k in ("a", "b")
+                           if (processed_dir(root, dataset) / f"preprocessor_{k}").is_dir()},
+            params=flatten_params(run_params),
+            history=read_json(history_file) if history_file.is_file() else [],
+            metrics={f"{split}/{k}": float(v) for split, values in evaluation.items() for k, v in values.items()
+                     if isinstance(v, int | float) and math.isfinite(float(v))},
+            artifacts_dir=rdir,
+            tags={**lineage_tags(root, dataset=dataset), MODEL_HASH_TAG: digest,
+                  "xmodal.method": method, "xmodal.primary_metric": spec.primary_metric},
+        )
+    tracker.set_alias(ref, CHALLENGER)
+    champion = tracker.alias(name, CHAMPION)
+
+    cells = holdout(root, dataset=dataset)
+    challenger_metrics = score(tracker.load(ref), cells, cfg=params.evaluate)
+    champion_metrics: dict[str, float] | None = None
+    notes: list[str] = []
+    if champion is not None and champion.version != ref.version:
+        try:
+            champion_metrics = score(tracker.load(champion), cells, cfg=params.evaluate)
+        except XmodalInputError as exc:
+            notes.append(f"champion version {champion.version} cannot score these cells ({exc}); "
+                         "it is not comparable")
+    already = champion is not None and champion.version == ref.version
+    verdict = decide(challenger_metrics, None if already else champion_metrics, primary_metric=spec.primary_metric,
+                     greater_is_better=spec.greater_is_better, gates=cfg.gates.get(method, {}),
+                     min_improvement=cfg.min_improvement)
+    if already:
+        verdict = replace(verdict, promote=False,
+                          reasons=["this model is already the champion", *verdict.reasons[:len(verdict.gates)]])
+        outcome = "kept"
+    else:
+        outcome = "promoted" if verdict.promote else "rejected"
+    if outcome == "promoted":
+        tracker.set_alias(ref, CHAMPION)
+    tracker.set_tags(ref, {"xmodal.validation_status": "passed" if outcome != "rejected" else "failed"})
+
+    decision = {
+        "dataset": dataset,
+        "method": method,
+        "model_name": name,
+        "version": ref.version,
+        "run_id": ref.run_id,
+        "model_sha256": digest,
+        "decision": outcome,
+        "reasons": notes + verdict.reasons,
+        "primary_metric": {"name": spec.primary_metric, "greater_is_better": spec.greater_is_better,
+                           "min_improvement": cfg.min_improvement, "improvement": verdict.improvement},
+        "gates": [vars(g) for g in verdict.gates],
+        "challenger": {"version": ref.version, "metrics": challenger_metrics},
+        "champion_before": None if champion is None else {"version": champion.version, "metrics": champion_metrics},
+        "champion_after": ref.version if outcome == "promoted" else (champion.version if champion else None),
+        "tracking_uri": tracker.tracking_uri,
+        "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    out = registry_dir(root, dataset, method) / DECISION_FILE
+    with atomic_file(out) as tmp:
+        write_json(tmp, decision)
+    if ref.run_id:
+        tracker.log_artifact(ref.run_id, out, artifact_path=f"registry/v{ref.version}")
+    log.info("register %s/%s: version %s %s (%s)", dataset, method, ref.version, outcome, "; ".join(decision["reasons"]))
+    return RegisterResult(output=out, decision=decision)

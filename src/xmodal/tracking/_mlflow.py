@@ -1,0 +1,306 @@
+"""Runs, logged models and registry aliases on an MLflow tracking server or sqlite file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from xmodal import __version__
+
+log = logging.getLogger(__name__)
+
+#: batch size for ``log_batch`` (MLflow accepts at most 1000 metrics per call)
+_BATCH = 1000
+#: MLflow accepts at most 100 params per ``log_batch`` call
+_PARAM_BATCH = 100
+#: the packages a logged model needs besides xmodal itself (pinned to the running versions)
+_PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+_RUNTIME_PACKAGES = ("numpy", "scipy", "scikit-learn", "pandas", "anndata", "pot")
+
+
+def resolve_tracking_uri(uri: str, *, root: str | Path = ".") -> str:
+    """Turn the configured tracking URI into the one to use.
+
+    ``MLFLOW_TRACKING_URI`` in the environment wins (a cluster points every step at its MLflow server
+    that way). A relative ``sqlite:///file.db`` is made absolute under ``root`` so every stage, whatever
+    its working directory, writes the same database.
+
+    Examples
+    --------
+    >>> resolve_tracking_uri("http://mlflow:5000")
+    'http://mlflow:5000'
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + str((Path(root) / uri[len(prefix):]).resolve())
+    return uri
+
+
+def resolve_artifact_location(location: str, *, root: str | Path = ".") -> str:
+    """A URI (``s3://…``, ``file://…``) is kept; a plain path is made an absolute ``file://`` URI under ``root``."""
+    if "://" in location:
+        return location
+    return (Path(root) / location).resolve().as_uri()
+
+
+def flatten_params(tree: Mapping[str, Any], *, prefix: str = "") -> dict[str, str]:
+    """Flatten nested params to ``{"a.b.c": "value"}`` (lists joined by commas) for ``log_params``.
+
+    Examples
+    --------
+    >>> flatten_params({"gwot": {"epsilon": 0.005, "top_k": [1, 5]}})
+    {'gwot.epsilon': '0.005', 'gwot.top_k': '1,5'}
+    """
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten_params(value, prefix=f"{name}."))
+        elif isinstance(value, list | tuple):
+            out[name] = ",".join(str(v) for v in value)
+        else:
+            out[name] = str(value)
+    return out
+
+
+@dataclass(frozen=True)
+class ModelVersionRef:
+    """One registered model version."""
+
+    name: str
+    version: str
+    run_id: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def uri(self) -> str:
+        """``models:/<name>/<version>``."""
+        return f"models:/{self.name}/{self.version}"
+
+
+class Tracker:
+    """A tracking store plus its model registry, used by the ``register`` stage.
+
+    Parameters
+    ----------
+    tracking_uri
+        Already resolved (see :func:`resolve_tracking_uri`); also used as the registry URI.
+    experiment
+        Experiment name; created on first use with ``artifact_location``.
+    artifact_location
+        Artifact root for a new experiment (``file://…`` or ``s3://…``).
+    """
+
+    def __init__(self, tracking_uri: str, *, experiment: str, artifact_location: str) -> None:
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.artifact_location = artifact_location
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Point MLflow's fluent API (``log_model``, ``load_model``) at this store, restoring it afterwards."""
+        with _pointed_at(self.tracking_uri):
+            yield
+
+    def experiment_id(self) -> str:
+        """The experiment's id, creating it if needed."""
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        return self.client.create_experiment(self.experiment, artifact_location=self.artifact_location)
+
+    # ------------------------------------------------------------------ registry
+    def versions(self, name: str) -> list[ModelVersionRef]:
+        """Every version of registered model ``name`` (empty if it does not exist), oldest first."""
+        found = self.client.search_model_versions(f"name = '{name}'")
+        refs = [ModelVersionRef(name, str(v.version), v.run_id, dict(v.tags or {})) for v in found]
+        return sorted(refs, key=lambda r: int(r.version))
+
+    def find_version(self, name: str, *, tag: str, value: str) -> ModelVersionRef | None:
+        """The newest version of ``name`` whose tag ``tag`` equals ``value``, or ``None``."""
+        matches = [v for v in self.versions(name) if v.tags.get(tag) == value]
+        return matches[-1] if matches else None
+
+    def alias(self, name: str, alias: str) -> ModelVersionRef | None:
+        """The version that ``name@alias`` points to, or ``None`` when the model or alias does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            v = self.client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+        return ModelVersionRef(name, str(v.version), v.run_id, dict(v.tags or {}))
+
+    def set_alias(self, ref: ModelVersionRef, alias: str) -> None:
+        """Point ``name@alias`` at ``ref``."""
+        self.client.set_registered_model_alias(ref.name, alias, ref.version)
+
+    def set_tags(self, ref: ModelVersionRef, tags: Mapping[str, str]) -> None:
+        """Set tags on a model version."""
+        for key, value in tags.items():
+            self.client.set_model_version_tag(ref.name, ref.version, key, value)
+
+    def load(self, ref: ModelVersionRef) -> Any:
+        """Load a version through ``mlflow.pyfunc`` and unwrap it → :class:`~xmodal.tracking._pyfunc.XmodalPyfunc`."""
+        return load_registered(ref.uri, tracking_uri=self.tracking_uri)
+
+    # ------------------------------------------------------------------ runs
+    def log_model_run(
+        self,
+        *,
+        run_name: str,
+        registered_name: str,
+        model_dir: Path,
+        preprocessors: Mapping[str, Path],
+        params: Mapping[str, str],
+        history: Sequence[Mapping[str, float]],
+        metrics: Mapping[str, float],
+        artifacts_dir: Path | None,
+        tags: Mapping[str, str],
+    ) -> ModelVersionRef:
+        """Log one training run with its model and register the model as a new version.
+
+        Parameters
+        ----------
+        run_name, registered_name
+            MLflow run name and registered model name.
+        model_dir
+            Saved model folder (``models/<dataset>/<method>``).
+        preprocessors
+            Modality → saved preprocessor folder; logged with the model so that it accepts raw features.
+        params
+            Flat params (see :func:`flatten_params`).
+        history
+            Per-step training records (``{"step": int, <metric>: float, ...}``), logged as ``train/<metric>``.
+        metrics
+            Final metrics (e.g. ``validation/foscttm``).
+        artifacts_dir
+            Folder of plots and JSON to log under ``evaluation/``.
+        tags
+            Run and model-version tags (lineage).
+
+        Returns
+        -------
+        ModelVersionRef
+            The new registered version.
+        """
+        import mlflow
+        from mlflow.entities import Metric, Param
+
+        from xmodal.tracking._pyfunc import MODEL_ARTIFACT, PREPROCESSOR_ARTIFACT
+
+        artifacts = {MODEL_ARTIFACT: str(model_dir)}
+        artifacts.update({PREPROCESSOR_ARTIFACT.format(modality=m): str(p) for m, p in preprocessors.items()})
+        with self.active():
+            run = self.client.create_run(self.experiment_id(), run_name=run_name, tags=dict(tags))
+            run_id = run.info.run_id
+            try:
+                now = int(time.time() * 1000)
+                step_metrics = [Metric(f"train/{k}", float(v), now, int(rec.get("step", i)))
+                                for i, rec in enumerate(history) for k, v in rec.items() if k != "step"]
+                step_metrics += [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+                for start in range(0, len(step_metrics), _BATCH):
+                    self.client.log_batch(run_id, metrics=step_metrics[start:start + _BATCH])
+                plist = [Param(k, v) for k, v in params.items()]
+                for start in range(0, len(plist), _PARAM_BATCH):
+                    self.client.log_batch(run_id, params=plist[start:start + _PARAM_BATCH])
+                if artifacts_dir is not None and artifacts_dir.is_dir():
+                    self.client.log_artifacts(run_id, str(artifacts_dir), "evaluation")
+                with mlflow.start_run(run_id=run_id):
+                    info = mlflow.pyfunc.log_model(
+                        name="model",
+                        python_model=str(Path(__file__).with_name("_pyfunc_entry.py")),
+                        artifacts=artifacts,
+                        signature=_signature(),
+                        pip_requirements=_requirements(),
+                        registered_model_name=registered_name,
+                        await_registration_for=60,
+                    )
+            except BaseException:
+                self.client.set_terminated(run_id, status="FAILED")
+                raise
+        ref = ModelVersionRef(registered_name, str(info.registered_model_version), run_id, dict(tags))
+        self.set_tags(ref, tags)
+        log.info("logged run %s and registered %s version %s", run_id, registered_name, ref.version)
+        return ref
+
+    def log_artifact(self, run_id: str, path: Path, *, artifact_path: str) -> None:
+        """Attach a file to a (possibly finished) run."""
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+
+def load_registered(model_uri: str, *, tracking_uri: str | None = None) -> Any:
+    """Load an xmodal model from MLflow (``models:/name@champion``, ``models:/name/3``, ``runs:/…``).
+
+    Returns
+    -------
+    XmodalPyfunc
+        Unwrapped: ``.model`` is the model as its own class (e.g. :class:`~xmodal.methods.gwot.GWOT`),
+        ``.preprocessors`` the logged per-modality preprocessors, ``.predict`` the pyfunc entry point.
+    """
+    import mlflow
+
+    with _pointed_at(tracking_uri):
+        return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+
+
+@contextmanager
+def _pointed_at(tracking_uri: str | None) -> Iterator[None]:
+    """Set MLflow's global tracking/registry URI (if given) and silence its download bars; restore both."""
+    import mlflow
+
+    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri(), os.environ.get(_PROGRESS_ENV))
+    os.environ[_PROGRESS_ENV] = "false"
+    if tracking_uri is not None:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    try:
+        with warnings.catch_warnings():
+            # our signature is explicit (inputs differ per modality), so these two hints do not apply
+            warnings.filterwarnings("ignore", message=".*type hints to the `predict` method", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
+            yield
+    finally:
+        if tracking_uri is not None:
+            mlflow.set_tracking_uri(before[0])
+            mlflow.set_registry_uri(before[1])
+        if before[2] is None:
+            os.environ.pop(_PROGRESS_ENV, None)
+        else:
+            os.environ[_PROGRESS_ENV] = before[2]
+
+
+def _signature() -> Any:
+    import numpy as np
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=None,
+        outputs=Schema([TensorSpec(np.dtype("float64"), (-1, -1), name="embedding")]),
+        params=ParamSchema([ParamSpec("modality", "string", "a"), ParamSpec("input", "string", "processed")]),
+    )
+
+
+def _requirements() -> list[str]:
+    reqs = [f"xmodal=={__version__}"]
+    for package in _RUNTIME_PACKAGES:
+        try:
+            reqs.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            reqs.append(package)
+    return reqs

@@ -1,0 +1,76 @@
+"""The MLflow ``pyfunc`` wrapper for every xmodal model (imported only when MLflow is used)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+
+#: artifact keys of a logged xmodal model
+MODEL_ARTIFACT = "model"
+PREPROCESSOR_ARTIFACT = "preprocessor_{modality}"
+
+
+# MLflow warns at class definition when ``predict`` has no input type hint. Ours has none on purpose: a
+# hint makes MLflow convert and validate inputs, while our inputs differ per modality and the signature
+# is explicit (see ``xmodal.tracking._mlflow._signature``).
+with warnings.catch_warnings(record=True) as _caught:
+    warnings.simplefilter("always")
+
+    class XmodalPyfunc(mlflow.pyfunc.PythonModel):
+        """Serve a saved xmodal model through ``mlflow.pyfunc``.
+
+        ``predict`` embeds the cells of one modality in the shared space.
+
+        Parameters accepted by ``predict`` (``params=``):
+
+        - ``modality``: ``"a"`` (default) or ``"b"``;
+        - ``input``: ``"processed"`` (default; features as in ``data/processed``, in order) or ``"raw"``
+          (a DataFrame whose columns include the raw features the logged preprocessor kept; it is applied first).
+
+        After loading, ``.model`` is the model as its own class and ``.preprocessors`` maps modality → fitted
+        :class:`~xmodal.stages.preprocess.ModalityPreprocessor` (empty if none was logged).
+        """
+
+        def load_context(self, context: Any) -> None:
+            """Load the model folder and the preprocessors from the logged artifacts."""
+            from xmodal.methods import load_model
+            from xmodal.stages.preprocess import load_preprocessor
+
+            self.model = load_model(context.artifacts[MODEL_ARTIFACT])
+            self.preprocessors = {
+                m: load_preprocessor(context.artifacts[PREPROCESSOR_ARTIFACT.format(modality=m)])
+                for m in ("a", "b")
+                if PREPROCESSOR_ARTIFACT.format(modality=m) in context.artifacts
+            }
+
+        def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+            """Embed ``model_input`` (``(n, d)``) → shared-space coordinates ``(n, d_shared)``, a float64 array."""
+            params = dict(params or {})
+            modality = str(params.get("modality", "a"))
+            kind = str(params.get("input", "processed"))
+            if kind not in ("processed", "raw"):
+                raise ValueError(f"params['input'] must be 'processed' or 'raw', got {kind!r}")
+            if kind == "raw":
+                model_input = self.preprocess(model_input, modality=modality)
+            return self.model.transform(np.asarray(model_input, dtype=np.float64), modality=modality)
+
+        def preprocess(self, frame: Any, *, modality: str) -> np.ndarray:
+            """Apply the logged preprocessor of ``modality`` to a DataFrame of raw features → ``(n, d_processed)``."""
+            import anndata as ad
+            import pandas as pd
+
+            if modality not in self.preprocessors:
+                raise ValueError(f"no preprocessor was logged for modality {modality!r}; pass processed features")
+            if not isinstance(frame, pd.DataFrame):
+                raise TypeError("raw input must be a pandas DataFrame whose columns are feature names")
+            adata = ad.AnnData(X=frame.to_numpy(dtype=np.float64),
+                               var=pd.DataFrame(index=frame.columns.astype(str)))
+            return self.preprocessors[modality].transform(adata)
+
+for _w in _caught:
+    if "type hints to the `predict` method" not in str(_w.message):
+        warnings.warn_explicit(_w.message, _w.category, _w.filename, _w.lineno)
+del _caught
