@@ -260,28 +260,33 @@ def load_registered(model_uri: str, *, tracking_uri: str | None = None) -> Any:
 
 @contextmanager
 def _pointed_at(tracking_uri: str | None) -> Iterator[None]:
-    """Set MLflow's global tracking/registry URI (if given) and silence its download bars; restore both."""
+    """Set MLflow's global tracking/registry URI (if given) and silence its download bars; restore all after.
+
+    ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI`` (for subprocesses), which
+    :func:`resolve_tracking_uri` honours, so the environment is put back exactly as it was.
+    """
     import mlflow
 
-    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri(), os.environ.get(_PROGRESS_ENV))
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", _PROGRESS_ENV)
+    saved = {name: os.environ.get(name) for name in names}
     os.environ[_PROGRESS_ENV] = "false"
     if tracking_uri is not None:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
     try:
         with warnings.catch_warnings():
-            # our signature is explicit (inputs differ per modality), so these two hints do not apply
-            warnings.filterwarnings("ignore", message=".*type hints to the `predict` method", category=UserWarning)
+            # our signature is explicit (inputs differ per modality), so this hint does not apply
             warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
             yield
     finally:
         if tracking_uri is not None:
-            mlflow.set_tracking_uri(before[0])
-            mlflow.set_registry_uri(before[1])
-        if before[2] is None:
-            os.environ.pop(_PROGRESS_ENV, None)
-        else:
-            os.environ[_PROGRESS_ENV] = before[2]
+            mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])  # None resets to MLflow's default
+            mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _signature() -> Any:
