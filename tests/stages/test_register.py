@@ -168,3 +168,15 @@ def test_relative_sqlite_uri_is_resolved_under_the_root(tiny_project: Path,
         f"sqlite:///{tiny_project.resolve() / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
     assert resolve_tracking_uri("sqlite:///mlflow.db", root=tiny_project) == "http://mlflow:5000"
+
+
+def test_stale_evaluation_is_refused_before_anything_is_logged(project: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # retrain with other params but keep the old metrics.json: the report no longer describes the model
+    assert _cli(project, "train", "--dataset", "tiny", "--method", "gwot", "--set", "methods.gwot.epsilon=5.0") == 0
+    assert _cli(project, "register", "--all") == 2
+    err = capsys.readouterr().err
+    assert "stale" in err
+    assert "Fix:" in err
+    assert not (project / "reports/registry/tiny/gwot/decision.json").exists()
+    assert not (project / "mlflow.db").exists()

@@ -183,6 +183,24 @@ def score(loaded: Any, cells: PairedData, *, cfg: EvaluateConfig) -> dict[str, f
     return evaluate_alignment(loaded.model, replace(cells, a=mods["a"], b=mods["b"]), cfg=cfg)
 
 
+def _check_evaluation_is_current(mdir: Path, pdir: Path, metrics_file: Path, cells: PairedData, *,
+                                 cfg: EvaluateConfig, metric: str) -> None:
+    """Refuse to log a ``metrics.json`` that does not belong to the model now in ``models/`` (stale outputs)."""
+    from types import SimpleNamespace
+
+    from xmodal.methods import load_model
+    from xmodal.stages.preprocess import load_preprocessor
+
+    local = SimpleNamespace(model=load_model(mdir), preprocessors={
+        k: load_preprocessor(pdir / f"preprocessor_{k}") for k in ("a", "b") if (pdir / f"preprocessor_{k}").is_dir()})
+    now = score(local, cells, cfg=cfg).get(metric)
+    recorded = read_json(metrics_file).get("validation", {}).get(metric)
+    if now is not None and (recorded is None or not math.isclose(now, recorded, rel_tol=1e-5, abs_tol=1e-6)):
+        raise XmodalInputError(f"metrics.json says validation {metric} = {recorded}, but the model in {mdir} "
+                               f"scores {now:.6g} on the same cells: the evaluation is stale", path=metrics_file,
+                               fix="run `dvc repro` (or `xmodal evaluate`) so the report matches the model")
+
+
 def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") -> RegisterResult:
     """Register ``models/<dataset>/<method>`` in MLflow and decide whether it becomes the champion.
 
@@ -217,6 +235,10 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") ->
     if not (mdir / "model.json").is_file() or not metrics_file.is_file():
         raise XmodalInputError(f"no trained and evaluated {method!r} model for {dataset!r}", path=mdir,
                                fix=f"run `dvc repro` (or `xmodal train` and `xmodal evaluate`) for {dataset}/{method}")
+    cells = holdout(root, dataset=dataset)
+    _check_evaluation_is_current(mdir, processed_dir(root, dataset), metrics_file, cells,
+                                 cfg=params.evaluate, metric=spec.primary_metric)
+
     name = model_name(params, dataset=dataset, method=method)
     digest = model_sha256(mdir)
     tracker = Tracker(resolve_tracking_uri(cfg.tracking_uri, root=root), experiment=cfg.experiment,
@@ -250,7 +272,6 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") ->
     tracker.set_alias(ref, CHALLENGER)
     champion = tracker.alias(name, CHAMPION)
 
-    cells = holdout(root, dataset=dataset)
     challenger_metrics = score(tracker.load(ref), cells, cfg=params.evaluate)
     champion_metrics: dict[str, float] | None = None
     notes: list[str] = []

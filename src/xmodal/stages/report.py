@@ -49,6 +49,9 @@ def format_table(summary: dict[str, Any]) -> str:
         cells = [f"{m}={metrics[m]:.3f}" for m in spec.summary_metrics if metrics.get(m) is not None]
         reg = row.get("registry") or {}
         decision = reg.get("decision", "not registered")
+        if reg:
+            champion = reg.get("champion_after")
+            decision += f" v{reg['version']} (champion: {'v' + str(champion) if champion else 'none'})"
         lines.append(f"{row['dataset']:<20} {row['method']:<10} {'  '.join(cells) or row['status']:<80} {decision}")
     header = f"{'dataset':<20} {'method':<10} {'validation metrics':<80} registry"
     return "\n".join([header, "-" * len(header), *lines])
