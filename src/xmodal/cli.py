@@ -77,8 +77,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command in ("train", "evaluate"):
         getattr(stages, args.command).run(params, dataset=args.dataset, method=args.method, root=args.root)
     elif args.command == "register":
-        if not args.all and not args.method:
-            raise ConfigError("register: give --method with --dataset, or use --all")
+        if args.all == bool(args.method):
+            raise ConfigError("register: give --dataset with --method, or --all alone")
         pairs = ([(d, m) for g in params.runs.values() for d in g.datasets for m in g.methods] if args.all
                  else [(args.dataset, args.method)])
         for dataset, method in pairs:
