@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
 
 Family = Literal["paired"]
+
+
+def _path_or_s3_uri(value: Any) -> Path | str:
+    """Keep an ``s3://`` URI as str (``Path`` would collapse its ``//``); make anything else a Path."""
+    if isinstance(value, str) and value.startswith("s3://"):
+        return value
+    if isinstance(value, str | PathLike):
+        return Path(value)
+    raise ValueError("expected a file path or an s3:// URI")
+
+
+DataPath = Annotated[Path | str, PlainValidator(_path_or_s3_uri, json_schema_input_type=str)]
+"""A data file: a local path (relative to the project root) or an ``s3://bucket/key`` URI."""
 
 
 class StrictModel(BaseModel):
@@ -51,13 +65,13 @@ class CsvPairedSource(StrictModel):
     """The seed-000 CSV set: morphology, expression, labels, cluster labels, correlation matrix."""
 
     kind: Literal["csv"] = "csv"
-    modality_a: Path = Field(description="morphology CSV: header row, id column, numeric features")
-    modality_b: Path = Field(description="expression CSV: id column then genes; header optional")
+    modality_a: DataPath = Field(description="morphology CSV: header row, id column, numeric features")
+    modality_b: DataPath = Field(description="expression CSV: id column then genes; header optional")
     b_header: Literal["auto", "yes", "no"] = Field("auto", description="does modality_b have a header row")
-    labels: Path | None = Field(None, description="RNA-family labels CSV: id column, label column")
-    clusters_a: Path | None = Field(None, description="morphology cluster labels CSV")
-    clusters_b: Path | None = Field(None, description="expression cluster labels CSV")
-    corr_matrix: Path | None = Field(None, description="cluster correlation matrix (B clusters × A clusters)")
+    labels: DataPath | None = Field(None, description="RNA-family labels CSV: id column, label column")
+    clusters_a: DataPath | None = Field(None, description="morphology cluster labels CSV")
+    clusters_b: DataPath | None = Field(None, description="expression cluster labels CSV")
+    corr_matrix: DataPath | None = Field(None, description="cluster correlation matrix (B clusters × A clusters)")
     paired: bool = Field(True, description="row i of A and row i of B are the same cell (known pairing)")
     names: tuple[str, str] = ("morphology", "expression")
 
@@ -66,9 +80,9 @@ class AnnDataSource(StrictModel):
     """An ``.h5mu`` with two modalities, or two ``.h5ad`` files."""
 
     kind: Literal["anndata"] = "anndata"
-    path: Path | None = Field(None, description=".h5mu file holding both modalities")
-    path_a: Path | None = Field(None, description=".h5ad of modality A (with path_b)")
-    path_b: Path | None = Field(None, description=".h5ad of modality B (with path_a)")
+    path: DataPath | None = Field(None, description=".h5mu file holding both modalities")
+    path_a: DataPath | None = Field(None, description=".h5ad of modality A (with path_b)")
+    path_b: DataPath | None = Field(None, description=".h5ad of modality B (with path_a)")
     modalities: tuple[str, str] | None = Field(None, description="which two modalities of the .h5mu")
     label_key: str | None = Field(None, description="obs column holding cell labels")
     match_key: str | None = Field(None, description="obs column of A naming the partner cell in B")
@@ -145,6 +159,52 @@ class RegisterConfig(StrictModel):
     )
 
 
+class TaskResources(StrictModel):
+    """Kubernetes resources of one pipeline task (quantities as Kubernetes writes them: ``"2"``, ``"4G"``)."""
+
+    cpu_request: str | None = "1"
+    cpu_limit: str | None = "2"
+    memory_request: str | None = "2G"
+    memory_limit: str | None = "4G"
+    accelerator_type: str = Field("nvidia.com/gpu", description="resource name of the accelerator")
+    accelerator_count: int = Field(0, ge=0, description="> 0 puts the task on the GPU node pool with the GPU image")
+    retries: int = Field(1, ge=0, description="retries of a failed task")
+
+
+class Toleration(StrictModel):
+    """A Kubernetes toleration for a tainted node pool."""
+
+    key: str
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = "NoSchedule"
+
+
+class GpuPool(StrictModel):
+    """How GPU tasks reach the GPU node pool."""
+
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"xmodal.io/pool": "gpu"})
+    tolerations: list[Toleration] = Field(default_factory=lambda: [Toleration(key="nvidia.com/gpu")])
+
+
+class PipelineConfig(StrictModel):
+    """Kubeflow pipeline settings (resources, scheduling, secrets); the steps themselves read the rest."""
+
+    dataset: str | None = Field(None, description="default dataset of the compiled pipelines (first of runs)")
+    new_dataset: str | None = Field(None, description="default new data of the retraining pipeline")
+    caching: bool = Field(True, description="KFP execution caching of every task")
+    parallelism: int = Field(2, ge=1, description="methods trained at once within one ParallelFor")
+    config_map: str = Field("xmodal-config", description="ConfigMap exported as env to every task")
+    config_map_keys: list[str] = Field(
+        default_factory=lambda: ["MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"])
+    s3_secret: str = Field("xmodal-s3-credentials", description="Secret with the S3 keys, exported as env")
+    s3_secret_keys: list[str] = Field(default_factory=lambda: ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"])
+    defaults: TaskResources = Field(default_factory=TaskResources, description="every task without its own entry")
+    resources: dict[str, TaskResources] = Field(default_factory=dict, description="method → its train task")
+    gpu_pool: GpuPool = Field(default_factory=GpuPool)
+    schedule: str = Field("0 0 3 * * *", description="6-field cron (seconds first) for `pipeline submit --recurring`")
+
+
 class RunGroup(StrictModel):
     """Which methods ``dvc repro`` runs on which datasets of one family."""
 
@@ -162,6 +222,7 @@ class Params(StrictModel):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     registry: RegisterConfig = Field(default_factory=RegisterConfig, alias="register")
     runs: dict[str, RunGroup] = Field(default_factory=dict)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
     def dataset(self, name: str) -> DatasetConfig:
         """Return the dataset config ``name`` or raise a :class:`ConfigError` listing the known ones."""

@@ -6,6 +6,7 @@ from xmodal.metrics.alignment import (
     foscttm,
     foscttm_per_cell,
     knn_label_transfer,
+    label_transfer_confusion,
     matching_accuracy,
 )
 
@@ -13,5 +14,6 @@ __all__ = [
     "foscttm",
     "foscttm_per_cell",
     "knn_label_transfer",
+    "label_transfer_confusion",
     "matching_accuracy",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "foscttm",
     "foscttm_per_cell",
     "knn_label_transfer",
+    "label_transfer_confusion",
     "matching_accuracy",
 ]
 
@@ -247,7 +248,8 @@ def knn_label_transfer(
     query_labels: ArrayLike,
     *,
     k: int = 5,
-) -> dict[str, float]:
+    return_predictions: bool = False,
+) -> Any:
     """Transfer labels from a reference to a query with a k-nearest-neighbour classifier.
 
     A :class:`sklearn.neighbors.KNeighborsClassifier` (Euclidean distance, uniform weights) is
@@ -273,6 +275,8 @@ def knn_label_transfer(
         True labels of the query cells, shape ``(n_query,)``, same kind as ``ref_labels``.
     k
         Number of neighbours, ``>= 1``; clipped to ``n_ref``.
+    return_predictions
+        Return the predicted query labels, shape ``(n_query,)``, instead of the scores.
 
     Returns
     -------
@@ -306,6 +310,8 @@ def knn_label_transfer(
     clf = KNeighborsClassifier(n_neighbors=n_neighbors, weights="uniform", metric="euclidean")
     clf.fit(ref_arr, ref_y)
     pred = clf.predict(query_arr)
+    if return_predictions:
+        return pred
 
     classes = np.unique(query_y)
     return {
@@ -317,3 +323,28 @@ def knn_label_transfer(
             recall_score(query_y, pred, labels=classes, average="macro", zero_division=0)
         ),
     }
+
+
+def label_transfer_confusion(
+    ref: np.ndarray,
+    ref_labels: ArrayLike,
+    query: np.ndarray,
+    query_labels: ArrayLike,
+    *,
+    k: int = 5,
+) -> tuple[list[str], list[list[int]]]:
+    """Confusion matrix of :func:`knn_label_transfer` (same classifier, same validation).
+
+    Returns
+    -------
+    tuple
+        ``categories`` (sorted union of true and predicted labels, as strings) and ``matrix``
+        (``len(categories)`` × ``len(categories)``; rows: true label, columns: predicted label).
+    """
+    from sklearn.metrics import confusion_matrix
+
+    pred = knn_label_transfer(ref, ref_labels, query, query_labels, k=k, return_predictions=True)
+    truth = np.asarray(query_labels)
+    categories = sorted({str(v) for v in truth} | {str(v) for v in pred})
+    matrix = confusion_matrix(truth.astype(str), np.asarray(pred).astype(str), labels=categories)
+    return categories, matrix.astype(int).tolist()

@@ -14,6 +14,7 @@ from xmodal.config import EvaluateConfig, Params
 from xmodal.data import LABEL, PairedData, read_paired
 from xmodal.methods import load_model
 from xmodal.metrics import foscttm, knn_label_transfer, matching_accuracy
+from xmodal.metrics import label_transfer_confusion as metric_confusion
 from xmodal.stages._paths import model_dir, processed_dir, report_dir
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,25 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") ->
         _plot_history(getattr(model, "history", []), tmp / "training_curve.png")
     log.info("evaluate %s/%s: %s", dataset, method, metrics["validation"])
     return EvaluateResult(output=out, metrics=metrics)
+
+
+def label_transfer_confusion(params: Params, *, dataset: str, method: str,
+                             root: str | Path = ".") -> tuple[list[str], list[list[int]]]:
+    """Label-transfer confusion matrix (B → A, k neighbours) on the validation cells.
+
+    Returns
+    -------
+    tuple
+        ``(categories, matrix)``; both empty when the data carry no labels.
+    """
+    data = read_paired(processed_dir(root, dataset)).split("validation")
+    if not data.has_labels:
+        return [], []
+    model = load_model(model_dir(root, dataset, method))
+    z_a = model.transform(np.asarray(data.a.X), modality="a")
+    z_b = model.transform(np.asarray(data.b.X), modality="b")
+    return metric_confusion(z_b, data.b.obs[LABEL].astype(str), z_a, data.a.obs[LABEL].astype(str),
+                            k=params.evaluate.k)
 
 
 def _plot_embedding(model: Any, data: PairedData, path: Path, *, title: str, cfg: EvaluateConfig) -> None:

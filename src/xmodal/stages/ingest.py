@@ -23,7 +23,7 @@ class IngestResult:
     schema: dict[str, Any]
 
 
-def run(params: Params, *, dataset: str, root: str | Path = ".") -> IngestResult:
+def run(params: Params, *, dataset: str, root: str | Path = ".", source_root: str | Path | None = None) -> IngestResult:
     """Read and validate dataset ``dataset`` and write it in canonical form.
 
     Parameters
@@ -33,7 +33,10 @@ def run(params: Params, *, dataset: str, root: str | Path = ".") -> IngestResult
     dataset
         Dataset name in ``params.yaml``.
     root
-        Project root; relative input paths and the output ``data/ingested/<dataset>`` are under it.
+        Project root; the output ``data/ingested/<dataset>`` is under it.
+    source_root
+        Where relative input paths of the source are resolved (default: ``root``). A pipeline step
+        writes into a scratch root but reads the project's raw files.
 
     Returns
     -------
@@ -42,7 +45,7 @@ def run(params: Params, *, dataset: str, root: str | Path = ".") -> IngestResult
         :class:`~xmodal.errors.XmodalInputError` is raised and nothing is written.
     """
     cfg = params.dataset(dataset)
-    data = load_source(cfg.source, root=root)
+    data = load_source(cfg.source, root=root if source_root is None else source_root)
     out = ingested_dir(root, dataset)
     with atomic_dir(out) as tmp:
         schema = write_paired(data, tmp)

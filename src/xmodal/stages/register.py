@@ -258,14 +258,15 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") ->
         ref = tracker.log_model_run(
             run_name=f"{method}-{dataset}",
             registered_name=name,
-            model_dir=mdir,
-            preprocessors={k: processed_dir(root, dataset) / f"preprocessor_{k}" for k in ("a", "b")
+            # resolved: a pipeline step links its inputs in, and MLflow refuses paths that leave the folder
+            model_dir=mdir.resolve(),
+            preprocessors={k: (processed_dir(root, dataset) / f"preprocessor_{k}").resolve() for k in ("a", "b")
                            if (processed_dir(root, dataset) / f"preprocessor_{k}").is_dir()},
             params=flatten_params(run_params),
             history=read_json(history_file) if history_file.is_file() else [],
             metrics={f"{split}/{k}": float(v) for split, values in evaluation.items() for k, v in values.items()
                      if isinstance(v, int | float) and math.isfinite(float(v))},
-            artifacts_dir=rdir,
+            artifacts_dir=rdir.resolve(),
             tags={**lineage_tags(root, dataset=dataset), MODEL_HASH_TAG: digest,
                   "xmodal.method": method, "xmodal.primary_metric": spec.primary_metric},
         )

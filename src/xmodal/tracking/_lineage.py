@@ -13,6 +13,8 @@ from xmodal.stages._paths import ingested_dir, processed_dir
 
 #: environment variable holding the container image a run executes in (set by the KFP components)
 IMAGE_ENV = "XMODAL_IMAGE"
+#: commit to record when the code runs outside a git work tree (a container): set by CI / the pipeline
+COMMIT_ENV = "XMODAL_GIT_COMMIT"
 
 
 def model_sha256(path: str | Path) -> str:
@@ -49,12 +51,13 @@ def lineage_tags(root: str | Path, *, dataset: str) -> dict[str, str]:
     Returns
     -------
     dict
-        ``xmodal.git_commit`` (``"unknown"`` outside git), ``xmodal.git_dirty``, ``xmodal.dvc_lock_sha256``,
+        ``xmodal.git_commit`` (outside git: ``$XMODAL_GIT_COMMIT`` or ``"unknown"``), ``xmodal.git_dirty``, ``xmodal.dvc_lock_sha256``,
         ``xmodal.data.<stage>.<modality>_sha256``, ``xmodal.version``, ``xmodal.image``.
     """
     root = Path(root)
     commit = _git(root, "rev-parse", "HEAD")
     status = _git(root, "status", "--porcelain", "--untracked-files=no") if commit else None
+    commit = commit or os.environ.get(COMMIT_ENV)
     tags = {
         "xmodal.git_commit": commit or "unknown",
         "xmodal.git_dirty": "unknown" if status is None else str(bool(status)).lower(),

@@ -1,0 +1,28 @@
+"""``register``: models + evaluations → MLflow versions, ``challenger``/``champion`` aliases, decisions."""
+
+# no `from __future__ import annotations`: KFP reads the real annotation objects
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Markdown, Model, Output
+
+from xmodal.components._image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def register(
+    params_yaml: str,
+    dataset: str,
+    ingested: Input[Dataset],
+    processed: Input[Dataset],
+    models: Input[list[Model]],
+    evaluations: Input[list[Dataset]],
+    decisions: Output[Markdown],
+) -> str:
+    """Log and register each model; promote to ``champion`` only past the gates and the champion.
+
+    Returns the decisions as ``dataset/method=decision`` pairs separated by commas.
+    """
+    from xmodal.stages.steps import register_step
+
+    return ",".join(f"{d['dataset']}/{d['method']}={d['decision']}" for d in register_step(
+        params_yaml, dataset=dataset, ingested=ingested.path, processed=processed.path,
+        models=[m.path for m in models], evaluations=[e.path for e in evaluations], output=decisions.path))

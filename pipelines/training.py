@@ -1,0 +1,95 @@
+"""The training pipeline: ingest → preprocess → ParallelFor over methods {train → evaluate} → register."""
+
+# no `from __future__ import annotations`: KFP reads the pipeline function's real annotations
+
+from typing import Any
+
+from xmodal.config import Params, TaskResources
+from xmodal.errors import ConfigError
+
+PIPELINE_NAME = "xmodal-training"
+
+
+def default_dataset(params: Params) -> str:
+    """``pipeline.dataset``, else the first dataset of the first ``runs`` group."""
+    if params.pipeline.dataset:
+        params.dataset(params.pipeline.dataset)
+        return params.pipeline.dataset
+    for group in params.runs.values():
+        if group.datasets:
+            return group.datasets[0]
+    raise ConfigError("pipeline.dataset: not set and params.runs lists no dataset")
+
+
+def method_groups(params: Params, *, dataset: str) -> list[tuple[TaskResources, list[str]]]:
+    """The methods to train on ``dataset``, grouped by identical train-task resources (one ParallelFor each).
+
+    A ``ParallelFor`` runs one task spec for all its items, so methods that need other resources
+    (a GPU, more memory) get their own loop.
+    """
+    family = params.dataset(dataset).family
+    group = params.runs.get(family)
+    if group is None or not group.methods:
+        raise ConfigError(f"runs.{family}.methods: no method to train on {dataset!r}")
+    groups: list[tuple[TaskResources, list[str]]] = []
+    for method in group.methods:
+        res = params.pipeline.resources.get(method, params.pipeline.defaults)
+        for known, members in groups:
+            if known == res:
+                members.append(method)
+                break
+        else:
+            groups.append((res, [method]))
+    return groups
+
+
+def build_training_pipeline(params: Params, *, params_yaml: str, dataset: str | None = None) -> Any:
+    """Build the training pipeline for one dataset.
+
+    Parameters
+    ----------
+    params
+        Parsed parameters: ``pipeline:`` gives resources, scheduling, secrets and caching; ``runs`` the methods.
+    params_yaml
+        The text of ``params.yaml``: the default of the pipeline parameter ``params_yaml``, which every step
+        parses (a run may pass another).
+    dataset
+        Default of the pipeline parameter ``dataset`` (see :func:`default_dataset`).
+
+    Returns
+    -------
+    kfp GraphComponent
+        Compile it with ``kfp.compiler.Compiler`` or call it under ``kfp.local``.
+    """
+    from kfp import dsl
+
+    from xmodal.components import evaluate, ingest, preprocess, register, train
+    from xmodal.pipelines._platform import configure_task
+
+    cfg = params.pipeline
+    ds = dataset or default_dataset(params)
+    groups = method_groups(params, dataset=ds)
+
+    @dsl.pipeline(name=PIPELINE_NAME,
+                  description="ingest → preprocess → (train → evaluate) per method → register in MLflow")
+    def training(params_yaml: str = params_yaml, dataset: str = ds, source_root: str = "") -> None:
+        ing = configure_task(ingest(params_yaml=params_yaml, dataset=dataset, source_root=source_root),
+                             cfg=cfg, name="ingest")
+        prep = configure_task(preprocess(params_yaml=params_yaml, dataset=dataset, ingested=ing.outputs["ingested"]),
+                              cfg=cfg, name="preprocess")
+        for resources, methods in groups:
+            with dsl.ParallelFor(items=methods, parallelism=cfg.parallelism) as method:
+                tr = configure_task(train(params_yaml=params_yaml, dataset=dataset, method=method,
+                                          processed=prep.outputs["processed"]),
+                                    cfg=cfg, resources=resources, name="train")
+                ev = configure_task(evaluate(params_yaml=params_yaml, dataset=dataset,
+                                             processed=prep.outputs["processed"], model=tr.outputs["model"]),
+                                    cfg=cfg, name="evaluate")
+            reg = configure_task(register(params_yaml=params_yaml, dataset=dataset, ingested=ing.outputs["ingested"],
+                                          processed=prep.outputs["processed"],
+                                          models=dsl.Collected(tr.outputs["model"]),
+                                          evaluations=dsl.Collected(ev.outputs["evaluation"])),
+                                 cfg=cfg, name="register")
+            reg.set_caching_options(enable_caching=False)  # the registry is a side effect: never skip it
+
+    return training

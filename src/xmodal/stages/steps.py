@@ -1,0 +1,227 @@
+"""The stages over artifact folders: what a Kubeflow component calls (one call per component).
+
+A pipeline step gets its inputs as separate folders (KFP artifacts) rather than one project tree.
+Each function here lays those folders out as a scratch project root (symbolic links, nothing copied),
+runs the ordinary stage on it, and copies the stage's output folder to the output artifact path.
+Parameters travel as the text of ``params.yaml`` so a compiled pipeline carries them and a run can
+override them.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from xmodal.config import Params, params_from_dict
+from xmodal.errors import XmodalInputError
+from xmodal.methods._base import read_model_meta
+
+log = logging.getLogger(__name__)
+
+
+class MetricsLogger(Protocol):
+    """What KFP's ``Metrics`` artifact offers (``log_metric``)."""
+
+    def log_metric(self, metric: str, value: float) -> None:
+        """Record one scalar."""
+
+
+class ConfusionLogger(Protocol):
+    """What KFP's ``ClassificationMetrics`` artifact offers (``log_confusion_matrix``)."""
+
+    def log_confusion_matrix(self, categories: list[str], matrix: list[list[int]]) -> None:
+        """Record a confusion matrix (rows: true class, columns: predicted class)."""
+
+
+def parse_params(params_yaml: str) -> Params:
+    """Validate the text of a ``params.yaml`` (as carried by a pipeline parameter)."""
+    raw = yaml.safe_load(params_yaml) or {}
+    if not isinstance(raw, dict):
+        raise XmodalInputError("pipeline parameter params_yaml is not a YAML mapping",
+                               fix="pass the text of params.yaml")
+    return params_from_dict(raw, source="params_yaml")
+
+
+@contextmanager
+def _scratch_root(links: Mapping[str, str | Path]) -> Iterator[Path]:
+    """A temporary project root in which each relative path of ``links`` points at an input folder."""
+    root = Path(tempfile.mkdtemp(prefix="xmodal-step-"))
+    try:
+        for rel, target in links.items():
+            dest = root / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(Path(target).resolve(), dest, target_is_directory=True)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _export(folder: Path, output: str | Path) -> None:
+    """Copy a stage's output folder to an artifact path (created if needed)."""
+    Path(output).mkdir(parents=True, exist_ok=True)
+    shutil.copytree(folder, output, dirs_exist_ok=True)
+
+
+def ingest_step(params_yaml: str, *, dataset: str, output: str | Path, source_root: str | Path = "") -> dict[str, Any]:
+    """Ingest ``dataset`` into the folder ``output`` (``data.h5mu`` + ``schema.json``).
+
+    ``source_root`` resolves relative source paths (the project checkout when run locally); ``s3://``
+    sources and the embedded datasets need none.
+
+    Returns
+    -------
+    dict
+        The schema (shapes and content hashes).
+    """
+    from xmodal.stages import ingest
+
+    params = parse_params(params_yaml)
+    with _scratch_root({}) as root:
+        result = ingest.run(params, dataset=dataset, root=root, source_root=source_root or Path.cwd())
+        _export(result.output, output)
+    return result.schema
+
+
+def preprocess_step(params_yaml: str, *, dataset: str, ingested: str | Path, output: str | Path) -> dict[str, Any]:
+    """Split and preprocess the ingested folder ``ingested`` into ``output``; returns the split sizes."""
+    from xmodal.stages import preprocess
+
+    params = parse_params(params_yaml)
+    with _scratch_root({f"data/ingested/{dataset}": ingested}) as root:
+        result = preprocess.run(params, dataset=dataset, root=root)
+        _export(result.output, output)
+    return {"n_train": result.n_train, "n_validation": result.n_validation}
+
+
+def train_step(params_yaml: str, *, dataset: str, method: str, processed: str | Path,
+               output: str | Path) -> dict[str, Any]:
+    """Fit ``method`` on the processed folder ``processed``; the model folder goes to ``output``.
+
+    Returns
+    -------
+    dict
+        ``{"method", "dataset", ...fit info}``, suitable as artifact metadata.
+    """
+    from xmodal.stages import train
+
+    params = parse_params(params_yaml)
+    with _scratch_root({f"data/processed/{dataset}": processed}) as root:
+        result = train.run(params, dataset=dataset, method=method, root=root)
+        _export(result.output, output)
+    scalars = {k: v for k, v in result.info.items() if isinstance(v, int | float | str)}
+    return {"method": method, "dataset": dataset, **scalars}
+
+
+def evaluate_step(
+    params_yaml: str,
+    *,
+    dataset: str,
+    processed: str | Path,
+    model: str | Path,
+    output: str | Path,
+    metrics: MetricsLogger | None = None,
+    confusion: ConfusionLogger | None = None,
+    html: str | Path | None = None,
+) -> dict[str, float]:
+    """Evaluate the model folder ``model`` on the validation cells; the report folder goes to ``output``.
+
+    Parameters
+    ----------
+    metrics
+        Receives every finite validation metric (the Kubeflow UI lists them).
+    confusion
+        Receives the label-transfer confusion matrix on validation cells, when the data are labelled.
+    html
+        A self-contained HTML page (metrics table + embedded plots) is written here.
+
+    Returns
+    -------
+    dict
+        Validation metrics.
+    """
+    from xmodal.stages import evaluate
+
+    params = parse_params(params_yaml)
+    method = read_model_meta(model)["method"]
+    links = {f"data/processed/{dataset}": processed, f"models/{dataset}/{method}": model}
+    with _scratch_root(links) as root:
+        result = evaluate.run(params, dataset=dataset, method=method, root=root)
+        _export(result.output, output)
+        if confusion is not None:
+            categories, matrix = evaluate.label_transfer_confusion(params, dataset=dataset, method=method, root=root)
+            if categories:
+                confusion.log_confusion_matrix(categories, matrix)
+    validation = result.metrics["validation"]
+    if metrics is not None:
+        for key, value in sorted(validation.items()):
+            if isinstance(value, int | float) and value == value:
+                metrics.log_metric(key, float(value))
+    if html is not None:
+        _write_html(Path(output), Path(html), title=f"{method} on {dataset}", metrics=validation)
+    return validation
+
+
+def register_step(
+    params_yaml: str,
+    *,
+    dataset: str,
+    ingested: str | Path,
+    processed: str | Path,
+    models: Sequence[str | Path],
+    evaluations: Sequence[str | Path],
+    output: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Register every (model, evaluation) pair of one dataset; decisions as JSON/Markdown in ``output``.
+
+    The tracking store comes from ``register.tracking_uri`` or ``MLFLOW_TRACKING_URI`` (a cluster sets the
+    latter from the ``xmodal-config`` ConfigMap). ``models[i]`` and ``evaluations[i]`` must belong together;
+    each model folder names its method.
+    """
+    from xmodal.stages import register
+
+    if len(models) != len(evaluations):
+        raise XmodalInputError(f"{len(models)} models but {len(evaluations)} evaluations",
+                               fix="pass one evaluation folder per model")
+    params = parse_params(params_yaml)
+    decisions = []
+    for model, evaluation in zip(models, evaluations, strict=True):
+        method = read_model_meta(model)["method"]
+        links = {f"data/ingested/{dataset}": ingested, f"data/processed/{dataset}": processed,
+                 f"models/{dataset}/{method}": model, f"reports/{dataset}/{method}": evaluation}
+        with _scratch_root(links) as root:
+            decisions.append(register.run(params, dataset=dataset, method=method, root=root).decision)
+    if output is not None:
+        _write_decisions(Path(output), decisions)
+    return decisions
+
+
+def _write_decisions(output: Path, decisions: list[dict[str, Any]]) -> None:
+    lines = ["| dataset | method | version | decision | champion | reasons |", "|---|---|---|---|---|---|"]
+    for d in decisions:
+        lines.append(f"| {d['dataset']} | {d['method']} | {d['version']} | **{d['decision']}** | "
+                     f"{d['champion_after'] or '—'} | {'; '.join(d['reasons'])} |")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("# Registry decisions\n\n" + "\n".join(lines) + "\n")
+
+
+def _write_html(report: Path, html: Path, *, title: str, metrics: Mapping[str, float]) -> None:
+    rows = "".join(f"<tr><td>{k}</td><td>{v:.4g}</td></tr>" for k, v in sorted(metrics.items())
+                   if isinstance(v, int | float))
+    images = "".join(
+        f'<h2>{png.stem}</h2><img alt="{png.stem}" src="data:image/png;base64,'
+        f'{base64.b64encode(png.read_bytes()).decode()}"/>' for png in sorted(report.glob("*.png")))
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
+                    f"<h1>{title}</h1><h2>validation metrics</h2><table>{rows}</table>{images}</body></html>")
+
+
+__all__ = ["evaluate_step", "ingest_step", "parse_params", "preprocess_step", "register_step", "train_step"]
