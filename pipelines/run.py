@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import warnings
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,24 +22,32 @@ log = logging.getLogger(__name__)
 PIPELINES = ("training",)
 
 
-def build(name: str, params: Params, *, params_yaml: str, dataset: str | None = None) -> Any:
+def params_to_text(params: Params) -> str:
+    """The validated parameters as one line of JSON: the compiled default of the ``params_text`` parameter.
+
+    One line, because KFP copies parameter defaults verbatim into the YAML comment header of the package.
+    """
+    return json.dumps(params.model_dump(mode="json", by_alias=True), sort_keys=True)
+
+
+def build(name: str, params: Params, *, dataset: str | None = None) -> Any:
     """The pipeline called ``name`` (see :data:`PIPELINES`) built from ``params``."""
+    params_text = params_to_text(params)
     if name == "training":
         from xmodal.pipelines.training import build_training_pipeline
 
-        return build_training_pipeline(params, params_yaml=params_yaml, dataset=dataset)
+        return build_training_pipeline(params, params_text=params_text, dataset=dataset)
     raise ConfigError(f"unknown pipeline {name!r} (known: {', '.join(PIPELINES)})")
 
 
-def compile_pipeline(name: str, params: Params, *, params_yaml: str, output: str | Path,
-                     dataset: str | None = None) -> Path:
+def compile_pipeline(name: str, params: Params, *, output: str | Path, dataset: str | None = None) -> Path:
     """Compile pipeline ``name`` to the IR YAML file ``output`` (deterministic: same inputs, same bytes)."""
     from kfp import compiler
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
-    compiler.Compiler().compile(build(name, params, params_yaml=params_yaml, dataset=dataset), str(tmp))
+    tmp = output.with_name(f".{output.stem}.tmp.yaml")
+    compiler.Compiler().compile(build(name, params, dataset=dataset), str(tmp))
     tmp.replace(output)
     log.info("compiled %s → %s", name, output)
     return output
@@ -66,20 +76,26 @@ def _env(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def run_local(name: str, params: Params, *, params_yaml: str, root: str | Path = ".",
-              dataset: str | None = None) -> LocalRun:
+def run_local(name: str, params: Params, *, root: str | Path = ".", dataset: str | None = None) -> LocalRun:
     """Execute pipeline ``name`` on this machine with ``kfp.local.SubprocessRunner(use_venv=False)``.
 
     Every task runs in a subprocess of this Python environment. Artifacts go under
     ``<root>/.kfp-local/``; relative dataset paths resolve against ``root``; MLflow is the project's
-    store (``register.tracking_uri`` resolved under ``root``, unless ``MLFLOW_TRACKING_URI`` is set).
+    store (``register.tracking_uri`` resolved under ``root``, unless ``MLFLOW_TRACKING_URI`` is set) and
+    artifact root (``register.artifact_location`` resolved under ``root``).
     """
     from kfp import local
 
     from xmodal.tracking import resolve_tracking_uri
     from xmodal.tracking._lineage import COMMIT_ENV, _git
 
+    from xmodal.tracking._mlflow import resolve_artifact_location
+
     root = Path(root).resolve()
+    # each step works in a scratch root: pin the MLflow artifact root to the project's
+    registry = params.registry.model_copy(
+        update={"artifact_location": resolve_artifact_location(params.registry.artifact_location, root=root)})
+    params = params.model_copy(update={"registry": registry})
     pipeline_root = root / ".kfp-local"
     pipeline_root.mkdir(parents=True, exist_ok=True)
     env = {"MLFLOW_TRACKING_URI": resolve_tracking_uri(params.registry.tracking_uri, root=root)}
@@ -87,10 +103,12 @@ def run_local(name: str, params: Params, *, params_yaml: str, root: str | Path =
     if commit:
         env[COMMIT_ENV] = commit
     started = time.time()
-    with _env(env):
+    with _env(env), warnings.catch_warnings():
+        # the components name the project image; locally they run in this environment, which has xmodal
+        warnings.filterwarnings("ignore", message=".*custom or non-Python base image", category=RuntimeWarning)
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                    raise_on_error=True)
-        pipeline = build(name, params, params_yaml=params_yaml, dataset=dataset)
+        pipeline = build(name, params, dataset=dataset)
         pipeline(source_root=str(root))
     seconds = time.time() - started
     decisions = sorted(pipeline_root.rglob("decisions"), key=lambda p: p.stat().st_mtime)
@@ -98,7 +116,7 @@ def run_local(name: str, params: Params, *, params_yaml: str, root: str | Path =
     return LocalRun(pipeline_root=pipeline_root, seconds=seconds, decisions=decisions)
 
 
-def submit(name: str, params: Params, *, params_yaml: str, host: str, experiment: str = "xmodal",
+def submit(name: str, params: Params, *, host: str, experiment: str = "xmodal",
            dataset: str | None = None, recurring: bool = False, cron: str | None = None,
            namespace: str | None = None, service_account: str | None = None, token: str | None = None,
            wait: bool = False, timeout: int = 3600) -> dict[str, Any]:
@@ -126,8 +144,7 @@ def submit(name: str, params: Params, *, params_yaml: str, host: str, experiment
     client = kfp.Client(host=host, existing_token=token or os.environ.get("KFP_TOKEN") or None,
                         **({"namespace": namespace} if namespace else {}))
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(name, params, params_yaml=params_yaml, output=Path(tmp) / f"{name}.yaml",
-                                   dataset=dataset)
+        package = compile_pipeline(name, params, output=Path(tmp) / f"{name}.yaml", dataset=dataset)
         run_name = f"xmodal-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         if recurring:
             exp = client.create_experiment(name=experiment)

@@ -43,16 +43,16 @@ def method_groups(params: Params, *, dataset: str) -> list[tuple[TaskResources, 
     return groups
 
 
-def build_training_pipeline(params: Params, *, params_yaml: str, dataset: str | None = None) -> Any:
+def build_training_pipeline(params: Params, *, params_text: str, dataset: str | None = None) -> Any:
     """Build the training pipeline for one dataset.
 
     Parameters
     ----------
     params
         Parsed parameters: ``pipeline:`` gives resources, scheduling, secrets and caching; ``runs`` the methods.
-    params_yaml
-        The text of ``params.yaml``: the default of the pipeline parameter ``params_yaml``, which every step
-        parses (a run may pass another).
+    params_text
+        The parameters as text (JSON or YAML): the default of the pipeline parameter ``params_text``, which
+        every step parses (a run may pass another).
     dataset
         Default of the pipeline parameter ``dataset`` (see :func:`default_dataset`).
 
@@ -72,20 +72,20 @@ def build_training_pipeline(params: Params, *, params_yaml: str, dataset: str | 
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="ingest → preprocess → (train → evaluate) per method → register in MLflow")
-    def training(params_yaml: str = params_yaml, dataset: str = ds, source_root: str = "") -> None:
-        ing = configure_task(ingest(params_yaml=params_yaml, dataset=dataset, source_root=source_root),
+    def training(params_text: str = params_text, dataset: str = ds, source_root: str = "") -> None:
+        ing = configure_task(ingest(params_text=params_text, dataset=dataset, source_root=source_root),
                              cfg=cfg, name="ingest")
-        prep = configure_task(preprocess(params_yaml=params_yaml, dataset=dataset, ingested=ing.outputs["ingested"]),
+        prep = configure_task(preprocess(params_text=params_text, dataset=dataset, ingested=ing.outputs["ingested"]),
                               cfg=cfg, name="preprocess")
         for resources, methods in groups:
             with dsl.ParallelFor(items=methods, parallelism=cfg.parallelism) as method:
-                tr = configure_task(train(params_yaml=params_yaml, dataset=dataset, method=method,
+                tr = configure_task(train(params_text=params_text, dataset=dataset, method=method,
                                           processed=prep.outputs["processed"]),
                                     cfg=cfg, resources=resources, name="train")
-                ev = configure_task(evaluate(params_yaml=params_yaml, dataset=dataset,
+                ev = configure_task(evaluate(params_text=params_text, dataset=dataset,
                                              processed=prep.outputs["processed"], model=tr.outputs["model"]),
                                     cfg=cfg, name="evaluate")
-            reg = configure_task(register(params_yaml=params_yaml, dataset=dataset, ingested=ing.outputs["ingested"],
+            reg = configure_task(register(params_text=params_text, dataset=dataset, ingested=ing.outputs["ingested"],
                                           processed=prep.outputs["processed"],
                                           models=dsl.Collected(tr.outputs["model"]),
                                           evaluations=dsl.Collected(ev.outputs["evaluation"])),

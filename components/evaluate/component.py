@@ -9,7 +9,7 @@ from xmodal.components._image import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def evaluate(
-    params_yaml: str,
+    params_text: str,
     dataset: str,
     processed: Input[Dataset],
     model: Input[Model],
@@ -21,5 +21,5 @@ def evaluate(
     """Score the alignment on validation cells: metrics, label-transfer confusion matrix, HTML report."""
     from xmodal.stages.steps import evaluate_step
 
-    evaluate_step(params_yaml, dataset=dataset, processed=processed.path, model=model.path, output=evaluation.path,
+    evaluate_step(params_text, dataset=dataset, processed=processed.path, model=model.path, output=evaluation.path,
                   metrics=metrics, confusion=label_transfer, html=report.path)

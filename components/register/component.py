@@ -9,7 +9,7 @@ from xmodal.components._image import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def register(
-    params_yaml: str,
+    params_text: str,
     dataset: str,
     ingested: Input[Dataset],
     processed: Input[Dataset],
@@ -24,5 +24,5 @@ def register(
     from xmodal.stages.steps import register_step
 
     return ",".join(f"{d['dataset']}/{d['method']}={d['decision']}" for d in register_step(
-        params_yaml, dataset=dataset, ingested=ingested.path, processed=processed.path,
+        params_text, dataset=dataset, ingested=ingested.path, processed=processed.path,
         models=[m.path for m in models], evaluations=[e.path for e in evaluations], output=decisions.path))

@@ -8,9 +8,9 @@ from xmodal.components._image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def train(params_yaml: str, dataset: str, method: str, processed: Input[Dataset], model: Output[Model]) -> None:
+def train(params_text: str, dataset: str, method: str, processed: Input[Dataset], model: Output[Model]) -> None:
     """Fit ``method`` on the training cells; validation cells are never seen."""
     from xmodal.stages.steps import train_step
 
-    model.metadata.update(train_step(params_yaml, dataset=dataset, method=method, processed=processed.path,
+    model.metadata.update(train_step(params_text, dataset=dataset, method=method, processed=processed.path,
                                      output=model.path))

@@ -3,13 +3,14 @@
 A pipeline step gets its inputs as separate folders (KFP artifacts) rather than one project tree.
 Each function here lays those folders out as a scratch project root (symbolic links, nothing copied),
 runs the ordinary stage on it, and copies the stage's output folder to the output artifact path.
-Parameters travel as the text of ``params.yaml`` so a compiled pipeline carries them and a run can
-override them.
+Parameters travel as text (one line of JSON as ``xmodal pipeline`` compiles them in, or the YAML of a
+``params.yaml``), so a compiled pipeline carries them and a run can override them.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import shutil
@@ -42,13 +43,17 @@ class ConfusionLogger(Protocol):
         """Record a confusion matrix (rows: true class, columns: predicted class)."""
 
 
-def parse_params(params_yaml: str) -> Params:
-    """Validate the text of a ``params.yaml`` (as carried by a pipeline parameter)."""
-    raw = yaml.safe_load(params_yaml) or {}
+def parse_params(params_text: str) -> Params:
+    """Validate parameters carried as text by a pipeline parameter: JSON (what ``xmodal pipeline`` compiles
+    in) or the YAML of a ``params.yaml``."""
+    try:
+        raw = json.loads(params_text)
+    except ValueError:
+        raw = yaml.safe_load(params_text) or {}
     if not isinstance(raw, dict):
-        raise XmodalInputError("pipeline parameter params_yaml is not a YAML mapping",
+        raise XmodalInputError("pipeline parameter params_text is not a YAML mapping",
                                fix="pass the text of params.yaml")
-    return params_from_dict(raw, source="params_yaml")
+    return params_from_dict(raw, source="params_text")
 
 
 @contextmanager
@@ -71,7 +76,7 @@ def _export(folder: Path, output: str | Path) -> None:
     shutil.copytree(folder, output, dirs_exist_ok=True)
 
 
-def ingest_step(params_yaml: str, *, dataset: str, output: str | Path, source_root: str | Path = "") -> dict[str, Any]:
+def ingest_step(params_text: str, *, dataset: str, output: str | Path, source_root: str | Path = "") -> dict[str, Any]:
     """Ingest ``dataset`` into the folder ``output`` (``data.h5mu`` + ``schema.json``).
 
     ``source_root`` resolves relative source paths (the project checkout when run locally); ``s3://``
@@ -84,25 +89,25 @@ def ingest_step(params_yaml: str, *, dataset: str, output: str | Path, source_ro
     """
     from xmodal.stages import ingest
 
-    params = parse_params(params_yaml)
+    params = parse_params(params_text)
     with _scratch_root({}) as root:
         result = ingest.run(params, dataset=dataset, root=root, source_root=source_root or Path.cwd())
         _export(result.output, output)
     return result.schema
 
 
-def preprocess_step(params_yaml: str, *, dataset: str, ingested: str | Path, output: str | Path) -> dict[str, Any]:
+def preprocess_step(params_text: str, *, dataset: str, ingested: str | Path, output: str | Path) -> dict[str, Any]:
     """Split and preprocess the ingested folder ``ingested`` into ``output``; returns the split sizes."""
     from xmodal.stages import preprocess
 
-    params = parse_params(params_yaml)
+    params = parse_params(params_text)
     with _scratch_root({f"data/ingested/{dataset}": ingested}) as root:
         result = preprocess.run(params, dataset=dataset, root=root)
         _export(result.output, output)
     return {"n_train": result.n_train, "n_validation": result.n_validation}
 
 
-def train_step(params_yaml: str, *, dataset: str, method: str, processed: str | Path,
+def train_step(params_text: str, *, dataset: str, method: str, processed: str | Path,
                output: str | Path) -> dict[str, Any]:
     """Fit ``method`` on the processed folder ``processed``; the model folder goes to ``output``.
 
@@ -113,7 +118,7 @@ def train_step(params_yaml: str, *, dataset: str, method: str, processed: str | 
     """
     from xmodal.stages import train
 
-    params = parse_params(params_yaml)
+    params = parse_params(params_text)
     with _scratch_root({f"data/processed/{dataset}": processed}) as root:
         result = train.run(params, dataset=dataset, method=method, root=root)
         _export(result.output, output)
@@ -122,7 +127,7 @@ def train_step(params_yaml: str, *, dataset: str, method: str, processed: str | 
 
 
 def evaluate_step(
-    params_yaml: str,
+    params_text: str,
     *,
     dataset: str,
     processed: str | Path,
@@ -150,7 +155,7 @@ def evaluate_step(
     """
     from xmodal.stages import evaluate
 
-    params = parse_params(params_yaml)
+    params = parse_params(params_text)
     method = read_model_meta(model)["method"]
     links = {f"data/processed/{dataset}": processed, f"models/{dataset}/{method}": model}
     with _scratch_root(links) as root:
@@ -171,7 +176,7 @@ def evaluate_step(
 
 
 def register_step(
-    params_yaml: str,
+    params_text: str,
     *,
     dataset: str,
     ingested: str | Path,
@@ -191,7 +196,7 @@ def register_step(
     if len(models) != len(evaluations):
         raise XmodalInputError(f"{len(models)} models but {len(evaluations)} evaluations",
                                fix="pass one evaluation folder per model")
-    params = parse_params(params_yaml)
+    params = parse_params(params_text)
     decisions = []
     for model, evaluation in zip(models, evaluations, strict=True):
         method = read_model_meta(model)["method"]
