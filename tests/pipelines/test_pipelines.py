@@ -1,0 +1,133 @@
+"""The Kubeflow pipelines: compiled YAML against KFP's protobuf schemas, platform settings, local run, submit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xmodal.cli import main
+
+GPU = ["--set", "pipeline.resources.gwot.accelerator_count=1",
+       "--set", "pipeline.resources.gwot.memory_limit=16G"]
+
+
+def _cli(root: Path, *args: str) -> int:
+    return main([*args, "--params", str(root / "params.yaml"), "--root", str(root)])
+
+
+def _compile(root: Path, *extra: str, out: str = "compiled") -> list[dict]:
+    assert _cli(root, "pipeline", "compile", "--output-dir", str(root / out), *extra) == 0
+    return list(yaml.safe_load_all((root / out / "training.yaml").read_text()))
+
+
+def _executor_of(spec: dict, task: str) -> str:
+    """The executor label of a task, searching nested DAGs (ParallelFor bodies are sub-DAGs)."""
+    for component in [spec["root"], *spec["components"].values()]:
+        tasks = component.get("dag", {}).get("tasks", {})
+        if task in tasks:
+            comp = spec["components"][tasks[task]["componentRef"]["name"]]
+            return comp["executorLabel"]
+    raise KeyError(task)
+
+
+def test_compiled_yaml_parses_against_kfp_protobufs(tiny_project: Path) -> None:
+    from google.protobuf import json_format
+    from kfp.kubernetes import kubernetes_executor_config_pb2
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    docs = _compile(tiny_project)
+    assert len(docs) == 2  # PipelineSpec, then PlatformSpec (kfp-kubernetes settings)
+    spec = json_format.ParseDict(docs[0], pipeline_spec_pb2.PipelineSpec())
+    assert spec.pipeline_info.name == "xmodal-training"
+    json_format.ParseDict(docs[1], pipeline_spec_pb2.PlatformSpec())
+    executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for config in executors.values():
+        json_format.ParseDict(config, kubernetes_executor_config_pb2.KubernetesExecutorConfig())
+    # the strict parse can fail: an unknown field is rejected
+    with pytest.raises(json_format.ParseError):
+        json_format.ParseDict({**docs[0], "notAField": 1}, pipeline_spec_pb2.PipelineSpec())
+
+
+def test_every_stage_is_a_task_and_methods_run_in_a_parallel_for(tiny_project: Path) -> None:
+    spec = _compile(tiny_project)[0]
+    root_tasks = spec["root"]["dag"]["tasks"]
+    loops = [t for t in root_tasks.values() if "parameterIterator" in t]
+    assert len(loops) == 1
+    assert json.loads(loops[0]["parameterIterator"]["items"]["raw"]) == ["gwot"]
+    for task in ("ingest", "preprocess", "register"):
+        assert task in root_tasks
+    loop_dag = spec["components"][loops[0]["componentRef"]["name"]]["dag"]["tasks"]
+    assert {"train", "evaluate"} <= set(loop_dag)
+    assert root_tasks["register"]["cachingOptions"] == {}  # the registry side effect is never cached
+    assert root_tasks["ingest"]["cachingOptions"] == {"enableCache": True}
+
+
+def test_gpu_settings_node_pool_and_secrets_reach_the_train_task(tiny_project: Path) -> None:
+    spec, platform = _compile(tiny_project, *GPU)
+    train_exec = _executor_of(spec, "train")
+    container = spec["deploymentSpec"]["executors"][train_exec]["container"]
+    assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert container["resources"]["accelerator"]["resourceCount"] == "1"
+    assert container["resources"]["resourceMemoryLimit"] == "16G"
+    assert container["image"].endswith("-gpu")
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][train_exec]
+    assert k8s["nodeSelector"]["labels"] == {"xmodal.io/pool": "gpu"}
+    assert k8s["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
+    assert k8s["secretAsEnv"][0]["secretName"] == "xmodal-s3-credentials"
+    assert {e["envVar"] for e in k8s["secretAsEnv"][0]["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert k8s["configMapAsEnv"][0]["configMapName"] == "xmodal-config"
+    # CPU-only tasks stay off the GPU pool and on the CPU image
+    ingest_exec = _executor_of(spec, "ingest")
+    assert "nodeSelector" not in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][ingest_exec]
+    assert not spec["deploymentSpec"]["executors"][ingest_exec]["container"]["image"].endswith("-gpu")
+    assert "accelerator" not in spec["deploymentSpec"]["executors"][ingest_exec]["container"].get("resources", {})
+
+
+def test_compiling_is_reproducible_byte_for_byte(tiny_project: Path) -> None:
+    _compile(tiny_project, out="one")
+    _compile(tiny_project, out="two")
+    assert (tiny_project / "one/training.yaml").read_bytes() == (tiny_project / "two/training.yaml").read_bytes()
+
+
+def test_training_pipeline_runs_locally_and_registers_a_model(tiny_project: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert _cli(tiny_project, "pipeline", "run", "--local") == 0
+    uri = f"sqlite:///{tiny_project / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert client.get_registered_model("xmodal-gwot-tiny").aliases == {"challenger": 1, "champion": 1}
+    version = client.get_model_version("xmodal-gwot-tiny", "1")
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["validation/foscttm"] < 0.5
+    # the model's artifacts live in the project, not in a step's scratch folder
+    assert list((tiny_project / "mlartifacts").rglob("model.json"))
+    assert "MLFLOW_TRACKING_URI" not in __import__("os").environ
+
+
+def test_submit_posts_the_compiled_pipeline_to_the_kfp_api(tiny_project: Path) -> None:
+    from fake_kfp import FakeKfp
+
+    with FakeKfp() as kfp:
+        assert _cli(tiny_project, "pipeline", "submit", "--host", kfp.host, "--experiment", "ci", "--wait", *GPU) == 0
+        assert _cli(tiny_project, "pipeline", "submit", "--host", kfp.host, "--recurring",
+                    "--cron", "0 0 4 * * *") == 0
+    posts = {r["path"].rsplit("/", 1)[-1]: r["body"] for r in kfp.requests if r["method"] == "POST"}
+    assert posts["experiments"]["display_name"] == "ci"
+    run = posts["runs"]
+    assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "xmodal-training"
+    train_k8s = [e for e in run["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"][
+        "executors"].values() if "nodeSelector" in e]
+    assert train_k8s, "the GPU node pool settings travel with the submitted spec"
+    assert run["experiment_id"] == "exp-1"
+    assert posts["recurringruns"]["trigger"]["cron_schedule"]["cron"] == "0 0 4 * * *"
+    assert any(r["method"] == "GET" and r["path"].endswith("/runs/run-1") for r in kfp.requests)  # --wait polled
+
+
+def test_unknown_pipeline_setting_exits_2(tiny_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli(tiny_project, "pipeline", "compile", "--set", "pipeline.resources.gwot.gpus=1") == 2
+    assert "pipeline.resources.gwot" in capsys.readouterr().err
