@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.xmodal-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all lint bench clean-outputs lock help
+.PHONY: install demo test test-all lint bench clean-outputs lock help images push-images
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,3 +47,24 @@ lock:  ## regenerate requirements/lock.txt from the current .venv
 
 clean-outputs:  ## remove pipeline outputs (data/, models/, reports/, mlflow.db)
 	rm -rf data/ingested data/processed models reports mlflow.db mlartifacts
+
+# Project images (docker/): ghcr.io/xmodal/xmodal:<version> (CPU) and :<version>-gpu, <version> = xmodal.__version__.
+IMAGE_REPOSITORY ?= ghcr.io/xmodal/xmodal
+DOCKER ?= docker
+XMODAL_VERSION = $(shell PYTHONPATH=src $(PYTHON) -c 'import xmodal; print(xmodal.__version__)')
+IMAGE = $(IMAGE_REPOSITORY):$(XMODAL_VERSION)
+GPU_IMAGE = $(IMAGE_REPOSITORY):$(XMODAL_VERSION)-gpu
+IMAGE_BUILD_ARGS = --build-arg XMODAL_VERSION=$(XMODAL_VERSION) --build-arg IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) \
+	--build-arg VCS_REF=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+NEED_DOCKER = command -v $(DOCKER) >/dev/null 2>&1 || { echo "make: Docker is needed to build/push the images: '$(DOCKER)' is not on PATH (install Docker, or set DOCKER=podman)" >&2; exit 1; }; \
+	$(DOCKER) info >/dev/null 2>&1 || { echo "make: Docker is needed to build/push the images: '$(DOCKER)' is on PATH but no Docker engine answers (start the daemon)" >&2; exit 1; }
+
+images:  ## build both project images (needs Docker): ghcr.io/xmodal/xmodal:<version>[-gpu]
+	@$(NEED_DOCKER)
+	@test -n "$(XMODAL_VERSION)" || { echo "make: could not read xmodal.__version__ from src/xmodal" >&2; exit 1; }
+	$(DOCKER) build -f docker/Dockerfile $(IMAGE_BUILD_ARGS) -t $(IMAGE) .
+	$(DOCKER) build -f docker/Dockerfile.gpu $(IMAGE_BUILD_ARGS) -t $(GPU_IMAGE) .
+
+push-images: images  ## build and push both project images (after `docker login ghcr.io`)
+	$(DOCKER) push $(IMAGE)
+	$(DOCKER) push $(GPU_IMAGE)

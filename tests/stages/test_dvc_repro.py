@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY_PARAMS
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -23,14 +21,14 @@ def _git(root: Path, *args: str) -> None:
 
 
 @pytest.fixture
-def dvc_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def dvc_project(tiny_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A git + DVC repo holding the real dvc.yaml, the sources its stages depend on, and tiny params."""
     root = tmp_path / "proj"
     root.mkdir()
     shutil.copy(REPO_ROOT / "dvc.yaml", root / "dvc.yaml")
     shutil.copytree(REPO_ROOT / "src" / "xmodal", root / "src" / "xmodal",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
+    shutil.copy(tiny_project / "params.yaml", root / "params.yaml")
     # the stages call the `xmodal` console script of this interpreter's environment
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")

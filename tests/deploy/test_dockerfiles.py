@@ -1,0 +1,201 @@
+"""The project images (``docker/Dockerfile``, ``docker/Dockerfile.gpu``) without building them: hadolint with
+its default rules, and the properties the cluster and the pipeline rely on (pinned bases, the lock as
+constraints, CUDA torch in the GPU image, non-root, the ``xmodal`` entrypoint, OCI labels), plus the
+``make images`` target that builds them. Building needs a Docker engine; CI with one runs ``make images``."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from _deploytools import REPO, package_version, require_tool
+
+DOCKERFILES = {"cpu": REPO / "docker" / "Dockerfile", "gpu": REPO / "docker" / "Dockerfile.gpu"}
+IMAGE_REPOSITORY = "ghcr.io/xmodal/xmodal"
+BAD_DOCKERFILE = """\
+FROM python:latest
+RUN apt-get update && apt-get install -y curl
+RUN pip install requests
+"""
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined and comments dropped."""
+    joined, out = "", []
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            joined += line[:-1] + " "
+            continue
+        joined += line
+        keyword, _, args = joined.partition(" ")
+        out.append((keyword.upper(), args.strip()))
+        joined = ""
+    return out
+
+
+def _text(path: Path) -> str:
+    """Every instruction on one line each (continuations joined), comments dropped."""
+    return "\n".join(f"{keyword} {args}" for keyword, args in _instructions(path))
+
+
+def _stages(path: Path) -> list[list[tuple[str, str]]]:
+    stages: list[list[tuple[str, str]]] = []
+    for keyword, args in _instructions(path):
+        if keyword == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((keyword, args))
+    return stages
+
+
+def _hadolint(path: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """hadolint with its default rules: run from an empty folder with no user config to pick up."""
+    env = {**os.environ, "HOME": str(cwd), "XDG_CONFIG_HOME": str(cwd)}
+    return subprocess.run([require_tool("hadolint"), "--no-color", str(path)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+# --------------------------------------------------------------------------------------------- hadolint
+@pytest.mark.parametrize("flavour", sorted(DOCKERFILES))
+def test_hadolint_passes_with_default_rules(flavour: str, tmp_path: Path) -> None:
+    result = _hadolint(DOCKERFILES[flavour], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ignore" not in DOCKERFILES[flavour].read_text().lower(), "no rule may be switched off"
+
+
+def test_hadolint_flags_a_bad_dockerfile(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text(BAD_DOCKERFILE)
+    result = _hadolint(bad, tmp_path)
+    assert result.returncode != 0
+    for rule in ("DL3007", "DL3008", "DL3013", "DL3042"):  # :latest, apt and pip unpinned, pip cache
+        assert rule in result.stdout, result.stdout
+
+
+# ------------------------------------------------------------------------------------------- structure
+@pytest.mark.parametrize("flavour", sorted(DOCKERFILES))
+def test_every_base_image_is_pinned(flavour: str) -> None:
+    aliases = set()
+    for stage in _stages(DOCKERFILES[flavour]):
+        words = stage[0][1].split()
+        image = words[0]
+        if image not in aliases:
+            tag = image.rpartition("/")[2].partition(":")[2]
+            assert tag, f"{image} has no tag"
+            assert tag != "latest", image
+            assert "$" not in image, f"{image}: the base must be written out, not an ARG"
+        if len(words) == 3 and words[1].upper() == "AS":
+            aliases.add(words[2])
+
+
+@pytest.mark.parametrize("flavour", sorted(DOCKERFILES))
+def test_wheel_stage_copies_the_folders_behind_the_package_links(flavour: str) -> None:
+    # src/xmodal/components and src/xmodal/pipelines are symlinks: without their targets the wheel has no KFP code
+    wheel_stage = _stages(DOCKERFILES[flavour])[0]
+    copies = [args for keyword, args in wheel_stage if keyword == "COPY"]
+    for folder in ("src", "components", "pipelines"):
+        assert any(args.split()[0] == folder for args in copies), f"{flavour}: no COPY {folder}"
+    for link in ("components", "pipelines"):
+        assert (REPO / "src" / "xmodal" / link).is_symlink()
+
+
+@pytest.mark.parametrize("flavour", sorted(DOCKERFILES))
+def test_runtime_stage_is_non_root_with_the_xmodal_entrypoint(flavour: str) -> None:
+    runtime = _stages(DOCKERFILES[flavour])[-1]
+    users = [args for keyword, args in runtime if keyword == "USER"]
+    assert users, "the runtime stage sets no USER"
+    assert users[-1].split(":")[0] not in {"root", "0"}, users[-1]
+    final = dict(runtime)
+    assert final["ENTRYPOINT"] == '["xmodal"]'
+    assert final["CMD"] == '["--help"]'
+    assert final["WORKDIR"].startswith("/")
+    assert 'org.opencontainers.image.version="${XMODAL_VERSION}"' in final["LABEL"]
+    assert any(a.startswith("XMODAL_VERSION") for k, a in runtime if k == "ARG")
+
+
+@pytest.mark.parametrize("flavour", sorted(DOCKERFILES))
+def test_dependencies_come_from_the_lock(flavour: str) -> None:
+    instructions = _instructions(DOCKERFILES[flavour])
+    copies = [args for keyword, args in instructions if keyword == "COPY"]
+    assert "requirements/lock.txt /tmp/lock.txt" in copies
+    installs = [args for keyword, args in instructions if keyword == "RUN" and "pip install" in args]
+    assert len(installs) == 2, "torch, then the project wheel with [all]"
+    for run in installs:
+        assert "--no-cache-dir" in run, run
+        assert re.search(r"-c /tmp/(lock|constraints-gpu)\.txt", run), run
+    assert '[all]"' in installs[-1]
+    assert any("pip wheel --no-cache-dir --no-deps" in args for keyword, args in instructions if keyword == "RUN")
+
+
+def test_cpu_image_takes_torch_from_the_cpu_index() -> None:
+    text = _text(DOCKERFILES["cpu"])
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in text
+    assert "torch.version.cuda is None" in text
+    assert "torch==2.13.0+cpu" in (REPO / "requirements" / "lock.txt").read_text().splitlines()
+
+
+def test_gpu_image_is_cuda_python311_and_filters_the_cpu_torch_pin() -> None:
+    stages = _stages(DOCKERFILES["gpu"])
+    bases = [stage[0][1].split()[0] for stage in stages]
+    assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-cudnn-runtime-ubuntu22\.04", bases[-1]), bases
+    text = _text(DOCKERFILES["gpu"])
+    # the lock's torch==2.13.0+cpu is filtered out of the constraints and torch is installed as a CUDA
+    # build at the lock's version
+    assert "grep -v -E '^torch==' /tmp/lock.txt > /tmp/constraints-gpu.txt" in text
+    assert "--extra-index-url \"${TORCH_INDEX_URL}\"" in text
+    assert re.search(r"ARG TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cu\d+", text)
+    assert "assert torch.version.cuda" in text
+    assert "-c /tmp/lock.txt" not in text
+    assert "--python 3.11." in text
+    cuda = re.search(r"nvidia/cuda:(\d+)\.(\d+)", bases[-1])
+    index = re.search(r"whl/cu(\d+)", text)
+    assert index.group(1) == cuda.group(1) + cuda.group(2), "the torch CUDA index matches the base image"
+
+
+def test_dockerignore_keeps_outputs_and_state_out_of_the_context() -> None:
+    entries = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    for needed in (".git", ".venv", "data/ingested", "data/processed", "models", "reports", "mlflow.db",
+                   "mlartifacts", "dvc-storage", ".dvc/cache", "**/__pycache__", ".pytest_cache"):
+        assert needed in entries, needed
+    # what the Dockerfiles COPY must stay in the context
+    for kept in ("src", "pyproject.toml", "README.md", "requirements", "requirements/lock.txt"):
+        assert kept not in entries, kept
+
+
+# ------------------------------------------------------------------------------------------ make images
+def _make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not on PATH")
+    return subprocess.run([make, "--no-print-directory", "-C", str(REPO), *args], capture_output=True,
+                          text=True, timeout=60, check=False, env=env)
+
+
+def test_make_images_builds_both_tags_from_the_package_version() -> None:
+    version = package_version()
+    result = _make("-n", "images", "DOCKER=docker")
+    assert result.returncode == 0, result.stderr
+    builds = [line for line in result.stdout.splitlines() if line.startswith("docker build ")]
+    assert len(builds) == 2, result.stdout
+    cpu, gpu = builds
+    assert "-f docker/Dockerfile " in cpu
+    assert cpu.endswith(f"-t {IMAGE_REPOSITORY}:{version} .")
+    assert "-f docker/Dockerfile.gpu " in gpu
+    assert gpu.endswith(f"-t {IMAGE_REPOSITORY}:{version}-gpu .")
+    for line in builds:
+        assert f"--build-arg XMODAL_VERSION={version}" in line
+
+
+def test_make_images_says_docker_is_needed_when_it_is_missing() -> None:
+    result = _make("images", "DOCKER=xmodal-no-such-docker")
+    assert result.returncode != 0
+    assert "Docker is needed" in result.stderr
+    assert "not on PATH" in result.stderr
