@@ -98,8 +98,7 @@ def test_every_base_image_is_pinned(flavour: str) -> None:
 @pytest.mark.parametrize("flavour", sorted(DOCKERFILES))
 def test_wheel_stage_copies_the_folders_behind_the_package_links(flavour: str) -> None:
     # src/xmodal/components and src/xmodal/pipelines are symlinks: without their targets the wheel has no KFP code
-    wheel_stage = _stages(DOCKERFILES[flavour])[0]
-    copies = [args for keyword, args in wheel_stage if keyword == "COPY"]
+    copies = [args for stage in _stages(DOCKERFILES[flavour]) for keyword, args in stage if keyword == "COPY"]
     for folder in ("src", "components", "pipelines"):
         assert any(args.split()[0] == folder for args in copies), f"{flavour}: no COPY {folder}"
     for link in ("components", "pipelines"):
