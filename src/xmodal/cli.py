@@ -10,8 +10,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from xmodal.errors import ConfigError, XmodalInputError
+
+if TYPE_CHECKING:
+    from xmodal.config import Params
 
 EPILOG = """examples:
   xmodal ingest --dataset synthetic_paired
@@ -51,6 +55,25 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--dataset", help="one dataset (with --method)")
     p.add_argument("--method", help="one method (with --dataset)")
     sub.add_parser("report", parents=[common], help="write reports/summary.json and print the table")
+    p = sub.add_parser(
+        "monitor", parents=[common], help="drift of new data vs the champion's training cells → retrain yes/no",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compare new data with the reference: the training cells of data/processed/<dataset> (what the "
+        "current champion was trained on) in their ingested features. Per modality, a projection (log1p for counts, "
+        "z-score, PCA with monitor.n_components) is fitted on reference cells only; Evidently tests every component "
+        "(monitor.stattest at monitor.stattest_threshold). Retrain when the drifted share of any modality is >= "
+        "monitor.retrain_share. Writes reports/monitor/<dataset>/drift.html (Evidently report) and drift.json "
+        "(decision, reasons, per-component scores) and prints one line per modality and `retrain: yes|no`. When "
+        "$GITHUB_OUTPUT is set, appends `retrain=true|false` to that file. Exit code 0 with or without drift; "
+        "2 for bad input (missing reference: run `dvc repro`; new data lacking features, named; too few cells).",
+        epilog="example:\n  xmodal ingest --dataset incoming      # new cells, declared under datasets: in params.yaml\n"
+        "  xmodal monitor --dataset synthetic_paired --new data/ingested/incoming")
+    p.add_argument("--dataset", required=True, help="the dataset the champion was trained on (reference)")
+    p.add_argument("--new", required=True, metavar="PATH",
+                   help="new data: a folder written by xmodal.data.write_paired (data.h5mu + schema.json, e.g. "
+                   "data/ingested/<name>) or its .h5mu file, with the reference's modality and feature names; "
+                   "a relative path is taken from --root")
+    _pipeline_parser(sub, common)
     sub.add_parser("list", parents=[common], help="list datasets, methods and runs in params")
     return parser
 
@@ -67,10 +90,84 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _pipeline_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "pipeline", help="Kubeflow: compile, run locally (kfp.local) or submit the pipelines",
+        description="The lifecycle as a Kubeflow Pipelines (v2) pipeline. Resources, the GPU node pool, "
+        "secrets and caching come from the `pipeline:` section of params.yaml; the validated params (with any "
+        "--set) are compiled in, as one line of JSON, as the default of the pipeline parameter `params_text`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  xmodal pipeline compile                      # → pipelines/compiled/training.yaml\n"
+        "  xmodal pipeline run --local --dataset synthetic_paired\n"
+        "  xmodal pipeline submit --host https://kubeflow.example.org/pipeline --recurring")
+    actions = p.add_subparsers(dest="action", required=True)
+    c = actions.add_parser("compile", parents=[common], help="write the IR YAML of each pipeline")
+    c.add_argument("--output-dir", default="pipelines/compiled", help="where the YAML goes (default: %(default)s)")
+    r = actions.add_parser("run", parents=[common], help="run a pipeline here with kfp.local (needs --local)")
+    r.add_argument("--local", action="store_true", required=True,
+                   help="SubprocessRunner(use_venv=False): every task in this Python environment")
+    s = actions.add_parser("submit", parents=[common], help="upload and start a run on a KFP host")
+    s.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.org/pipeline")
+    s.add_argument("--experiment", default="xmodal", help="KFP experiment (default: %(default)s)")
+    s.add_argument("--recurring", action="store_true", help="create a recurring run on pipeline.schedule")
+    s.add_argument("--cron", help="6-field cron (seconds first) instead of pipeline.schedule")
+    s.add_argument("--namespace", help="Kubeflow namespace (multi-user installs)")
+    s.add_argument("--service-account", help="service account of the run's pods")
+    s.add_argument("--wait", action="store_true", help="wait for the run to finish")
+    for a in (c, r, s):
+        a.add_argument("--pipeline", default="training", choices=["training"], help="which pipeline")
+        a.add_argument("--dataset", help="default dataset (default: pipeline.dataset or the first of runs)")
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from xmodal.config import load_params
+    from xmodal.pipelines import run as pipelines
+
+    params = load_params(args.params, overrides=args.overrides)
+    if args.action == "compile":
+        out = pipelines.compile_pipeline(args.pipeline, params, dataset=args.dataset,
+                                         output=Path(args.output_dir) / f"{args.pipeline}.yaml")
+        sys.stdout.write(f"compiled: {out}\n")
+    elif args.action == "run":
+        result = pipelines.run_local(args.pipeline, params, root=args.root,
+                                     dataset=args.dataset)
+        sys.stdout.write(f"pipeline {args.pipeline} ran locally in {result.seconds:.1f} s; "
+                         f"artifacts under {result.pipeline_root}\n")
+        for path in result.decisions[-1:]:
+            sys.stdout.write(path.read_text())
+    else:
+        out = pipelines.submit(args.pipeline, params, host=args.host,
+                               experiment=args.experiment, dataset=args.dataset, recurring=args.recurring,
+                               cron=args.cron, namespace=args.namespace, service_account=args.service_account,
+                               wait=args.wait)
+        sys.stdout.write(f"submitted {out['kind']} {out['id']} to {args.host}\n")
+    return 0
+
+
+def _monitor(params: Params, args: argparse.Namespace) -> None:
+    """Run ``monitor``, print the decision, append ``retrain=true|false`` to ``$GITHUB_OUTPUT`` when it is set."""
+    import os
+
+    from xmodal.stages import monitor
+
+    result = monitor.run(params, dataset=args.dataset, new=args.new, root=args.root)
+    for name, drift in result.modalities.items():
+        sys.stdout.write(f"{name}: {len(drift.drifted)}/{drift.n_columns} components drifted "
+                         f"(share {drift.drifted_share:.2f}, retrain at >= {result.summary['retrain_share']:g})\n")
+    sys.stdout.write(f"retrain: {'yes' if result.retrain else 'no'}\nwritten: {result.output}\n")
+    if os.environ.get("GITHUB_OUTPUT"):
+        with open(os.environ["GITHUB_OUTPUT"], "a") as fh:
+            fh.write(f"retrain={'true' if result.retrain else 'false'}\n")
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     from xmodal import stages
     from xmodal.config import load_params
 
+    if args.command == "pipeline":
+        return _pipeline(args)
     params = load_params(args.params, overrides=args.overrides)
     if args.command in ("ingest", "preprocess"):
         getattr(stages, args.command).run(params, dataset=args.dataset, root=args.root)
@@ -85,6 +182,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             decision = stages.register.run(params, dataset=dataset, method=method, root=args.root).decision
             sys.stdout.write(f"{dataset}/{method}: version {decision['version']} of {decision['model_name']} "
                              f"{decision['decision']}: {'; '.join(decision['reasons'])}\n")
+    elif args.command == "monitor":
+        _monitor(params, args)
     elif args.command == "report":
         summary = stages.report.run(params, root=args.root)
         sys.stdout.write(stages.report.format_table(summary) + "\n\nwritten: reports/summary.json\n")

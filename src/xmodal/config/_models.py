@@ -159,6 +159,38 @@ class RegisterConfig(StrictModel):
     )
 
 
+DriftStatTest = Literal["ks", "wasserstein", "psi", "anderson", "cramer_von_mises", "mannw", "t_test", "es", "ed",
+                        "empirical_mmd", "kl_div", "jensenshannon", "hellinger"]
+"""Evidently 0.7's per-column tests for numerical columns (p-value tests drift when score <= threshold,
+distances when score >= threshold)."""
+
+
+class MonitorConfig(StrictModel):
+    """Drift of new data against the champion's training cells, on a projection fitted on those cells."""
+
+    n_components: int = Field(
+        20, ge=2, le=200, description="PCA components per modality the drift tests run on (fitted on the reference)"
+    )
+    fit_fraction: float = Field(
+        0.5, ge=0.1, le=0.9, description="share of reference cells that fit the projection; the others are the "
+        "reference sample of the tests, so both samples are projected out-of-sample (in-sample PCA scores are inflated)"
+    )
+    stattest: DriftStatTest = Field(
+        "ks", description="Evidently per-column drift test; prefer a p-value test (ks, anderson, cramer_von_mises, "
+        "mannw): distances (wasserstein, psi, ...) ignore sample size and flag resamples of a few hundred cells"
+    )
+    stattest_threshold: float | None = Field(
+        0.05, gt=0, description="drift threshold of the test (a p-value for ks; a distance for wasserstein/psi); "
+        "null: Evidently's default for the test"
+    )
+    retrain_share: float = Field(
+        0.3, gt=0, le=1, description="retrain when the drifted share of the components of any modality is >= this"
+    )
+    min_cells: int = Field(20, ge=5, description="fewest cells per modality accepted in the reference and new data")
+    max_cells: int = Field(2000, ge=20, description="seeded subsample cap per modality, for the reference and new data")
+    seed: int = 0
+
+
 class TaskResources(StrictModel):
     """Kubernetes resources of one pipeline task (quantities as Kubernetes writes them: ``"2"``, ``"4G"``)."""
 
@@ -221,6 +253,7 @@ class Params(StrictModel):
     methods: dict[str, Any] = Field(default_factory=dict)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     registry: RegisterConfig = Field(default_factory=RegisterConfig, alias="register")
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     runs: dict[str, RunGroup] = Field(default_factory=dict)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from xmodal.stages import evaluate, ingest, preprocess, register, report, train
+from xmodal.stages import evaluate, ingest, monitor, preprocess, register, report, train
 
-__all__ = ["evaluate", "ingest", "preprocess", "register", "report", "train"]
+__all__ = ["evaluate", "ingest", "monitor", "preprocess", "register", "report", "train"]

@@ -28,3 +28,8 @@ def report_dir(root: str | Path, dataset: str, method: str) -> Path:
 def registry_dir(root: str | Path, dataset: str, method: str) -> Path:
     """``reports/<dataset>/<method>/registry``: the promotion decision JSON (outside DVC)."""
     return Path(root) / "reports" / "registry" / dataset / method
+
+
+def monitor_dir(root: str | Path, dataset: str) -> Path:
+    """``reports/monitor/<dataset>``: the drift report (``drift.html``) and decision (``drift.json``)."""
+    return Path(root) / "reports" / "monitor" / dataset

@@ -49,6 +49,7 @@ def test_package_reexports_public_functions() -> None:
         "foscttm",
         "foscttm_per_cell",
         "knn_label_transfer",
+        "label_transfer_confusion",
         "matching_accuracy",
     }
     for name in metrics_pkg.__all__:
@@ -270,6 +271,16 @@ def test_knn_label_transfer_k1_hand_example() -> None:
     assert out["label_transfer_macro_f1"] == pytest.approx(13 / 15)
     assert out["label_transfer_balanced_accuracy"] == pytest.approx(8 / 9)
     assert all(isinstance(v, float) for v in out.values())
+
+
+def test_label_transfer_confusion_k1_hand_example() -> None:
+    # same predictions as above: a b b c a b for truths a b b c a a
+    categories, matrix = alignment.label_transfer_confusion(KNN_REF, KNN_REF_LABELS, KNN_QUERY, KNN_QUERY_LABELS,
+                                                            k=1)
+    assert categories == ["a", "b", "c"]
+    assert matrix == [[2, 1, 0],   # true a: 2 predicted a, 1 predicted b
+                      [0, 2, 0],
+                      [0, 0, 1]]
 
 
 def test_knn_label_transfer_k3_hand_example() -> None:
