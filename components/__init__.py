@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from xmodal.components.evaluate.component import evaluate
 from xmodal.components.ingest.component import ingest
+from xmodal.components.monitor.component import monitor
 from xmodal.components.preprocess.component import preprocess
 from xmodal.components.register.component import register
 from xmodal.components.train.component import train
 
-__all__ = ["evaluate", "ingest", "preprocess", "register", "train"]
+__all__ = ["evaluate", "ingest", "monitor", "preprocess", "register", "train"]

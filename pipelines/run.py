@@ -19,7 +19,7 @@ from xmodal.errors import ConfigError
 log = logging.getLogger(__name__)
 
 #: the pipelines ``xmodal pipeline`` knows, by name
-PIPELINES = ("training",)
+PIPELINES = ("training", "retraining")
 
 
 def params_to_text(params: Params) -> str:
@@ -30,24 +30,29 @@ def params_to_text(params: Params) -> str:
     return json.dumps(params.model_dump(mode="json", by_alias=True), sort_keys=True)
 
 
-def build(name: str, params: Params, *, dataset: str | None = None) -> Any:
+def build(name: str, params: Params, *, dataset: str | None = None, new_dataset: str | None = None) -> Any:
     """The pipeline called ``name`` (see :data:`PIPELINES`) built from ``params``."""
     params_text = params_to_text(params)
     if name == "training":
         from xmodal.pipelines.training import build_training_pipeline
 
         return build_training_pipeline(params, params_text=params_text, dataset=dataset)
+    if name == "retraining":
+        from xmodal.pipelines.retraining import build_retraining_pipeline
+
+        return build_retraining_pipeline(params, params_text=params_text, dataset=dataset, new_dataset=new_dataset)
     raise ConfigError(f"unknown pipeline {name!r} (known: {', '.join(PIPELINES)})")
 
 
-def compile_pipeline(name: str, params: Params, *, output: str | Path, dataset: str | None = None) -> Path:
+def compile_pipeline(name: str, params: Params, *, output: str | Path, dataset: str | None = None,
+                     new_dataset: str | None = None) -> Path:
     """Compile pipeline ``name`` to the IR YAML file ``output`` (deterministic: same inputs, same bytes)."""
     from kfp import compiler
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.stem}.tmp.yaml")
-    compiler.Compiler().compile(build(name, params, dataset=dataset), str(tmp))
+    compiler.Compiler().compile(build(name, params, dataset=dataset, new_dataset=new_dataset), str(tmp))
     tmp.replace(output)
     log.info("compiled %s → %s", name, output)
     return output
@@ -76,7 +81,8 @@ def _env(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def run_local(name: str, params: Params, *, root: str | Path = ".", dataset: str | None = None) -> LocalRun:
+def run_local(name: str, params: Params, *, root: str | Path = ".", dataset: str | None = None,
+              new_dataset: str | None = None) -> LocalRun:
     """Execute pipeline ``name`` on this machine with ``kfp.local.SubprocessRunner(use_venv=False)``.
 
     Every task runs in a subprocess of this Python environment. Artifacts go under
@@ -108,7 +114,7 @@ def run_local(name: str, params: Params, *, root: str | Path = ".", dataset: str
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image", category=RuntimeWarning)
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                    raise_on_error=True)
-        pipeline = build(name, params, dataset=dataset)
+        pipeline = build(name, params, dataset=dataset, new_dataset=new_dataset)
         pipeline(source_root=str(root))
     seconds = time.time() - started
     decisions = sorted(pipeline_root.rglob("decisions"), key=lambda p: p.stat().st_mtime)
@@ -117,7 +123,8 @@ def run_local(name: str, params: Params, *, root: str | Path = ".", dataset: str
 
 
 def submit(name: str, params: Params, *, host: str, experiment: str = "xmodal",
-           dataset: str | None = None, recurring: bool = False, cron: str | None = None,
+           dataset: str | None = None, new_dataset: str | None = None, recurring: bool = False,
+           cron: str | None = None,
            namespace: str | None = None, service_account: str | None = None, token: str | None = None,
            wait: bool = False, timeout: int = 3600) -> dict[str, Any]:
     """Upload pipeline ``name`` to a Kubeflow Pipelines host and start a run (or a recurring run).
@@ -144,7 +151,8 @@ def submit(name: str, params: Params, *, host: str, experiment: str = "xmodal",
     client = kfp.Client(host=host, existing_token=token or os.environ.get("KFP_TOKEN") or None,
                         **({"namespace": namespace} if namespace else {}))
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(name, params, output=Path(tmp) / f"{name}.yaml", dataset=dataset)
+        package = compile_pipeline(name, params, output=Path(tmp) / f"{name}.yaml", dataset=dataset,
+                                   new_dataset=new_dataset)
         run_name = f"xmodal-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         if recurring:
             exp = client.create_experiment(name=experiment)

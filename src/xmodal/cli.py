@@ -114,9 +114,14 @@ def _pipeline_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     s.add_argument("--namespace", help="Kubeflow namespace (multi-user installs)")
     s.add_argument("--service-account", help="service account of the run's pods")
     s.add_argument("--wait", action="store_true", help="wait for the run to finish")
+    c.add_argument("--pipeline", default="all", choices=["training", "retraining", "all"],
+                   help="which pipeline (default: %(default)s)")
+    for a in (r, s):
+        a.add_argument("--pipeline", default="training", choices=["training", "retraining"],
+                       help="which pipeline (default: %(default)s)")
     for a in (c, r, s):
-        a.add_argument("--pipeline", default="training", choices=["training"], help="which pipeline")
         a.add_argument("--dataset", help="default dataset (default: pipeline.dataset or the first of runs)")
+        a.add_argument("--new-dataset", help="retraining: dataset of incoming cells (default: pipeline.new_dataset)")
 
 
 def _pipeline(args: argparse.Namespace) -> int:
@@ -127,19 +132,21 @@ def _pipeline(args: argparse.Namespace) -> int:
 
     params = load_params(args.params, overrides=args.overrides)
     if args.action == "compile":
-        out = pipelines.compile_pipeline(args.pipeline, params, dataset=args.dataset,
-                                         output=Path(args.output_dir) / f"{args.pipeline}.yaml")
-        sys.stdout.write(f"compiled: {out}\n")
+        for name in pipelines.PIPELINES if args.pipeline == "all" else (args.pipeline,):
+            out = pipelines.compile_pipeline(name, params, dataset=args.dataset, new_dataset=args.new_dataset,
+                                             output=Path(args.output_dir) / f"{name}.yaml")
+            sys.stdout.write(f"compiled: {out}\n")
     elif args.action == "run":
-        result = pipelines.run_local(args.pipeline, params, root=args.root,
-                                     dataset=args.dataset)
+        result = pipelines.run_local(args.pipeline, params, root=args.root, dataset=args.dataset,
+                                     new_dataset=args.new_dataset)
         sys.stdout.write(f"pipeline {args.pipeline} ran locally in {result.seconds:.1f} s; "
                          f"artifacts under {result.pipeline_root}\n")
         for path in result.decisions[-1:]:
             sys.stdout.write(path.read_text())
     else:
         out = pipelines.submit(args.pipeline, params, host=args.host,
-                               experiment=args.experiment, dataset=args.dataset, recurring=args.recurring,
+                               experiment=args.experiment, dataset=args.dataset, new_dataset=args.new_dataset,
+                               recurring=args.recurring,
                                cron=args.cron, namespace=args.namespace, service_account=args.service_account,
                                wait=args.wait)
         sys.stdout.write(f"submitted {out['kind']} {out['id']} to {args.host}\n")

@@ -18,9 +18,19 @@ def _cli(root: Path, *args: str) -> int:
     return main([*args, "--params", str(root / "params.yaml"), "--root", str(root)])
 
 
-def _compile(root: Path, *extra: str, out: str = "compiled") -> list[dict]:
-    assert _cli(root, "pipeline", "compile", "--output-dir", str(root / out), *extra) == 0
-    return list(yaml.safe_load_all((root / out / "training.yaml").read_text()))
+def _compile(root: Path, *extra: str, out: str = "compiled", name: str = "training") -> list[dict]:
+    assert _cli(root, "pipeline", "compile", "--pipeline", name, "--output-dir", str(root / out), *extra) == 0
+    return list(yaml.safe_load_all((root / out / f"{name}.yaml").read_text()))
+
+
+@pytest.fixture
+def two_batches(tiny_project: Path) -> Path:
+    """The tiny project plus a second batch of the same synthetic experiment as incoming data."""
+    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    params["datasets"]["batch2"] = {"family": "paired", "source": {**params["datasets"]["tiny"]["source"], "seed": 2}}
+    params["pipeline"] = {"new_dataset": "batch2"}
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params))
+    return tiny_project
 
 
 def _executor_of(spec: dict, task: str) -> str:
@@ -86,10 +96,28 @@ def test_gpu_settings_node_pool_and_secrets_reach_the_train_task(tiny_project: P
     assert "accelerator" not in spec["deploymentSpec"]["executors"][ingest_exec]["container"].get("resources", {})
 
 
-def test_compiling_is_reproducible_byte_for_byte(tiny_project: Path) -> None:
-    _compile(tiny_project, out="one")
-    _compile(tiny_project, out="two")
-    assert (tiny_project / "one/training.yaml").read_bytes() == (tiny_project / "two/training.yaml").read_bytes()
+def test_compiling_both_pipelines_is_reproducible_byte_for_byte(two_batches: Path) -> None:
+    for out in ("one", "two"):
+        assert _cli(two_batches, "pipeline", "compile", "--output-dir", str(two_batches / out)) == 0
+    for name in ("training.yaml", "retraining.yaml"):
+        assert (two_batches / "one" / name).read_bytes() == (two_batches / "two" / name).read_bytes()
+
+
+def test_retraining_runs_training_only_under_the_drift_condition(two_batches: Path) -> None:
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    spec, _platform = _compile(two_batches, name="retraining")
+    json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+    root_tasks = spec["root"]["dag"]["tasks"]
+    assert {"monitor", "ingest", "ingest-2", "preprocess"} <= set(root_tasks)
+    condition = next(t for t in root_tasks.values() if "triggerPolicy" in t)
+    assert "monitor" in condition["triggerPolicy"]["condition"]
+    assert condition["dependentTasks"] == ["monitor"]
+    branch = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+    nested = spec["components"][next(iter(branch.values()))["componentRef"]["name"]]["dag"]["tasks"]
+    assert {"ingest", "preprocess", "register"} <= set(nested)  # the whole training pipeline, nested
+    assert spec["root"]["inputDefinitions"]["parameters"]["new_dataset"]["defaultValue"] == "batch2"
 
 
 def test_training_pipeline_runs_locally_and_registers_a_model(tiny_project: Path,

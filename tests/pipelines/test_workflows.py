@@ -25,8 +25,8 @@ EXERCISED = {
     ("xmodal", "register"): ("tests/stages/test_register.py", '"register", "--all"'),
     ("xmodal", "report"): ("tests/stages/test_lifecycle.py", '"report"'),
     ("dvc", "repro"): ("tests/stages/test_dvc_repro.py", "reproduce()"),
-    ("dvc", "pull"): ("tests/s3/test_s3.py", '"pull"'),
-    ("dvc", "push"): ("tests/s3/test_s3.py", '"push"'),
+    ("dvc", "pull"): ("tests/s3/test_dvc_s3_remote.py", '"pull"'),
+    ("dvc", "push"): ("tests/s3/test_dvc_s3_remote.py", '"push"'),
 }
 #: plain shell and git plumbing in the workflows is not ours to test
 IGNORED = {"git"}

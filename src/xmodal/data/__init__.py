@@ -38,7 +38,9 @@ def load_source(source: object, *, root: object = ".") -> PairedData:
     source
         A ``SyntheticPairedSource``, ``Pbmc68kSource``, ``CsvPairedSource`` or ``AnnDataSource``.
     root
-        Directory that relative file paths in ``source`` are resolved against.
+        Directory that relative file paths in ``source`` are resolved against. ``s3://`` URIs
+        (``csv`` and ``anndata`` sources) are downloaded to a temporary folder, read like local
+        files and removed (see :mod:`xmodal._s3` for the endpoint and credentials).
 
     Returns
     -------

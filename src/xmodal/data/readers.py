@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from xmodal._s3 import downloaded, is_s3_uri
 from xmodal.config._models import AnnDataSource, CsvPairedSource
 from xmodal.data._paired import CLUSTER, LABEL, MATCH, PairedData
 from xmodal.errors import XmodalInputError
@@ -74,6 +75,11 @@ class _Table:
     def column_label(self, j: int) -> int | str:
         """How to name value column ``j`` in an error: header name, else 1-based file column."""
         return self.columns[j] if self.has_header else j + 2
+
+
+def _s3_fields(source: CsvPairedSource | AnnDataSource) -> dict[str, str]:
+    """The fields of ``source`` that hold ``s3://`` URIs, by name."""
+    return {name: value for name, value in source if is_s3_uri(value)}
 
 
 def _resolve(path: Path, root: Path) -> Path:
@@ -497,7 +503,9 @@ def read_paired_csv(source: CsvPairedSource, *, root: Path = Path(".")) -> Paire
     Parameters
     ----------
     source
-        Where the files are and how to read them. Relative paths are resolved against ``root``.
+        Where the files are and how to read them. Relative paths are resolved against ``root``;
+        ``s3://bucket/key`` URIs are downloaded to a temporary folder first (see
+        :mod:`xmodal._s3`), and errors name the URI.
     root
         Directory that relative paths in ``source`` are relative to (the project root).
 
@@ -536,6 +544,9 @@ def read_paired_csv(source: CsvPairedSource, *, root: Path = Path(".")) -> Paire
     * ``paired=True``: row i of A and row i of B are the same cell, so both must have the same
       number of rows; when the two files share any id, the ids must agree row by row.
     """
+    if remote := _s3_fields(source):
+        with downloaded(remote) as local:
+            return read_paired_csv(source.model_copy(update=local), root=root)
     root = Path(root)
     paths: dict[str, Path] = {}
     for role in ("modality_a", "modality_b", "labels", "clusters_a", "clusters_b", "corr_matrix"):
@@ -646,7 +657,8 @@ def read_paired_anndata(source: AnnDataSource, *, root: Path = Path(".")) -> Pai
     source
         ``path`` (``.h5mu``; ``modalities`` picks two of its modalities, default: the first
         two) or ``path_a`` and ``path_b`` (``.h5ad``); ``label_key`` and ``match_key`` name
-        ``obs`` columns. Relative paths are resolved against ``root``.
+        ``obs`` columns. Relative paths are resolved against ``root``; ``s3://bucket/key`` URIs
+        are downloaded to a temporary folder first (see :mod:`xmodal._s3`).
     root
         Directory that relative paths in ``source`` are relative to (the project root).
 
@@ -669,6 +681,9 @@ def read_paired_anndata(source: AnnDataSource, *, root: Path = Path(".")) -> Pai
     """
     import mudata as md
 
+    if remote := _s3_fields(source):
+        with downloaded(remote) as local:
+            return read_paired_anndata(source.model_copy(update=local), root=root)
     root = Path(root)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)

@@ -209,6 +209,48 @@ def register_step(
     return decisions
 
 
+def monitor_step(
+    params_text: str,
+    *,
+    dataset: str,
+    ingested: str | Path,
+    processed: str | Path,
+    new: str | Path,
+    output: str | Path,
+    metrics: MetricsLogger | None = None,
+    html: str | Path | None = None,
+) -> bool:
+    """Drift of the folder ``new`` against the training cells of ``dataset``; the report folder goes to ``output``.
+
+    Parameters
+    ----------
+    metrics
+        Receives ``drifted_share_<modality>`` per modality.
+    html
+        A copy of the Evidently report.
+
+    Returns
+    -------
+    bool
+        Whether to retrain.
+    """
+    from xmodal.stages import monitor
+
+    params = parse_params(params_text)
+    links = {f"data/ingested/{dataset}": ingested, f"data/processed/{dataset}": processed}
+    with _scratch_root(links) as root:
+        result = monitor.run(params, dataset=dataset, new=Path(new).resolve(), root=root)
+        _export(result.output, output)
+    if metrics is not None:
+        for name, drift in sorted(result.modalities.items()):
+            metrics.log_metric(f"drifted_share_{name}", float(drift.drifted_share))
+    report = Path(output) / "drift.html"
+    if html is not None and report.is_file():
+        Path(html).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(report, html)
+    return bool(result.retrain)
+
+
 def _write_decisions(output: Path, decisions: list[dict[str, Any]]) -> None:
     lines = ["| dataset | method | version | decision | champion | reasons |", "|---|---|---|---|---|---|"]
     for d in decisions:
@@ -229,4 +271,5 @@ def _write_html(report: Path, html: Path, *, title: str, metrics: Mapping[str, f
                     f"<h1>{title}</h1><h2>validation metrics</h2><table>{rows}</table>{images}</body></html>")
 
 
-__all__ = ["evaluate_step", "ingest_step", "parse_params", "preprocess_step", "register_step", "train_step"]
+__all__ = ["evaluate_step", "ingest_step", "monitor_step", "parse_params", "preprocess_step", "register_step",
+           "train_step"]
