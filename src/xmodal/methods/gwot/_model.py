@@ -202,8 +202,9 @@ def _entropic_gw(
     """
     import warnings
 
-    import ot
     from tqdm.auto import tqdm
+
+    ot = _import_pot()
 
     const, h_a, h_b = ot.gromov.init_matrix(d_a, d_b, p, q, "square_loss")
     coupling = np.outer(p, q)
@@ -228,3 +229,29 @@ def _entropic_gw(
     if not np.isfinite(coupling).all() or coupling.sum() <= 0:
         raise RuntimeError("gwot: the coupling is not finite; increase methods.gwot.epsilon")
     return coupling, history
+
+
+def _import_pot() -> Any:
+    """Import POT with only its NumPy backend (gwot works on NumPy arrays).
+
+    On first import POT probes PyTorch, JAX, CuPy and TensorFlow; the PyTorch probe alone costs
+    about 2.5 s of start-up in every process (each pipeline task is one). The switches are POT's own
+    ``POT_BACKEND_DISABLE_*`` variables, set only around the import and restored afterwards.
+    """
+    import os
+    import sys
+
+    if "ot" in sys.modules:
+        return sys.modules["ot"]
+    keys = [f"POT_BACKEND_DISABLE_{name}" for name in ("PYTORCH", "JAX", "CUPY", "TENSORFLOW")]
+    saved = {key: os.environ.get(key) for key in keys}
+    os.environ.update({key: "1" for key in keys})
+    try:
+        import ot
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return ot
