@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import warnings
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xmodal._env import temporary_env
 from xmodal.config import Params
 from xmodal.errors import ConfigError
 
@@ -67,20 +66,6 @@ class LocalRun:
     decisions: list[Path]
 
 
-@contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def run_local(name: str, params: Params, *, root: str | Path = ".", dataset: str | None = None,
               new_dataset: str | None = None) -> LocalRun:
     """Execute pipeline ``name`` on this machine with ``kfp.local.SubprocessRunner(use_venv=False)``.
@@ -94,7 +79,6 @@ def run_local(name: str, params: Params, *, root: str | Path = ".", dataset: str
 
     from xmodal.tracking import resolve_tracking_uri
     from xmodal.tracking._lineage import COMMIT_ENV, _git
-
     from xmodal.tracking._mlflow import resolve_artifact_location
 
     root = Path(root).resolve()
@@ -109,7 +93,7 @@ def run_local(name: str, params: Params, *, root: str | Path = ".", dataset: str
     if commit:
         env[COMMIT_ENV] = commit
     started = time.time()
-    with _env(env), warnings.catch_warnings():
+    with temporary_env(env), warnings.catch_warnings():
         # the components name the project image; locally they run in this environment, which has xmodal
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image", category=RuntimeWarning)
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from xmodal import __version__
+from xmodal._env import temporary_env
 
 log = logging.getLogger(__name__)
 
@@ -267,26 +268,20 @@ def _pointed_at(tracking_uri: str | None) -> Iterator[None]:
     """
     import mlflow
 
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", _PROGRESS_ENV)
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ[_PROGRESS_ENV] = "false"
-    if tracking_uri is not None:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-    try:
-        with warnings.catch_warnings():
-            # our signature is explicit (inputs differ per modality), so this hint does not apply
-            warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
-            yield
-    finally:
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    with temporary_env({**saved, _PROGRESS_ENV: "false"}):
         if tracking_uri is not None:
-            mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])  # None resets to MLflow's default
-            mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+            mlflow.set_tracking_uri(tracking_uri)
+            mlflow.set_registry_uri(tracking_uri)
+        try:
+            with warnings.catch_warnings():
+                # our signature is explicit (inputs differ per modality), so this hint does not apply
+                warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
+                yield
+        finally:
+            if tracking_uri is not None:
+                mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])  # None resets to MLflow's default
+                mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
 
 
 def _signature() -> Any:

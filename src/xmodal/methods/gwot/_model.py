@@ -238,20 +238,12 @@ def _import_pot() -> Any:
     about 2.5 s of start-up in every process (each pipeline task is one). The switches are POT's own
     ``POT_BACKEND_DISABLE_*`` variables, set only around the import and restored afterwards.
     """
-    import os
     import sys
+
+    from xmodal._env import temporary_env
 
     if "ot" in sys.modules:
         return sys.modules["ot"]
-    keys = [f"POT_BACKEND_DISABLE_{name}" for name in ("PYTORCH", "JAX", "CUPY", "TENSORFLOW")]
-    saved = {key: os.environ.get(key) for key in keys}
-    os.environ.update({key: "1" for key in keys})
-    try:
+    with temporary_env({f"POT_BACKEND_DISABLE_{name}": "1" for name in ("PYTORCH", "JAX", "CUPY", "TENSORFLOW")}):
         import ot
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return ot
