@@ -97,7 +97,8 @@ def _pipeline_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
         "secrets and caching come from the `pipeline:` section of params.yaml; the validated params (with any "
         "--set) are compiled in, as one line of JSON, as the default of the pipeline parameter `params_text`.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  xmodal pipeline compile                      # → pipelines/compiled/training.yaml\n"
+        epilog="examples:\n  xmodal pipeline compile                      # → pipelines/compiled/{training,retraining}.yaml\n"
+        "  xmodal pipeline run --local --pipeline retraining  # monitor, retrain only on drift\n"
         "  xmodal pipeline run --local --dataset synthetic_paired\n"
         "  xmodal pipeline submit --host https://kubeflow.example.org/pipeline --recurring")
     actions = p.add_subparsers(dest="action", required=True)
