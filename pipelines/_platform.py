@@ -12,8 +12,9 @@ def configure_task(task: Any, *, cfg: PipelineConfig, resources: TaskResources |
     """Apply ``resources`` (default ``cfg.defaults``) and the cluster wiring to a pipeline task.
 
     A task asking for an accelerator also gets the GPU image, the GPU pool's node selector and
-    tolerations. Every task gets the S3 keys from ``cfg.s3_secret`` and the MLflow/S3 endpoints from
-    ``cfg.config_map`` as environment variables (both optional, so a cluster without them still runs).
+    tolerations. Every task gets the S3 keys from ``cfg.s3_secret``, MLflow client credentials from
+    ``cfg.mlflow_secret`` and the MLflow/S3 endpoints from ``cfg.config_map`` as environment variables
+    (all optional, so a cluster without them still runs).
 
     Returns
     -------
@@ -46,9 +47,10 @@ def configure_task(task: Any, *, cfg: PipelineConfig, resources: TaskResources |
     if res.retries:
         task.set_retry(num_retries=res.retries, backoff_duration="30s", backoff_factor=2.0)
     task.set_caching_options(enable_caching=cfg.caching)
-    if cfg.s3_secret_keys:
-        kubernetes.use_secret_as_env(task, secret_name=cfg.s3_secret,
-                                     secret_key_to_env={k: k for k in cfg.s3_secret_keys}, optional=True)
+    for secret, keys in ((cfg.s3_secret, cfg.s3_secret_keys), (cfg.mlflow_secret, cfg.mlflow_secret_keys)):
+        if keys:
+            kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env={k: k for k in keys},
+                                         optional=True)
     if cfg.config_map_keys:
         kubernetes.use_config_map_as_env(task, config_map_name=cfg.config_map,
                                          config_map_key_to_env={k: k for k in cfg.config_map_keys}, optional=True)

@@ -86,8 +86,9 @@ def test_gpu_settings_node_pool_and_secrets_reach_the_train_task(tiny_project: P
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][train_exec]
     assert k8s["nodeSelector"]["labels"] == {"xmodal.io/pool": "gpu"}
     assert k8s["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
-    assert k8s["secretAsEnv"][0]["secretName"] == "xmodal-s3-credentials"
-    assert {e["envVar"] for e in k8s["secretAsEnv"][0]["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    secrets = {s["secretName"]: {e["envVar"] for e in s["keyToEnv"]} for s in k8s["secretAsEnv"]}
+    assert secrets == {"xmodal-s3-credentials": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
+                       "xmodal-mlflow-credentials": {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}}
     assert k8s["configMapAsEnv"][0]["configMapName"] == "xmodal-config"
     # CPU-only tasks stay off the GPU pool and on the CPU image
     ingest_exec = _executor_of(spec, "ingest")

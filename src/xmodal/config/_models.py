@@ -231,6 +231,10 @@ class PipelineConfig(StrictModel):
         default_factory=lambda: ["MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"])
     s3_secret: str = Field("xmodal-s3-credentials", description="Secret with the S3 keys, exported as env")
     s3_secret_keys: list[str] = Field(default_factory=lambda: ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"])
+    mlflow_secret: str = Field("xmodal-mlflow-credentials",
+                               description="Secret with MLflow client credentials (optional), exported as env")
+    mlflow_secret_keys: list[str] = Field(
+        default_factory=lambda: ["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"])
     defaults: TaskResources = Field(default_factory=TaskResources, description="every task without its own entry")
     resources: dict[str, TaskResources] = Field(default_factory=dict, description="method → its train task")
     gpu_pool: GpuPool = Field(default_factory=GpuPool)
