@@ -2,7 +2,7 @@
 
 Each component is a lightweight Python component whose body is one call into
 :mod:`xmodal.stages.steps`; it runs in the project image (see :mod:`._image`), so nothing is pip-installed
-at run time. Module level imports only the standard library and ``kfp``.
+at run time. Module level imports only the standard library, ``kfp`` and :mod:`._image`.
 """
 
 from __future__ import annotations

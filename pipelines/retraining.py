@@ -16,6 +16,9 @@ def build_retraining_pipeline(params: Params, *, params_text: str, dataset: str 
     ``dataset`` (the champion's data) and ``new_dataset`` (incoming cells, another entry of ``datasets:``,
     typically an ``s3://`` source) are both ingested; ``monitor`` compares the new cells with the
     reference's training cells, and only when it says so does the training pipeline run on ``new_dataset``.
+    The retrained models join the reference's registered models (``xmodal-<method>-<dataset>``): each
+    becomes the ``challenger`` and replaces the ``champion`` only if it passes the gates and beats it on
+    the new data's held-out cells.
 
     Parameters
     ----------
@@ -60,7 +63,7 @@ def build_retraining_pipeline(params: Params, *, params_text: str, dataset: str 
         check.set_caching_options(enable_caching=False)  # new data arrive under the same name
         with dsl.If(check.outputs["Output"] == True, name="drifted"):  # noqa: E712 (a KFP condition, not Python)
             # a nested pipeline: its own tasks carry their resources, secrets and retries
-            training(params_text=params_text, dataset=new_dataset, source_root=source_root).set_display_name(
-                "retrain")
+            training(params_text=params_text, dataset=new_dataset, source_root=source_root,
+                     registered_as=dataset).set_display_name("retrain")
 
     return retraining

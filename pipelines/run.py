@@ -7,7 +7,7 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +59,13 @@ def compile_pipeline(name: str, params: Params, *, output: str | Path, dataset: 
 
 @dataclass(frozen=True)
 class LocalRun:
-    """Outcome of a local pipeline run."""
+    """Outcome of a local pipeline run: this run's folder, its registry decisions and drift reports."""
 
     pipeline_root: Path
     seconds: float
     decisions: list[Path]
+    run_dir: Path | None = None
+    drift: list[Path] = field(default_factory=list)
 
 
 def run_local(name: str, params: Params, *, root: str | Path = ".", dataset: str | None = None,
@@ -88,6 +90,7 @@ def run_local(name: str, params: Params, *, root: str | Path = ".", dataset: str
     params = params.model_copy(update={"registry": registry})
     pipeline_root = root / ".kfp-local"
     pipeline_root.mkdir(parents=True, exist_ok=True)
+    earlier = set(pipeline_root.iterdir())
     env = {"MLFLOW_TRACKING_URI": resolve_tracking_uri(params.registry.tracking_uri, root=root)}
     commit = _git(root, "rev-parse", "HEAD")
     if commit:
@@ -101,9 +104,12 @@ def run_local(name: str, params: Params, *, root: str | Path = ".", dataset: str
         pipeline = build(name, params, dataset=dataset, new_dataset=new_dataset)
         pipeline(source_root=str(root))
     seconds = time.time() - started
-    decisions = sorted(pipeline_root.rglob("decisions"), key=lambda p: p.stat().st_mtime)
+    # kfp.local gives every run a folder of its own under the pipeline root
+    run_dir = next((p for p in sorted(pipeline_root.iterdir()) if p not in earlier and p.is_dir()), None)
+    decisions = sorted(p for p in run_dir.rglob("decisions") if p.is_file()) if run_dir else []
+    drift = sorted(run_dir.rglob("drift.json")) if run_dir else []
     log.info("local %s pipeline finished in %.1f s", name, seconds)
-    return LocalRun(pipeline_root=pipeline_root, seconds=seconds, decisions=decisions)
+    return LocalRun(pipeline_root=pipeline_root, seconds=seconds, decisions=decisions, run_dir=run_dir, drift=drift)
 
 
 def submit(name: str, params: Params, *, host: str, experiment: str = "xmodal",

@@ -54,7 +54,8 @@ def build_training_pipeline(params: Params, *, params_text: str, dataset: str | 
         The parameters as text (JSON or YAML): the default of the pipeline parameter ``params_text``, which
         every step parses (a run may pass another).
     dataset
-        Default of the pipeline parameter ``dataset`` (see :func:`default_dataset`).
+        Default of the pipeline parameter ``dataset`` (see :func:`default_dataset`). The pipeline parameter
+        ``registered_as`` (empty by default) makes the new versions join another dataset's registered models.
 
     Returns
     -------
@@ -72,7 +73,8 @@ def build_training_pipeline(params: Params, *, params_text: str, dataset: str | 
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="ingest → preprocess → (train → evaluate) per method → register in MLflow")
-    def training(params_text: str = params_text, dataset: str = ds, source_root: str = "") -> None:
+    def training(params_text: str = params_text, dataset: str = ds, source_root: str = "",
+                 registered_as: str = "") -> None:
         ing = configure_task(ingest(params_text=params_text, dataset=dataset, source_root=source_root),
                              cfg=cfg, name="ingest")
         prep = configure_task(preprocess(params_text=params_text, dataset=dataset, ingested=ing.outputs["ingested"]),
@@ -88,7 +90,8 @@ def build_training_pipeline(params: Params, *, params_text: str, dataset: str | 
             reg = configure_task(register(params_text=params_text, dataset=dataset, ingested=ing.outputs["ingested"],
                                           processed=prep.outputs["processed"],
                                           models=dsl.Collected(tr.outputs["model"]),
-                                          evaluations=dsl.Collected(ev.outputs["evaluation"])),
+                                          evaluations=dsl.Collected(ev.outputs["evaluation"]),
+                                          registered_as=registered_as),
                                  cfg=cfg, name="register")
             reg.set_caching_options(enable_caching=False)  # the registry is a side effect: never skip it
 

@@ -16,13 +16,16 @@ def register(
     models: Input[list[Model]],
     evaluations: Input[list[Dataset]],
     decisions: Output[Markdown],
+    registered_as: str = "",
 ) -> str:
     """Log and register each model; promote to ``champion`` only past the gates and the champion.
 
+    ``registered_as`` names the dataset whose registered models the new versions join (empty: ``dataset``).
     Returns the decisions as ``dataset/method=decision`` pairs separated by commas.
     """
     from xmodal.stages.steps import register_step
 
     return ",".join(f"{d['dataset']}/{d['method']}={d['decision']}" for d in register_step(
         params_text, dataset=dataset, ingested=ingested.path, processed=processed.path,
-        models=[m.path for m in models], evaluations=[e.path for e in evaluations], output=decisions.path))
+        models=[m.path for m in models], evaluations=[e.path for e in evaluations], output=decisions.path,
+        registered_as=registered_as))

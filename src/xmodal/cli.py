@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="every (dataset, method) in params.runs")
     which.add_argument("--dataset", help="one dataset (with --method)")
     p.add_argument("--method", help="one method (with --dataset)")
+    p.add_argument("--registered-as", metavar="DATASET",
+                   help="join this dataset's registered model (xmodal-<method>-<DATASET>) instead of the trained "
+                   "dataset's: a model retrained on new cells then challenges the existing champion on them")
     sub.add_parser("report", parents=[common], help="write reports/summary.json and print the table")
     p = sub.add_parser(
         "monitor", parents=[common], help="drift of new data vs the champion's training cells → retrain yes/no",
@@ -126,6 +129,7 @@ def _pipeline_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
 
 
 def _pipeline(args: argparse.Namespace) -> int:
+    import json
     from pathlib import Path
 
     from xmodal.config import load_params
@@ -141,8 +145,13 @@ def _pipeline(args: argparse.Namespace) -> int:
         result = pipelines.run_local(args.pipeline, params, root=args.root, dataset=args.dataset,
                                      new_dataset=args.new_dataset)
         sys.stdout.write(f"pipeline {args.pipeline} ran locally in {result.seconds:.1f} s; "
-                         f"artifacts under {result.pipeline_root}\n")
-        for path in result.decisions[-1:]:
+                         f"artifacts under {result.run_dir or result.pipeline_root}\n")
+        for path in result.drift:
+            drift = json.loads(path.read_text())
+            sys.stdout.write(f"monitor: {'; '.join(drift['reasons'])}; retrain: {'yes' if drift['retrain'] else 'no'}\n")
+            if not drift["retrain"]:
+                sys.stdout.write("no drift: the training branch was skipped, the registry is unchanged\n")
+        for path in result.decisions:
             sys.stdout.write(path.read_text())
     else:
         out = pipelines.submit(args.pipeline, params, host=args.host,
@@ -187,7 +196,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         pairs = ([(d, m) for g in params.runs.values() for d in g.datasets for m in g.methods] if args.all
                  else [(args.dataset, args.method)])
         for dataset, method in pairs:
-            decision = stages.register.run(params, dataset=dataset, method=method, root=args.root).decision
+            decision = stages.register.run(params, dataset=dataset, method=method, root=args.root,
+                                           registered_as=args.registered_as).decision
             sys.stdout.write(f"{dataset}/{method}: version {decision['version']} of {decision['model_name']} "
                              f"{decision['decision']}: {'; '.join(decision['reasons'])}\n")
     elif args.command == "monitor":

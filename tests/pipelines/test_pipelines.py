@@ -23,13 +23,19 @@ def _compile(root: Path, *extra: str, out: str = "compiled", name: str = "traini
     return list(yaml.safe_load_all((root / out / f"{name}.yaml").read_text()))
 
 
+def _add_batch(root: Path, name: str, *, batch_effect: float) -> None:
+    """Declare another batch of the tiny synthetic experiment as the retraining pipeline's incoming data."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    source = {**params["datasets"]["tiny"]["source"], "batch": 1, "batch_effect": batch_effect}
+    params["datasets"][name] = {"family": "paired", "source": source}
+    params["pipeline"] = {"new_dataset": name}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
 @pytest.fixture
 def two_batches(tiny_project: Path) -> Path:
-    """The tiny project plus a second batch of the same synthetic experiment as incoming data."""
-    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
-    params["datasets"]["batch2"] = {"family": "paired", "source": {**params["datasets"]["tiny"]["source"], "seed": 2}}
-    params["pipeline"] = {"new_dataset": "batch2"}
-    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params))
+    """The tiny project plus a second batch of the same synthetic experiment, with a planted batch effect."""
+    _add_batch(tiny_project, "batch2", batch_effect=1.0)
     return tiny_project
 
 
@@ -121,21 +127,57 @@ def test_retraining_runs_training_only_under_the_drift_condition(two_batches: Pa
     assert spec["root"]["inputDefinitions"]["parameters"]["new_dataset"]["defaultValue"] == "batch2"
 
 
-def test_training_pipeline_runs_locally_and_registers_a_model(tiny_project: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def _mlflow(root: Path):
     from mlflow import MlflowClient
 
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_training_then_retraining_run_locally_and_the_retrained_model_challenges_the_champion(
+        two_batches: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert _cli(tiny_project, "pipeline", "run", "--local") == 0
-    uri = f"sqlite:///{tiny_project / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert _cli(two_batches, "pipeline", "run", "--local") == 0
+    client = _mlflow(two_batches)
     assert client.get_registered_model("xmodal-gwot-tiny").aliases == {"challenger": 1, "champion": 1}
     version = client.get_model_version("xmodal-gwot-tiny", "1")
     run = client.get_run(version.run_id)
     assert run.data.metrics["validation/foscttm"] < 0.5
     # the model's artifacts live in the project, not in a step's scratch folder
-    assert list((tiny_project / "mlartifacts").rglob("model.json"))
+    assert list((two_batches / "mlartifacts").rglob("model.json"))
     assert "MLFLOW_TRACKING_URI" not in __import__("os").environ
+    capsys.readouterr()
+
+    # batch2 carries a planted batch effect: monitor flags it, the model retrained on it joins the same
+    # registered model as version 2 and is compared with the champion on batch2's held-out cells
+    assert _cli(two_batches, "pipeline", "run", "--local", "--pipeline", "retraining") == 0
+    printed = capsys.readouterr().out
+    assert "retrain: yes" in printed
+    assert [m.name for m in client.search_registered_models()] == ["xmodal-gwot-tiny"]
+    retrained = client.get_model_version("xmodal-gwot-tiny", "2")
+    assert client.get_run(retrained.run_id).data.tags["xmodal.dataset"] == "batch2"
+    assert client.get_registered_model("xmodal-gwot-tiny").aliases["challenger"] == 2
+    decisions = sorted((two_batches / ".kfp-local").glob("xmodal-retraining-*/**/decisions"))
+    assert len(decisions) == 1
+    row = decisions[0].read_text().splitlines()[-1]
+    assert row.startswith("| batch2 | gwot | xmodal-gwot-tiny | 2 |")
+    assert "challenger" in row
+    assert "vs champion" in row
+
+
+def test_retraining_without_drift_skips_training(tiny_project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    _add_batch(tiny_project, "same_batch", batch_effect=0.0)  # new cells, same experiment, no shift
+    assert _cli(tiny_project, "pipeline", "run", "--local", "--pipeline", "retraining") == 0
+    printed = capsys.readouterr().out
+    assert "retrain: no" in printed
+    assert "training branch was skipped" in printed
+    run_dir = next((tiny_project / ".kfp-local").glob("xmodal-retraining-*"))
+    assert (run_dir / "monitor").is_dir()
+    assert not list(run_dir.rglob("train"))
+    assert not list(run_dir.rglob("decisions"))
+    assert not (tiny_project / "mlflow.db").exists()
 
 
 def test_submit_posts_the_compiled_pipeline_to_the_kfp_api(tiny_project: Path) -> None:

@@ -122,6 +122,17 @@ def test_a_better_model_replaces_the_champion(project: Path) -> None:
     assert _client(project).get_registered_model(NAME).aliases == {"challenger": 2, "champion": 2}
 
 
+def test_registered_as_joins_another_datasets_model(project: Path) -> None:
+    assert _cli(project, "register", "--dataset", "tiny", "--method", "gwot", "--registered-as", "lab_a") == 0
+    decision = _decision(project)
+    assert decision["model_name"] == "xmodal-gwot-lab_a"
+    assert decision["registered_as"] == "lab_a"
+    client = _client(project)
+    assert [m.name for m in client.search_registered_models()] == ["xmodal-gwot-lab_a"]
+    run = client.get_run(decision["run_id"])
+    assert run.data.tags["xmodal.dataset"] == "tiny"  # the run still names the data it was trained on
+
+
 def test_registered_model_loads_as_our_class_and_through_pyfunc(project: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow

@@ -48,7 +48,15 @@ class SyntheticPairedSource(StrictModel):
         "paired", description="paired: every A cell has a known partner in B; unpaired: independent cells"
     )
     names: tuple[str, str] = ("morphology", "expression")
-    seed: int = 0
+    seed: int = Field(0, description="the experiment: cell types, their geometry and both measurement maps")
+    batch: int = Field(
+        0, ge=0, description="which batch of the experiment: another batch draws new cells of the same cell types, "
+        "measured through the same maps (cell ids get the suffix -<batch>)"
+    )
+    batch_effect: float = Field(
+        0.0, ge=0, description="planted technical shift of this batch: per-feature offsets of this many feature SDs "
+        "in A, per-gene log-rate offsets of this SD in B (0: none)"
+    )
 
 
 class Pbmc68kSource(StrictModel):

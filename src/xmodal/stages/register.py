@@ -201,7 +201,8 @@ def _check_evaluation_is_current(mdir: Path, pdir: Path, metrics_file: Path, cel
                                fix="run `dvc repro` (or `xmodal evaluate`) so the report matches the model")
 
 
-def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") -> RegisterResult:
+def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
+        registered_as: str | None = None) -> RegisterResult:
     """Register ``models/<dataset>/<method>`` in MLflow and decide whether it becomes the champion.
 
     Parameters
@@ -212,6 +213,10 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") ->
         The run to register; ``train`` and ``evaluate`` must have run.
     root
         Project root.
+    registered_as
+        The dataset whose registered model this version joins (default: ``dataset``). A model retrained on
+        new cells (the retraining pipeline) joins the champion's model, so it challenges that champion on the
+        new held-out cells; the MLflow run still records ``dataset`` as its training data.
 
     Returns
     -------
@@ -239,7 +244,7 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") ->
     _check_evaluation_is_current(mdir, processed_dir(root, dataset), metrics_file, cells,
                                  cfg=params.evaluate, metric=spec.primary_metric)
 
-    name = model_name(params, dataset=dataset, method=method)
+    name = model_name(params, dataset=registered_as or dataset, method=method)
     digest = model_sha256(mdir)
     tracker = Tracker(resolve_tracking_uri(cfg.tracking_uri, root=root), experiment=cfg.experiment,
                       artifact_location=resolve_artifact_location(cfg.artifact_location, root=root))
@@ -299,6 +304,7 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") ->
     decision = {
         "dataset": dataset,
         "method": method,
+        "registered_as": registered_as or dataset,
         "model_name": name,
         "version": ref.version,
         "run_id": ref.run_id,

@@ -184,12 +184,14 @@ def register_step(
     models: Sequence[str | Path],
     evaluations: Sequence[str | Path],
     output: str | Path | None = None,
+    registered_as: str = "",
 ) -> list[dict[str, Any]]:
     """Register every (model, evaluation) pair of one dataset; decisions as JSON/Markdown in ``output``.
 
     The tracking store comes from ``register.tracking_uri`` or ``MLFLOW_TRACKING_URI`` (a cluster sets the
     latter from the ``xmodal-config`` ConfigMap). ``models[i]`` and ``evaluations[i]`` must belong together;
-    each model folder names its method.
+    each model folder names its method. ``registered_as`` names the dataset whose registered models the
+    versions join (empty: ``dataset``), see :func:`xmodal.stages.register.run`.
     """
     from xmodal.stages import register
 
@@ -203,7 +205,8 @@ def register_step(
         links = {f"data/ingested/{dataset}": ingested, f"data/processed/{dataset}": processed,
                  f"models/{dataset}/{method}": model, f"reports/{dataset}/{method}": evaluation}
         with _scratch_root(links) as root:
-            decisions.append(register.run(params, dataset=dataset, method=method, root=root).decision)
+            decisions.append(register.run(params, dataset=dataset, method=method, root=root,
+                                          registered_as=registered_as or None).decision)
     if output is not None:
         _write_decisions(Path(output), decisions)
     return decisions
@@ -252,9 +255,10 @@ def monitor_step(
 
 
 def _write_decisions(output: Path, decisions: list[dict[str, Any]]) -> None:
-    lines = ["| dataset | method | version | decision | champion | reasons |", "|---|---|---|---|---|---|"]
+    lines = ["| dataset | method | model | version | decision | champion | reasons |",
+             "|---|---|---|---|---|---|---|"]
     for d in decisions:
-        lines.append(f"| {d['dataset']} | {d['method']} | {d['version']} | **{d['decision']}** | "
+        lines.append(f"| {d['dataset']} | {d['method']} | {d['model_name']} | {d['version']} | **{d['decision']}** | "
                      f"{d['champion_after'] or '—'} | {'; '.join(d['reasons'])} |")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("# Registry decisions\n\n" + "\n".join(lines) + "\n")
