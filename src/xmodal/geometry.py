@@ -1,4 +1,8 @@
-"""Intra-modality geometry: distance matrices that Gromov–Wasserstein compares."""
+"""Geometry shared by methods and metrics: intra-modality distances, nearest neighbours, a 2-D PCA.
+
+Nearest neighbours and the PCA use SciPy/NumPy only: the evaluate and register steps then start
+without importing scikit-learn (about 1 s of every pipeline task that scores a model).
+"""
 
 from __future__ import annotations
 
@@ -50,3 +54,52 @@ def intra_distances(
         raise ValueError(f"kind must be 'geodesic' or 'euclidean', got {kind!r}")
     top = dist.max()
     return dist / top if top > 0 else dist
+
+
+def nearest_neighbors(reference: np.ndarray, query: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest reference rows of every query row (Euclidean), nearest first.
+
+    Parameters
+    ----------
+    reference
+        Shape ``(n_ref, d)``.
+    query
+        Shape ``(n_query, d)``.
+    k
+        Neighbours per query row, ``1 <= k <= n_ref``.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Distances ``(n_query, k)`` (float64) and reference indices ``(n_query, k)`` (int64).
+    """
+    from scipy.spatial import cKDTree
+
+    reference = np.asarray(reference, dtype=np.float64)
+    if not 1 <= k <= len(reference):
+        raise ValueError(f"k must be between 1 and the {len(reference)} reference rows, got {k}")
+    dist, idx = cKDTree(reference).query(np.asarray(query, dtype=np.float64), k=k)
+    shape = (len(query), k)
+    return np.asarray(dist, dtype=np.float64).reshape(shape), np.asarray(idx, dtype=np.int64).reshape(shape)
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """Project rows onto their first two principal components (for plots).
+
+    Parameters
+    ----------
+    x
+        Shape ``(n, d)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n, 2)`` (fewer columns if ``min(n, d) < 2``); each component's sign is fixed so that its
+        largest-magnitude loading is positive, so the picture does not flip between runs.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    centred = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    components = vt[:2]
+    signs = np.sign(components[np.arange(len(components)), np.abs(components).argmax(axis=1)])
+    return centred @ (components * signs[:, None]).T

@@ -252,9 +252,9 @@ def knn_label_transfer(
 ) -> Any:
     """Transfer labels from a reference to a query with a k-nearest-neighbour classifier.
 
-    A :class:`sklearn.neighbors.KNeighborsClassifier` (Euclidean distance, uniform weights) is
-    fitted on ``ref`` and predicts the label of every query row; the predictions are scored
-    against ``query_labels``. Vote ties go to the label that sorts first (scikit-learn's rule).
+    Every query row gets the majority label of its ``k`` nearest reference rows (Euclidean distance,
+    uniform weights: scikit-learn's ``KNeighborsClassifier`` rule, computed with SciPy's k-d tree); the
+    predictions are scored against ``query_labels``. Vote ties go to the label that sorts first.
 
     Macro-F1 and balanced accuracy are averaged over the **sorted labels present in
     query_labels** (``labels=`` in scikit-learn). A class that occurs only in the reference
@@ -292,9 +292,6 @@ def knn_label_transfer(
         embeddings differ in dimension, a label array does not match its embedding's number of
         rows, or ``k < 1``.
     """
-    from sklearn.metrics import accuracy_score, f1_score, recall_score
-    from sklearn.neighbors import KNeighborsClassifier
-
     ref_arr = _as_embedding(ref, "ref")
     query_arr = _as_embedding(query, "query")
     if ref_arr.shape[1] != query_arr.shape[1]:
@@ -306,23 +303,36 @@ def knn_label_transfer(
     ref_y = _as_labels(ref_labels, ref_arr.shape[0], "ref_labels", "ref")
     query_y = _as_labels(query_labels, query_arr.shape[0], "query_labels", "query")
 
-    n_neighbors = min(k_checked, ref_arr.shape[0])
-    clf = KNeighborsClassifier(n_neighbors=n_neighbors, weights="uniform", metric="euclidean")
-    clf.fit(ref_arr, ref_y)
-    pred = clf.predict(query_arr)
+    pred = _knn_predict(ref_arr, ref_y, query_arr, k=min(k_checked, ref_arr.shape[0]))
     if return_predictions:
         return pred
+    return {"label_transfer_accuracy": float(np.mean(query_y == pred)),
+            **_macro_f1_and_recall(query_y, pred)}
 
-    classes = np.unique(query_y)
-    return {
-        "label_transfer_accuracy": float(accuracy_score(query_y, pred)),
-        "label_transfer_macro_f1": float(
-            f1_score(query_y, pred, labels=classes, average="macro", zero_division=0)
-        ),
-        "label_transfer_balanced_accuracy": float(
-            recall_score(query_y, pred, labels=classes, average="macro", zero_division=0)
-        ),
-    }
+
+def _knn_predict(ref: np.ndarray, ref_y: np.ndarray, query: np.ndarray, *, k: int) -> np.ndarray:
+    """Majority label of the ``k`` nearest reference rows; ties go to the smallest label."""
+    from xmodal.geometry import nearest_neighbors
+
+    classes, codes = np.unique(ref_y, return_inverse=True)
+    _, idx = nearest_neighbors(ref, query, k=k)
+    votes = np.zeros((len(query), len(classes)), dtype=np.int64)
+    np.add.at(votes, (np.repeat(np.arange(len(query)), k), codes[idx].ravel()), 1)
+    return classes[votes.argmax(axis=1)]  # argmax takes the first maximum: the smallest tied label
+
+
+def _macro_f1_and_recall(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Macro-F1 and balanced accuracy over the classes of ``truth`` (a never-predicted class scores 0)."""
+    f1s, recalls = [], []
+    for cls in np.unique(truth):
+        true_pos = float(np.sum((truth == cls) & (pred == cls)))
+        recall = true_pos / float(np.sum(truth == cls))
+        n_pred = float(np.sum(pred == cls))
+        precision = true_pos / n_pred if n_pred else 0.0
+        f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+        recalls.append(recall)
+    return {"label_transfer_macro_f1": float(np.mean(f1s)),
+            "label_transfer_balanced_accuracy": float(np.mean(recalls))}
 
 
 def label_transfer_confusion(
@@ -341,10 +351,11 @@ def label_transfer_confusion(
         ``categories`` (sorted union of true and predicted labels, as strings) and ``matrix``
         (``len(categories)`` × ``len(categories)``; rows: true label, columns: predicted label).
     """
-    from sklearn.metrics import confusion_matrix
-
     pred = knn_label_transfer(ref, ref_labels, query, query_labels, k=k, return_predictions=True)
-    truth = np.asarray(query_labels)
-    categories = sorted({str(v) for v in truth} | {str(v) for v in pred})
-    matrix = confusion_matrix(truth.astype(str), np.asarray(pred).astype(str), labels=categories)
-    return categories, matrix.astype(int).tolist()
+    truth = np.asarray(query_labels).astype(str)
+    pred = np.asarray(pred).astype(str)
+    categories = sorted(set(truth) | set(pred))
+    index = {c: i for i, c in enumerate(categories)}
+    matrix = np.zeros((len(categories), len(categories)), dtype=np.int64)
+    np.add.at(matrix, ([index[t] for t in truth], [index[p] for p in pred]), 1)
+    return categories, matrix.tolist()

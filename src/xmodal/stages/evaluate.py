@@ -12,6 +12,7 @@ import numpy as np
 from xmodal._io import atomic_dir, write_json
 from xmodal.config import EvaluateConfig, Params
 from xmodal.data import LABEL, PairedData, read_paired
+from xmodal.geometry import pca_2d
 from xmodal.methods import load_model
 from xmodal.metrics import foscttm, knn_label_transfer, matching_accuracy
 from xmodal.metrics import label_transfer_confusion as metric_confusion
@@ -102,7 +103,6 @@ def _plot_embedding(model: Any, data: PairedData, path: Path, *, title: str, cfg
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.decomposition import PCA
 
     z = np.vstack([model.transform(np.asarray(data.a.X), modality="a"),
                    model.transform(np.asarray(data.b.X), modality="b")])
@@ -113,7 +113,7 @@ def _plot_embedding(model: Any, data: PairedData, path: Path, *, title: str, cfg
 
         xy = umap.UMAP(random_state=cfg.seed, n_jobs=1).fit_transform(z[idx])
     else:
-        xy = PCA(2, random_state=cfg.seed).fit_transform(z[idx])
+        xy = pca_2d(z[idx])
     modality = np.array([data.names[0]] * data.a.n_obs + [data.names[1]] * data.b.n_obs)[idx]
     labels = (np.concatenate([data.a.obs[LABEL].astype(str), data.b.obs[LABEL].astype(str)])[idx]
               if data.has_labels else modality)

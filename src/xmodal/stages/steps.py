@@ -25,6 +25,7 @@ import yaml
 from xmodal.config import Params, params_from_dict
 from xmodal.errors import XmodalInputError
 from xmodal.methods._base import read_model_meta
+from xmodal.stages._kfp_task import kfp_task
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ def _export(folder: Path, output: str | Path) -> None:
     shutil.copytree(folder, output, dirs_exist_ok=True)
 
 
+@kfp_task
 def ingest_step(params_text: str, *, dataset: str, output: str | Path, source_root: str | Path = "") -> dict[str, Any]:
     """Ingest ``dataset`` into the folder ``output`` (``data.h5mu`` + ``schema.json``).
 
@@ -96,6 +98,7 @@ def ingest_step(params_text: str, *, dataset: str, output: str | Path, source_ro
     return result.schema
 
 
+@kfp_task
 def preprocess_step(params_text: str, *, dataset: str, ingested: str | Path, output: str | Path) -> dict[str, Any]:
     """Split and preprocess the ingested folder ``ingested`` into ``output``; returns the split sizes."""
     from xmodal.stages import preprocess
@@ -107,6 +110,7 @@ def preprocess_step(params_text: str, *, dataset: str, ingested: str | Path, out
     return {"n_train": result.n_train, "n_validation": result.n_validation}
 
 
+@kfp_task
 def train_step(params_text: str, *, dataset: str, method: str, processed: str | Path,
                output: str | Path) -> dict[str, Any]:
     """Fit ``method`` on the processed folder ``processed``; the model folder goes to ``output``.
@@ -126,6 +130,7 @@ def train_step(params_text: str, *, dataset: str, method: str, processed: str | 
     return {"method": method, "dataset": dataset, **scalars}
 
 
+@kfp_task
 def evaluate_step(
     params_text: str,
     *,
@@ -175,6 +180,7 @@ def evaluate_step(
     return validation
 
 
+@kfp_task
 def register_step(
     params_text: str,
     *,
@@ -212,6 +218,7 @@ def register_step(
     return decisions
 
 
+@kfp_task
 def monitor_step(
     params_text: str,
     *,

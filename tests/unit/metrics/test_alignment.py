@@ -420,3 +420,46 @@ def test_knn_label_transfer_rejects_bad_inputs(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         knn_label_transfer(ref, ref_labels, query, query_labels, k=1)
+
+
+# ------------------------------------------------------------------------------------------
+# the SciPy/NumPy implementation agrees with scikit-learn (kept as the oracle in tests only)
+
+
+def test_knn_label_transfer_vote_tie_goes_to_the_label_that_sorts_first() -> None:
+    # k=2: the query at 0.5 sees one "b" (0) and one "a" (1) -> tie -> "a"
+    pred = knn_label_transfer(_col([0.0, 1.0]), ["b", "a"], _col([0.5]), ["b"], k=2, return_predictions=True)
+    assert list(pred) == ["a"]
+
+
+@pytest.mark.parametrize("k", [1, 4, 15])
+def test_knn_label_transfer_matches_scikit_learn(k: int) -> None:
+    from sklearn.metrics import f1_score, recall_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(k)
+    ref, query = rng.normal(size=(300, 6)), rng.normal(size=(120, 6))
+    ref_y = rng.choice(list("pqrstu"), size=300)
+    query_y = rng.choice(list("pqrs"), size=120)  # two reference-only classes
+    expected = KNeighborsClassifier(n_neighbors=k).fit(ref, ref_y).predict(query)
+    pred = knn_label_transfer(ref, ref_y, query, query_y, k=k, return_predictions=True)
+    np.testing.assert_array_equal(pred, expected)
+    out = knn_label_transfer(ref, ref_y, query, query_y, k=k)
+    classes = np.unique(query_y)
+    assert out["label_transfer_accuracy"] == pytest.approx(np.mean(expected == query_y))
+    assert out["label_transfer_macro_f1"] == pytest.approx(
+        f1_score(query_y, expected, labels=classes, average="macro", zero_division=0))
+    assert out["label_transfer_balanced_accuracy"] == pytest.approx(
+        recall_score(query_y, expected, labels=classes, average="macro", zero_division=0))
+
+
+def test_label_transfer_confusion_matches_scikit_learn() -> None:
+    from sklearn.metrics import confusion_matrix
+
+    rng = np.random.default_rng(0)
+    ref, query = rng.normal(size=(200, 4)), rng.normal(size=(80, 4))
+    ref_y, query_y = rng.choice(list("abcd"), size=200), rng.choice(list("abc"), size=80)
+    categories, matrix = alignment.label_transfer_confusion(ref, ref_y, query, query_y, k=5)
+    pred = knn_label_transfer(ref, ref_y, query, query_y, k=5, return_predictions=True)
+    assert matrix == confusion_matrix(query_y, pred, labels=categories).tolist()
+    assert sum(map(sum, matrix)) == 80

@@ -13,7 +13,7 @@ import numpy as np
 from xmodal import __version__
 from xmodal.data import PairedData
 from xmodal.errors import XmodalInputError
-from xmodal.geometry import intra_distances
+from xmodal.geometry import intra_distances, nearest_neighbors
 from xmodal.methods._base import MODEL_JSON, read_model_meta
 from xmodal.methods.gwot._config import GWOTConfig
 
@@ -74,8 +74,7 @@ class GWOT:
         GWOT
             ``self``, fitted.
         """
-        import ot
-
+        ot = _import_pot()
         cfg = self.config
         rng = np.random.default_rng(seed)
         x_a = _subsample(np.asarray(data.a.X, dtype=np.float64), cfg.max_cells, rng)
@@ -123,8 +122,6 @@ class GWOT:
             Shared-space coordinates, ``(n, d_shared)`` where ``d_shared`` is the feature
             dimension of ``project_onto``.
         """
-        from sklearn.neighbors import NearestNeighbors
-
         self._check_fitted()
         if modality not in ("a", "b"):
             raise ValueError(f"modality must be 'a' or 'b', got {modality!r}")
@@ -138,7 +135,7 @@ class GWOT:
         if modality == self.config.project_onto:
             return x.copy()
         k = min(self.config.oos_neighbors, len(train))
-        dist, idx = NearestNeighbors(n_neighbors=k).fit(train).kneighbors(x)
+        dist, idx = nearest_neighbors(train, x, k=k)
         weights = 1.0 / (dist + 1e-8)
         weights /= weights.sum(axis=1, keepdims=True)
         return np.einsum("nk,nkd->nd", weights, self.arrays[f"z_{modality}"][idx])
