@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import Any
 
 from xmodal._env import temporary_env
 from xmodal.config import Params
-from xmodal.errors import ConfigError
+from xmodal.errors import ConfigError, PipelineRunError
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def run_local(name: str, params: Params, *, root: str | Path = ".", dataset: str
     Every task runs in a subprocess of this Python environment. Artifacts go under
     ``<root>/.kfp-local/``; relative dataset paths resolve against ``root``; MLflow is the project's
     store (``register.tracking_uri`` resolved under ``root``, unless ``MLFLOW_TRACKING_URI`` is set) and
-    artifact root (``register.artifact_location`` resolved under ``root``).
+    artifact root (``register.artifact_location`` resolved under ``root``). Retries are off: a failed task
+    fails the run at once with :class:`~xmodal.errors.PipelineRunError`.
     """
     from kfp import local
 
@@ -87,7 +89,12 @@ def run_local(name: str, params: Params, *, root: str | Path = ".", dataset: str
     # each step works in a scratch root: pin the MLflow artifact root to the project's
     registry = params.registry.model_copy(
         update={"artifact_location": resolve_artifact_location(params.registry.artifact_location, root=root)})
-    params = params.model_copy(update={"registry": registry})
+    # kfp.local honours retries (30 s back-off each); here a failure is not a flaky node, so fail at once
+    cfg = params.pipeline
+    no_retry = {"retries": 0}
+    pipeline_cfg = cfg.model_copy(update={"defaults": cfg.defaults.model_copy(update=no_retry), "resources": {
+        method: res.model_copy(update=no_retry) for method, res in cfg.resources.items()}})
+    params = params.model_copy(update={"registry": registry, "pipeline": pipeline_cfg})
     pipeline_root = root / ".kfp-local"
     pipeline_root.mkdir(parents=True, exist_ok=True)
     earlier = set(pipeline_root.iterdir())
@@ -102,7 +109,16 @@ def run_local(name: str, params: Params, *, root: str | Path = ".", dataset: str
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                    raise_on_error=True)
         pipeline = build(name, params, dataset=dataset, new_dataset=new_dataset)
-        pipeline(source_root=str(root))
+        try:
+            pipeline(source_root=str(root))
+        except RuntimeError as exc:  # kfp.local: "Pipeline 'x' finished with status FAILURE. Inner task failed: 'y'."
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+            if "finished with status FAILURE" not in text:
+                raise
+            failed = re.search(r"Inner task failed: '([^']+)'", text)
+            raise PipelineRunError(
+                f"the local {name} pipeline failed in task {failed.group(1) if failed else '?'!r}; the task's output "
+                f"above says why (artifacts of the run under {pipeline_root})") from None
     seconds = time.time() - started
     # kfp.local gives every run a folder of its own under the pipeline root
     run_dir = next((p for p in sorted(pipeline_root.iterdir()) if p not in earlier and p.is_dir()), None)

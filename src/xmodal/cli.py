@@ -1,7 +1,7 @@
 """``xmodal <stage>``: parse → load params → call the stage → exit code.
 
 Exit codes: 0 success; 2 bad input or parameters (one message on stderr, nothing written);
-1 an unexpected error.
+1 a failed task of a local pipeline run (one message naming the task) or an unexpected error.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from xmodal.errors import ConfigError, XmodalInputError
+from xmodal.errors import ConfigError, PipelineRunError, XmodalInputError
 
 if TYPE_CHECKING:
     from xmodal.config import Params
@@ -91,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (XmodalInputError, ConfigError) as exc:
         sys.stderr.write(f"xmodal {args.command}: error: {exc}\n")
         return 2
+    except PipelineRunError as exc:
+        sys.stderr.write(f"xmodal {args.command}: error: {exc}\n")
+        return 1
 
 
 def _pipeline_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -23,6 +23,13 @@ class ConfigError(XmodalError):
     """
 
 
+class PipelineRunError(XmodalError):
+    """A pipeline run finished with a failed task; the task's own output (printed above it) says why.
+
+    The CLI prints the one-line message and exits with code 1.
+    """
+
+
 class XmodalInputError(XmodalError):
     """An input file does not satisfy the data contract.
 

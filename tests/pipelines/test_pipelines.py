@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,19 @@ def test_submit_posts_the_compiled_pipeline_to_the_kfp_api(tiny_project: Path) -
 def test_unknown_pipeline_setting_exits_2(tiny_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli(tiny_project, "pipeline", "compile", "--set", "pipeline.resources.gwot.gpus=1") == 2
     assert "pipeline.resources.gwot" in capsys.readouterr().err
+
+
+def test_a_failed_task_ends_the_local_run_with_one_message_and_exit_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    params = {"datasets": {"broken": {"family": "paired", "source": {
+        "kind": "csv", "modality_a": "raw/missing_a.csv", "modality_b": "raw/missing_b.csv"}}},
+        "runs": {"paired": {"datasets": ["broken"], "methods": ["gwot"]}},
+        "pipeline": {"defaults": {"retries": 3}}}  # off in local runs: no 3 × 30 s back-off
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert _cli(tmp_path, "pipeline", "run", "--local") == 1
+    captured = capsys.readouterr()
+    assert "failed in task 'ingest'" in captured.err
+    assert "Traceback" not in captured.err
+    assert "missing_a.csv: modality_a: file not found" in captured.out  # the task's own message, above
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", captured.out)  # kfp colours task names
+    assert plain.count("Executing task 'ingest'") == 1  # no retry
