@@ -41,6 +41,7 @@ lint: install  ## ruff
 
 bench: install  ## run the benchmarks (writes benchmarks/results/*.json)
 	$(BIN)/python benchmarks/gwot_scaling.py
+	$(BIN)/python benchmarks/pipeline_overhead.py --repeats 3
 
 lock:  ## regenerate requirements/lock.txt from the current .venv
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements/lock.txt
