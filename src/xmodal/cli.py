@@ -88,12 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return _dispatch(args)
-    except (XmodalInputError, ConfigError) as exc:
+    except (XmodalInputError, ConfigError, PipelineRunError) as exc:
         sys.stderr.write(f"xmodal {args.command}: error: {exc}\n")
-        return 2
-    except PipelineRunError as exc:
-        sys.stderr.write(f"xmodal {args.command}: error: {exc}\n")
-        return 1
+        return 1 if isinstance(exc, PipelineRunError) else 2
 
 
 def _pipeline_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -196,6 +193,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "register":
         if args.all == bool(args.method):
             raise ConfigError("register: give --dataset with --method, or --all alone")
+        if args.all and args.registered_as:
+            raise ConfigError("register: --registered-as names one model: use it with --dataset and --method")
         pairs = ([(d, m) for g in params.runs.values() for d in g.datasets for m in g.methods] if args.all
                  else [(args.dataset, args.method)])
         for dataset, method in pairs:

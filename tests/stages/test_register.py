@@ -133,6 +133,11 @@ def test_registered_as_joins_another_datasets_model(project: Path) -> None:
     assert run.data.tags["xmodal.dataset"] == "tiny"  # the run still names the data it was trained on
 
 
+def test_registered_as_with_all_exits_2(tiny_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli(tiny_project, "register", "--all", "--registered-as", "lab_a") == 2
+    assert "--registered-as names one model" in capsys.readouterr().err
+
+
 def test_registered_model_loads_as_our_class_and_through_pyfunc(project: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
