@@ -244,7 +244,8 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
     _check_evaluation_is_current(mdir, processed_dir(root, dataset), metrics_file, cells,
                                  cfg=params.evaluate, metric=spec.primary_metric)
 
-    name = model_name(params, dataset=registered_as or dataset, method=method)
+    registry_dataset = registered_as or dataset
+    name = model_name(params, dataset=registry_dataset, method=method)
     digest = model_sha256(mdir)
     tracker = Tracker(resolve_tracking_uri(cfg.tracking_uri, root=root), experiment=cfg.experiment,
                       artifact_location=resolve_artifact_location(cfg.artifact_location, root=root))
@@ -304,7 +305,7 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
     decision = {
         "dataset": dataset,
         "method": method,
-        "registered_as": registered_as or dataset,
+        "registered_as": registry_dataset,
         "model_name": name,
         "version": ref.version,
         "run_id": ref.run_id,
