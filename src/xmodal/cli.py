@@ -1,7 +1,8 @@
 """``xmodal <stage>``: parse → load params → call the stage → exit code.
 
 Exit codes: 0 success; 2 bad input or parameters (one message on stderr, nothing written);
-1 a failed task of a local pipeline run (one message naming the task) or an unexpected error.
+1 a failed task of a local pipeline run (one message naming the task), a diverged training (one message
+naming the loss term) or an unexpected error.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from xmodal.errors import ConfigError, PipelineRunError, XmodalInputError
+from xmodal.errors import ConfigError, PipelineRunError, TrainingDivergedError, XmodalInputError
 
 if TYPE_CHECKING:
     from xmodal.config import Params
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 EPILOG = """examples:
   xmodal ingest --dataset synthetic_paired
   xmodal train --dataset pbmc68k --method gwot --set methods.gwot.epsilon=0.01
+  xmodal train --dataset synthetic_paired --method geoadvae --resume
   xmodal register --all
   xmodal report
 Every command reads params.yaml (--params); --set dotted.key=value overrides it."""
@@ -44,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=text)
         p.add_argument("--dataset", required=True)
         p.add_argument("--method", required=True)
+        if name == "train":
+            p.add_argument("--resume", action="store_true",
+                           help="continue from checkpoints/<dataset>/<method>/checkpoint.pt (methods that "
+                           "checkpoint, e.g. geoadvae); the result equals an uninterrupted run")
     p = sub.add_parser("register", parents=[common],
                        help="log to MLflow, alias `challenger`, promote to `champion` if it passes the gates",
                        description="Log the trained model to MLflow (params, per-step metrics, plots, model, lineage), "
@@ -88,9 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return _dispatch(args)
-    except (XmodalInputError, ConfigError, PipelineRunError) as exc:
+    except (XmodalInputError, ConfigError, PipelineRunError, TrainingDivergedError) as exc:
         sys.stderr.write(f"xmodal {args.command}: error: {exc}\n")
-        return 1 if isinstance(exc, PipelineRunError) else 2
+        return 1 if isinstance(exc, PipelineRunError | TrainingDivergedError) else 2
 
 
 def _pipeline_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -188,8 +194,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     params = load_params(args.params, overrides=args.overrides)
     if args.command in ("ingest", "preprocess"):
         getattr(stages, args.command).run(params, dataset=args.dataset, root=args.root)
-    elif args.command in ("train", "evaluate"):
-        getattr(stages, args.command).run(params, dataset=args.dataset, method=args.method, root=args.root)
+    elif args.command == "train":
+        stages.train.run(params, dataset=args.dataset, method=args.method, root=args.root, resume=args.resume)
+    elif args.command == "evaluate":
+        stages.evaluate.run(params, dataset=args.dataset, method=args.method, root=args.root)
     elif args.command == "register":
         if args.all == bool(args.method):
             raise ConfigError("register: give --dataset with --method, or --all alone")

@@ -30,6 +30,14 @@ class PipelineRunError(XmodalError):
     """
 
 
+class TrainingDivergedError(XmodalError):
+    """A loss term became NaN or infinite during training.
+
+    The message names the term, the iteration and the parameter to change; the CLI prints it and
+    exits with code 1 (no model is written).
+    """
+
+
 class XmodalInputError(XmodalError):
     """An input file does not satisfy the data contract.
 

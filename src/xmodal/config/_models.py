@@ -140,6 +140,8 @@ class EvaluateConfig(StrictModel):
 
     k: int = Field(5, ge=1, description="neighbours for kNN label transfer")
     top_k: tuple[int, ...] = Field((1, 5), description="k of top-k matching accuracy")
+    neighborhood_k: tuple[int, ...] = Field(
+        (5, 50), description="k of seed 000's kNN matching: the match lies among the partner's k nearest (L1)")
     embedding_plot: Literal["umap", "pca"] = "umap"
     max_plot_cells: int = Field(5000, ge=10)
     seed: int = 0

@@ -33,6 +33,10 @@ class MethodSpec:
         Direction of ``primary_metric``.
     summary_metrics
         Metrics shown in the demo's summary table.
+    description
+        One line for ``--help`` and the README.
+    resumable
+        Whether its ``fit`` takes ``checkpoint_dir`` and ``resume`` (``xmodal train --resume``).
     """
 
     name: str
@@ -43,6 +47,7 @@ class MethodSpec:
     greater_is_better: bool
     summary_metrics: tuple[str, ...]
     description: str = ""
+    resumable: bool = False
 
     def config_cls(self) -> Any:
         """Import and return the config class."""
@@ -68,6 +73,18 @@ METHODS: dict[str, MethodSpec] = {
         greater_is_better=False,
         summary_metrics=("foscttm", "label_transfer_accuracy", "label_transfer_macro_f1", "matching_top1"),
         description="SCOT-style entropic Gromov–Wasserstein alignment (the alignment baseline)",
+    ),
+    "geoadvae": MethodSpec(
+        name="geoadvae",
+        family="paired",
+        config="xmodal.methods.geoadvae._config:GeoAdVAEConfig",
+        model="xmodal.methods.geoadvae._model:GeoAdVAE",
+        primary_metric="foscttm",
+        greater_is_better=False,
+        summary_metrics=("foscttm", "label_transfer_accuracy", "label_transfer_macro_f1", "matching_top1"),
+        description="per-modality VAEs + latent adversary + differentiable Gromov–Wasserstein + cluster prior "
+        "(seed 000)",
+        resumable=True,
     ),
 }
 

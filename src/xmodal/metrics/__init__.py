@@ -8,6 +8,7 @@ from xmodal.metrics.alignment import (
     knn_label_transfer,
     label_transfer_confusion,
     matching_accuracy,
+    neighborhood_matching,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "knn_label_transfer",
     "label_transfer_confusion",
     "matching_accuracy",
+    "neighborhood_matching",
 ]

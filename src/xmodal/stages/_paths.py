@@ -20,6 +20,11 @@ def model_dir(root: str | Path, dataset: str, method: str) -> Path:
     return Path(root) / "models" / dataset / method
 
 
+def checkpoint_dir(root: str | Path, dataset: str, method: str) -> Path:
+    """``checkpoints/<dataset>/<method>``: resumable training state (outside DVC and git)."""
+    return Path(root) / "checkpoints" / dataset / method
+
+
 def report_dir(root: str | Path, dataset: str, method: str) -> Path:
     """``reports/<dataset>/<method>``: ``metrics.json`` and plots."""
     return Path(root) / "reports" / dataset / method

@@ -14,7 +14,7 @@ from xmodal.config import EvaluateConfig, Params
 from xmodal.data import LABEL, PairedData, read_paired
 from xmodal.geometry import pca_2d
 from xmodal.methods import load_model
-from xmodal.metrics import foscttm, knn_label_transfer, matching_accuracy
+from xmodal.metrics import foscttm, knn_label_transfer, matching_accuracy, neighborhood_matching
 from xmodal.metrics import label_transfer_confusion as metric_confusion
 from xmodal.stages._paths import model_dir, processed_dir, report_dir
 
@@ -44,7 +44,8 @@ def evaluate_alignment(model: Any, data: PairedData, *, cfg: EvaluateConfig) -> 
     Returns
     -------
     dict
-        ``foscttm`` and ``matching_top{k}`` over known pairs (when pairing is known);
+        ``foscttm``, ``matching_top{k}`` and seed 000's ``neighborhood_matching_k{k}`` over known
+        pairs (when pairing is known);
         ``label_transfer_*`` from B (reference) to A (query) with k neighbours (when labelled);
         ``n_a``, ``n_b``, ``n_pairs``.
     """
@@ -55,6 +56,7 @@ def evaluate_alignment(model: Any, data: PairedData, *, cfg: EvaluateConfig) -> 
     if len(ia) >= 2:
         out["foscttm"] = foscttm(z_a[ia], z_b[ib])
         out.update(matching_accuracy(z_a[ia], z_b[ib], ks=cfg.top_k))
+        out.update(neighborhood_matching(z_a[ia], z_b[ib], ks=cfg.neighborhood_k))
     if data.has_labels:
         out.update(knn_label_transfer(z_b, data.b.obs[LABEL].astype(str), z_a, data.a.obs[LABEL].astype(str), k=cfg.k))
     return out

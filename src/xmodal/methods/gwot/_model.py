@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from xmodal import __version__
+from xmodal._pot import import_pot as _import_pot
 from xmodal.data import PairedData
 from xmodal.errors import XmodalInputError
 from xmodal.geometry import intra_distances, nearest_neighbors
@@ -226,21 +227,3 @@ def _entropic_gw(
     if not np.isfinite(coupling).all() or coupling.sum() <= 0:
         raise RuntimeError("gwot: the coupling is not finite; increase methods.gwot.epsilon")
     return coupling, history
-
-
-def _import_pot() -> Any:
-    """Import POT with only its NumPy backend (gwot works on NumPy arrays).
-
-    On first import POT probes PyTorch, JAX, CuPy and TensorFlow; the PyTorch probe alone costs
-    about 2.5 s of start-up in every process (each pipeline task is one). The switches are POT's own
-    ``POT_BACKEND_DISABLE_*`` variables, set only around the import and restored afterwards.
-    """
-    import sys
-
-    from xmodal._env import temporary_env
-
-    if "ot" in sys.modules:
-        return sys.modules["ot"]
-    with temporary_env({f"POT_BACKEND_DISABLE_{name}": "1" for name in ("PYTORCH", "JAX", "CUPY", "TENSORFLOW")}):
-        import ot
-    return ot

@@ -1,0 +1,18 @@
+"""Shared pure-PyTorch layers: MLP blocks, per-modality VAEs, latent discriminators.
+
+Nothing here trains or reads data; methods compose these modules (the scvi-tools split of
+modules from training and from the user-facing model).
+"""
+
+from __future__ import annotations
+
+from xmodal.nn._layers import (
+    VAE,
+    LatentDiscriminator,
+    encoder_widths,
+    init_gaussian,
+    init_kaiming,
+    mlp_block,
+)
+
+__all__ = ["VAE", "LatentDiscriminator", "encoder_widths", "init_gaussian", "init_kaiming", "mlp_block"]
