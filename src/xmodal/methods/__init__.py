@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xmodal.methods._base import load_model
+from xmodal.methods._base import embed, load_model
 from xmodal.methods._registry import METHODS, MethodSpec, get_method
 
-__all__ = ["METHODS", "MethodSpec", "get_method", "load_model"]
+__all__ = ["METHODS", "MethodSpec", "embed", "get_method", "load_model"]

@@ -44,3 +44,75 @@ def load_model(path: str | Path) -> Any:
 
     meta = read_model_meta(path)
     return get_method(meta["method"]).model_cls().load(path)
+
+
+def embed(
+    model: Any,
+    data: Any,
+    *,
+    modality: str | None = None,
+    preprocessors: dict[str, Any] | None = None,
+    key: str | None = None,
+) -> Any:
+    """Embed new cells in a fitted model's shared space; return a copy with the codes in ``obsm``.
+
+    Parameters
+    ----------
+    model
+        A fitted paired-family model (``transform(x, modality=...)``), e.g. from :func:`load_model`.
+    data
+        An ``AnnData`` of one modality (give ``modality``), or a ``MuData`` holding both (its
+        modalities are matched by the names the model was trained with, else taken in order).
+    modality
+        ``"a"``/``"b"`` or a modality name, for an ``AnnData``.
+    preprocessors
+        Modality (``"a"``/``"b"``) → fitted :class:`~xmodal.stages.preprocess.ModalityPreprocessor`
+        (``data/processed/<dataset>/preprocessor_<m>``) to apply to raw features first; without it
+        ``X`` must already hold the processed features, named as in training.
+    key
+        ``obsm`` key (default ``X_<method>``).
+
+    Returns
+    -------
+    AnnData or MuData
+        A copy of ``data`` whose modality objects carry ``obsm[key]`` of shape ``(n_cells, d_shared)``;
+        ``data`` itself is not modified.
+    """
+    import anndata as ad
+    import numpy as np
+
+    key = key or f"X_{getattr(model, 'method', 'xmodal')}"
+    names = list(getattr(model, "info", {}).get("names", []))
+
+    def one(adata: ad.AnnData, which: str) -> ad.AnnData:
+        out = adata.copy()
+        if preprocessors and which in preprocessors:
+            x = preprocessors[which].transform(out)
+        else:
+            expected = getattr(model, "info", {}).get(f"features_{which}")
+            if expected and list(map(str, out.var_names)) != list(expected):
+                missing = [f for f in expected if f not in set(map(str, out.var_names))]
+                raise XmodalInputError(
+                    f"modality {which} does not have the model's {len(expected)} input features in order"
+                    + (f" ({len(missing)} missing, first {missing[0]!r})" if missing else ""),
+                    fix="pass `preprocessors=` to embed raw features, or give the processed features")
+            x = np.asarray(out.X.toarray() if hasattr(out.X, "toarray") else out.X)
+        out.obsm[key] = model.transform(x, modality=which)
+        return out
+
+    if isinstance(data, ad.AnnData):
+        if modality is None:
+            raise ValueError("embedding an AnnData needs modality= ('a', 'b' or a modality name)")
+        which = modality if modality in ("a", "b") else {n: m for n, m in zip(names, "ab", strict=False)}.get(modality)
+        if which is None:
+            raise ValueError(f"unknown modality {modality!r}; the model knows {names or ['a', 'b']}")
+        return one(data, which)
+    mods = list(data.mod)
+    chosen = names if len(names) == 2 and all(n in data.mod for n in names) else mods[:2]
+    if len(chosen) != 2:
+        raise XmodalInputError(f"the MuData has {len(mods)} modalities; two are needed",
+                               fix=f"give modalities named {names}")
+    import mudata as md
+
+    embedded = {name: one(data.mod[name], which) for name, which in zip(chosen, "ab", strict=True)}
+    return md.MuData({**{n: data.mod[n].copy() for n in mods if n not in embedded}, **embedded})

@@ -142,12 +142,16 @@ def _plot_history(history: list[dict[str, float]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     if history:
         steps = [h["step"] for h in history]
-        keys = [k for k in history[0] if k not in ("step", "epsilon")]
-        for key in keys[:1]:
-            ax.plot(steps, [h[key] for h in history], label=key)
+        every = list(dict.fromkeys(k for h in history for k in h))
+        losses = [k for k in every if k.startswith("loss_")]  # multi-term models: every raw term
+        keys = losses or [k for k in every if k not in ("step", "epsilon")][:1]
+        for key in keys:
+            ax.plot(steps, [abs(h.get(key, float("nan"))) for h in history], label=key, lw=1)
+        if losses:
+            ax.set_yscale("log")
         ax.set_xlabel("step")
-        ax.set_ylabel(keys[0] if keys else "")
-        ax.legend()
+        ax.set_ylabel(keys[0] if len(keys) == 1 else "|loss|")
+        ax.legend(fontsize=7)
     ax.set_title("training curve")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

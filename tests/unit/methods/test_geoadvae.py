@@ -79,8 +79,10 @@ def test_gw_term_has_a_real_gradient_to_the_encoders(tiny: PairedData) -> None:
     grad_a = module.vae_a.encoder[0][0].weight.grad
     grad_b = module.vae_b.encoder[0][0].weight.grad
     assert loss.item() > 0
-    assert grad_a is not None and grad_a.abs().sum() > 0
-    assert grad_b is not None and grad_b.abs().sum() > 0
+    assert grad_a is not None
+    assert grad_a.abs().sum() > 0
+    assert grad_b is not None
+    assert grad_b.abs().sum() > 0
 
 
 def test_gw_gradient_matches_pot_torch_backend() -> None:
@@ -108,7 +110,8 @@ print(json.dumps([ours.item(), ref.item(), (ga - ra).abs().max().item(), (gb - r
     ours, ref, diff_a, diff_b, scale = json.loads(out.stdout.strip().splitlines()[-1])
     assert ours == pytest.approx(ref, rel=1e-6)
     assert scale > 0
-    assert diff_a < 1e-6 * max(1.0, scale) and diff_b < 1e-6 * max(1.0, scale)
+    assert diff_a < 1e-6 * max(1.0, scale)
+    assert diff_b < 1e-6 * max(1.0, scale)
 
 
 def test_prior_is_of_the_order_of_the_other_terms_at_initialisation(tiny: PairedData) -> None:
@@ -216,10 +219,12 @@ def test_deterministic_and_round_trips(tiny: PairedData, tmp_path: Path) -> None
     loaded = GeoAdVAE.load(tmp_path / "a")
     x = np.asarray(tiny.b.X)
     z = loaded.transform(x, modality="b")
-    assert z.shape == (tiny.b.n_obs, FAST["latent_dim"]) and np.isfinite(z).all()
+    assert z.shape == (tiny.b.n_obs, FAST["latent_dim"])
+    assert np.isfinite(z).all()
     np.testing.assert_array_equal(z, m1.transform(x, modality="b"))
     np.testing.assert_array_equal(z, loaded.transform(x, modality="b"))  # eval mode: no dropout, no sampling
-    assert loaded.module is not None and not loaded.module.training
+    assert loaded.module is not None
+    assert not loaded.module.training
     with pytest.raises(XmodalInputError, match="features"):
         loaded.transform(x[:, :3], modality="b")
 
@@ -240,7 +245,8 @@ def test_other_gan_losses_train(tiny: PairedData, gan_type: str) -> None:
                                        "gw_group_size": 4, "prior_form": "infonce", "shared_layer": True})).fit(
         tiny, seed=0)
     assert all(math.isfinite(v) for h in model.history for v in h.values())
-    assert model.module is not None and model.module.vae_a.mu is model.module.vae_b.mu
+    assert model.module is not None
+    assert model.module.vae_a.mu is model.module.vae_b.mu
 
 
 def test_beats_its_no_alignment_ablation_on_planted_structure() -> None:

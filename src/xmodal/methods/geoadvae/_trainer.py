@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,7 +215,7 @@ class Trainer:
             self.opt_dis.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_dis.step()
-            value = float(loss)
+            value = float(loss.detach())
         return value
 
     def iteration(self) -> dict[str, float]:
@@ -257,8 +258,10 @@ class Trainer:
                 total.backward()
                 self.opt_gen.step()
         m.disc.requires_grad_(True)
-        self.sched_gen.step()
-        self.sched_dis.step()
+        with warnings.catch_warnings():  # the discriminator's rate decays on schedule even before its phase
+            warnings.simplefilter("ignore", UserWarning)
+            self.sched_gen.step()
+            self.sched_dis.step()
         if self.step % cfg.log_every == 0 or self.step == cfg.max_iter - 1:
             record.update({f"loss_{k}": float(v.detach()) for k, v in raw.items()})
             record.update({f"weighted_{k}": float(weights[k] * v.detach()) for k, v in raw.items()})
