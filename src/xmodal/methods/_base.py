@@ -112,7 +112,11 @@ def embed(
     if len(chosen) != 2:
         raise XmodalInputError(f"the MuData has {len(mods)} modalities; two are needed",
                                fix=f"give modalities named {names}")
+    import warnings
+
     import mudata as md
 
     embedded = {name: one(data.mod[name], which) for name, which in zip(chosen, "ab", strict=True)}
-    return md.MuData({**{n: data.mod[n].copy() for n in mods if n not in embedded}, **embedded})
+    with warnings.catch_warnings():  # mudata 0.3 announces a change of its obs/var pulling default
+        warnings.simplefilter("ignore", FutureWarning)
+        return md.MuData({**{n: data.mod[n].copy() for n in mods if n not in embedded}, **embedded})

@@ -51,6 +51,7 @@ def test_package_reexports_public_functions() -> None:
         "knn_label_transfer",
         "label_transfer_confusion",
         "matching_accuracy",
+        "neighborhood_matching",
     }
     for name in metrics_pkg.__all__:
         assert getattr(metrics_pkg, name) is getattr(alignment, name)
@@ -463,3 +464,26 @@ def test_label_transfer_confusion_matches_scikit_learn() -> None:
     pred = knn_label_transfer(ref, ref_y, query, query_y, k=5, return_predictions=True)
     assert matrix == confusion_matrix(query_y, pred, labels=categories).tolist()
     assert sum(map(sum, matrix)) == 80
+
+
+# ------------------------------------------------------------------------------------------
+# seed 000's kNN matching accuracy
+# ------------------------------------------------------------------------------------------
+
+
+def test_neighborhood_matching_equals_brute_force_l1() -> None:
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4))
+    y = x + 0.3 * rng.normal(size=x.shape)
+    got = metrics_pkg.neighborhood_matching(x, y, ks=(1, 5, 50))
+    nearest = cdist(y, x, "cityblock").argmin(axis=1)
+    order = np.argsort(cdist(x, x, "cityblock"), axis=1, kind="stable")
+    for k in (1, 5, 50):
+        expected = np.mean([nearest[i] in order[i, :k] for i in range(len(x))])
+        assert got[f"neighborhood_matching_k{k}"] == pytest.approx(expected)
+    assert got["neighborhood_matching_k1"] < got["neighborhood_matching_k5"] < 1.0
+    # a perfect alignment finds every partner; a scrambled one mostly does not
+    assert metrics_pkg.neighborhood_matching(x, x, ks=(1,))["neighborhood_matching_k1"] == 1.0
+    assert metrics_pkg.neighborhood_matching(x, y[rng.permutation(60)], ks=(5,))["neighborhood_matching_k5"] < 0.3
