@@ -11,20 +11,44 @@ from xmodal.errors import XmodalInputError
 MODEL_JSON = "model.json"
 
 
-def read_model_meta(path: str | Path) -> dict[str, Any]:
+def read_model_meta(path: str | Path, *, method: str | None = None) -> dict[str, Any]:
     """Read ``model.json`` of a saved model directory.
+
+    Parameters
+    ----------
+    path
+        The model folder.
+    method
+        When given, the folder must hold a model of this method.
 
     Raises
     ------
     XmodalInputError
-        If the directory is not a saved xmodal model.
+        If the directory is not a saved xmodal model (of ``method``).
     """
     meta_path = Path(path) / MODEL_JSON
     if not meta_path.is_file():
         raise XmodalInputError(
             "not a saved xmodal model (no model.json)", path=path, fix="point to a `models/<dataset>/<method>` folder"
         )
-    return json.loads(meta_path.read_text())
+    meta = json.loads(meta_path.read_text())
+    if method is not None and meta.get("method") != method:
+        raise XmodalInputError(f"model is a {meta.get('method')!r}, not {method!r}", path=path)
+    return meta
+
+
+def write_model_meta(path: Path, *, method: str, config: Any, info: dict[str, Any],
+                     history: list[dict[str, float]], **extra: Any) -> None:
+    """Write ``model.json`` (method, version, config, info without wall time, ``extra``) and ``history.json``.
+
+    Wall time stays out of the files: identical fits give identical bytes (a stable ``dvc.lock``).
+    """
+    from xmodal import __version__
+
+    meta = {"method": method, "xmodal_version": __version__, "config": config.model_dump(mode="json"),
+            "info": {k: v for k, v in info.items() if k != "fit_seconds"}, **extra}
+    (path / MODEL_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    (path / "history.json").write_text(json.dumps(history, indent=1) + "\n")
 
 
 def load_model(path: str | Path) -> Any:

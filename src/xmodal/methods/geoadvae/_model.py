@@ -11,10 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from xmodal import __version__
 from xmodal.data import PairedData
 from xmodal.errors import XmodalInputError
-from xmodal.methods._base import MODEL_JSON, read_model_meta
+from xmodal.methods._base import read_model_meta, write_model_meta
 from xmodal.methods.geoadvae._config import GeoAdVAEConfig
 from xmodal.methods.geoadvae._module import GeoAdVAEModule
 from xmodal.methods.geoadvae._prior import build_prior
@@ -170,12 +169,8 @@ class GeoAdVAE:
         module = self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        info = {k: v for k, v in self.info.items() if k != "fit_seconds"}
-        meta = {"method": self.method, "xmodal_version": __version__,
-                "config": self.config.model_dump(mode="json"), "info": info,
-                "dims": [module.vae_a.input_dim, module.vae_b.input_dim]}
-        (path / MODEL_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        (path / "history.json").write_text(json.dumps(self.history, indent=1) + "\n")
+        write_model_meta(path, method=self.method, config=self.config, info=self.info, history=self.history,
+                         dims=[module.vae_a.input_dim, module.vae_b.input_dim])
         torch.save(module.state_dict(), path / WEIGHTS)
         plot_loss_curves(self.history, path / "loss_curves.png")
         return path
@@ -184,9 +179,7 @@ class GeoAdVAE:
     def load(cls, path: str | Path) -> GeoAdVAE:
         """Load a model written by :meth:`save` (on CPU, in eval mode)."""
         path = Path(path)
-        meta = read_model_meta(path)
-        if meta.get("method") != cls.method:
-            raise XmodalInputError(f"model is a {meta.get('method')!r}, not {cls.method!r}", path=path)
+        meta = read_model_meta(path, method=cls.method)
         model = cls(GeoAdVAEConfig.model_validate(meta["config"]))
         dim_a, dim_b = meta["dims"]
         module = GeoAdVAEModule(dim_a, dim_b, model.config)

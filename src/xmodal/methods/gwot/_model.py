@@ -10,12 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from xmodal import __version__
 from xmodal._pot import import_pot as _import_pot
 from xmodal.data import PairedData
 from xmodal.errors import XmodalInputError
 from xmodal.geometry import intra_distances, nearest_neighbors
-from xmodal.methods._base import MODEL_JSON, read_model_meta
+from xmodal.methods._base import read_model_meta, write_model_meta
 from xmodal.methods.gwot._config import GWOTConfig
 
 log = logging.getLogger(__name__)
@@ -147,12 +146,7 @@ class GWOT:
         self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        # wall time stays out of the file: identical fits must give identical bytes (stable dvc.lock)
-        info = {k: v for k, v in self.info.items() if k != "fit_seconds"}
-        meta = {"method": self.method, "xmodal_version": __version__, "config": self.config.model_dump(mode="json"),
-                "info": info}
-        (path / MODEL_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        (path / "history.json").write_text(json.dumps(self.history, indent=1) + "\n")
+        write_model_meta(path, method=self.method, config=self.config, info=self.info, history=self.history)
         for name in _ARRAYS:
             np.save(path / f"{name}.npy", self.arrays[name], allow_pickle=False)
         return path
@@ -161,9 +155,7 @@ class GWOT:
     def load(cls, path: str | Path) -> GWOT:
         """Load a model written by :meth:`save`."""
         path = Path(path)
-        meta = read_model_meta(path)
-        if meta.get("method") != cls.method:
-            raise XmodalInputError(f"model is a {meta.get('method')!r}, not {cls.method!r}", path=path)
+        meta = read_model_meta(path, method=cls.method)
         model = cls(GWOTConfig.model_validate(meta["config"]))
         model.info = meta.get("info", {})
         model.arrays = {name: np.load(path / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
