@@ -64,6 +64,13 @@ def test_each_loss_enters_exactly_at_its_phase(tiny: PairedData) -> None:
     assert ratios == pytest.approx([1 / 3 * 1.0, 2 / 3, 1.0, 1.0, 1.0])
 
 
+def test_history_is_recorded_every_log_every_iterations(tiny: PairedData) -> None:
+    model = GeoAdVAE(GeoAdVAEConfig(**{**FAST, "log_every": 5})).fit(tiny, seed=0)
+    assert [int(h["step"]) for h in model.history] == [0, 5, 10, 11]
+    assert "loss_discriminator" in model.history[1]
+    assert {"latent_mean_a", "latent_std_b", "latent_cos", "lr", "loss_total"} <= set(model.history[0])
+
+
 def test_gw_term_has_a_real_gradient_to_the_encoders(tiny: PairedData) -> None:
     """Seed 000 computed GW on detached NumPy codes: its gradient to the encoders was None."""
     from xmodal.losses import gromov_wasserstein_loss

@@ -225,12 +225,13 @@ class Trainer:
         idx_a, idx_b = self.batches(self.step)
         x_a, x_b = self.x_a[idx_a], self.x_b[idx_b]
         record: dict[str, float] = {}
+        disc_loss: float | None = None
         for g in range(cfg.num_gen):
             mu_a, lv_a = m.vae_a.encode(x_a)
             mu_b, lv_b = m.vae_b.encode(x_b)
             if g == 0 and "gan" in active and cfg.num_disc > 0:
                 m.disc.requires_grad_(True)
-                record["loss_discriminator"] = self._discriminator_updates(mu_a, lv_a, mu_b, lv_b)
+                disc_loss = self._discriminator_updates(mu_a, lv_a, mu_b, lv_b)
             z_a, z_b = m.vae_a.sample(mu_a, lv_a), m.vae_b.sample(mu_b, lv_b)
             raw: dict[str, torch.Tensor] = {}
             if "kl" in active:
@@ -269,6 +270,8 @@ class Trainer:
             record.update(_latent_stats(mu_a.detach(), mu_b.detach(), paired=self.batches.pairs is not None))
             record["lr"] = self.opt_gen.param_groups[0]["lr"]
             record["phase"] = float(phase_of(self.step, cfg.phase_durations))
+            if disc_loss is not None:
+                record["loss_discriminator"] = disc_loss
         return record
 
     # ------------------------------------------------------------------ loop
