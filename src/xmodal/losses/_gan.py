@@ -50,7 +50,7 @@ def gradient_penalty(critic: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tens
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """WGAN-GP penalty ``mean((‖∇D(x̃)‖₂ − 1)²)`` on random interpolates of ``z_a`` and ``z_b`` (``(n, latent)``)."""
     n = min(len(z_a), len(z_b))
-    alpha = torch.rand(n, 1, generator=generator, dtype=z_a.dtype)
+    alpha = torch.rand(n, 1, generator=generator, dtype=z_a.dtype).to(z_a.device)
     mixed = (alpha * z_a[:n].detach() + (1 - alpha) * z_b[:n].detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
     return (grad.norm(dim=1) - 1.0).pow(2).mean()

@@ -32,11 +32,11 @@ def _solve_coupling(c_a: torch.Tensor, c_b: torch.Tensor) -> torch.Tensor:
     from xmodal._pot import import_pot
 
     ot = import_pot()
-    a = c_a.detach().to(torch.float64).numpy()
-    b = c_b.detach().to(torch.float64).numpy()
+    a = c_a.detach().cpu().to(torch.float64).numpy()
+    b = c_b.detach().cpu().to(torch.float64).numpy()
     p, q = np.full(len(a), 1.0 / len(a)), np.full(len(b), 1.0 / len(b))
     coupling = ot.gromov.gromov_wasserstein(a, b, p, q, loss_fun="square_loss")
-    return torch.as_tensor(coupling, dtype=c_a.dtype)
+    return torch.as_tensor(coupling, dtype=c_a.dtype, device=c_a.device)
 
 
 def gromov_wasserstein_loss(z_a: torch.Tensor, z_b: torch.Tensor, *, mode: Literal["global", "groupwise"] = "global",

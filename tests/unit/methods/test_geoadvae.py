@@ -269,3 +269,12 @@ def test_beats_its_no_alignment_ablation_on_planted_structure() -> None:
         scores[name] = evaluate_alignment(model, data.split("validation"), cfg=EvaluateConfig())
     assert scores["full"]["foscttm"] < scores["ablation"]["foscttm"] - 0.08, scores
     assert scores["full"]["label_transfer_accuracy"] > scores["ablation"]["label_transfer_accuracy"], scores
+
+
+def test_cuda_without_a_device_is_a_config_error(tiny: PairedData) -> None:
+    from xmodal.errors import ConfigError
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        GeoAdVAE(GeoAdVAEConfig(**{**FAST, "device": "cuda"})).fit(tiny, seed=0)

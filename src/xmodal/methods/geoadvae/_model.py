@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from xmodal.data import PairedData
-from xmodal.errors import XmodalInputError
+from xmodal.errors import ConfigError, XmodalInputError
 from xmodal.methods._base import read_model_meta, write_model_meta
 from xmodal.methods.geoadvae._config import GeoAdVAEConfig
 from xmodal.methods.geoadvae._module import GeoAdVAEModule
@@ -84,6 +84,8 @@ class GeoAdVAE:
             ``self``, fitted.
         """
         cfg = self.config
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("methods.geoadvae.device is `cuda` but PyTorch sees no CUDA device; use `auto` or `cpu`")
         device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                               ("cpu" if cfg.device == "auto" else cfg.device))
         threads = torch.get_num_threads()

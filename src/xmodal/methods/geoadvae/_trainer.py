@@ -222,6 +222,9 @@ class Trainer:
         """One training iteration; returns raw and weighted loss values and latent statistics."""
         cfg, m = self.cfg, self.module
         active = active_losses(self.step, cfg)
+        if self.step == 0 or active != active_losses(self.step - 1, cfg):
+            log.info("geoadvae: phase %d from iteration %d: %s", phase_of(self.step, cfg.phase_durations), self.step,
+                     ", ".join(sorted(active)))
         idx_a, idx_b = self.batches(self.step)
         x_a, x_b = self.x_a[idx_a], self.x_b[idx_b]
         record: dict[str, float] = {}
