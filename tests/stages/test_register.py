@@ -196,3 +196,15 @@ def test_stale_evaluation_is_refused_before_anything_is_logged(project: Path,
     assert "Fix:" in err
     assert not (project / "reports/registry/tiny/gwot/decision.json").exists()
     assert not (project / "mlflow.db").exists()
+
+
+def test_logged_model_requirements_pin_torch_without_the_local_label() -> None:
+    """geoadvae needs torch where the model is served; ``+cpu`` exists only on PyTorch's own index."""
+    from importlib import metadata
+
+    from xmodal.tracking._mlflow import _requirements
+
+    reqs = _requirements()
+    torch_version = metadata.version("torch").split("+")[0]
+    assert f"torch=={torch_version}" in reqs
+    assert not [r for r in reqs if "+" in r]

@@ -24,7 +24,7 @@ _BATCH = 1000
 _PARAM_BATCH = 100
 #: the packages a logged model needs besides xmodal itself (pinned to the running versions)
 _PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-_RUNTIME_PACKAGES = ("numpy", "scipy", "scikit-learn", "pandas", "anndata", "pot")
+_RUNTIME_PACKAGES = ("numpy", "scipy", "scikit-learn", "pandas", "anndata", "pot", "torch")
 
 
 def resolve_tracking_uri(uri: str, *, root: str | Path = ".") -> str:
@@ -297,10 +297,12 @@ def _signature() -> Any:
 
 
 def _requirements() -> list[str]:
+    """Pinned runtime packages of a logged model; local version labels (``2.13.0+cpu``) are dropped, as
+    package indexes other than the build's own do not serve them."""
     reqs = [f"xmodal=={__version__}"]
     for package in _RUNTIME_PACKAGES:
         try:
-            reqs.append(f"{package}=={metadata.version(package)}")
+            reqs.append(f"{package}=={metadata.version(package).split('+')[0]}")
         except metadata.PackageNotFoundError:
             reqs.append(package)
     return reqs
