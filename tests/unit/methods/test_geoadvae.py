@@ -278,3 +278,26 @@ def test_cuda_without_a_device_is_a_config_error(tiny: PairedData) -> None:
         pytest.skip("a CUDA device is present")
     with pytest.raises(ConfigError, match="no CUDA device"):
         GeoAdVAE(GeoAdVAEConfig(**{**FAST, "device": "cuda"})).fit(tiny, seed=0)
+
+
+def test_architecture_and_initialisation_follow_the_seed() -> None:
+    from xmodal.nn import encoder_widths
+
+    assert encoder_widths(2000, 256) == [1024, 512, 256]
+    assert encoder_widths(1200, 256) == [512, 256, 256]
+    assert encoder_widths(645, 256) == [512, 256]
+    assert encoder_widths(30, 256) == [256]
+    assert encoder_widths(300, 64) == [128, 64]
+    torch.manual_seed(0)
+    module = GeoAdVAEModule(645, 2000, GeoAdVAEConfig())
+    first = module.vae_b.encoder[0][0]
+    assert tuple(first.weight.shape) == (1024, 2000)
+    # Kaiming-normal, fan-in: std sqrt(2 / fan_in); zero biases
+    assert first.weight.std().item() == pytest.approx(math.sqrt(2 / 2000), rel=0.02)
+    assert torch.count_nonzero(first.bias) == 0
+    disc = [m for m in module.disc.modules() if isinstance(m, torch.nn.Linear)]
+    assert [tuple(m.weight.shape) for m in disc] == [(256, 16), (128, 256), (64, 128), (1, 64)]
+    assert disc[1].weight.std().item() == pytest.approx(0.02, rel=0.05)
+    decoder_out = module.vae_a.decoder[-1]
+    assert isinstance(decoder_out, torch.nn.Linear)
+    assert decoder_out.out_features == 645  # plain linear output, no activation
