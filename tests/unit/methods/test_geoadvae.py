@@ -301,3 +301,29 @@ def test_architecture_and_initialisation_follow_the_seed() -> None:
     decoder_out = module.vae_a.decoder[-1]
     assert isinstance(decoder_out, torch.nn.Linear)
     assert decoder_out.out_features == 645  # plain linear output, no activation
+
+
+def test_prior_from_the_datas_clusters_and_correlation_matrix(tiny: PairedData) -> None:
+    """``prior_source: data`` is the seed's setting: cluster files plus ``Corr_matrix.csv``."""
+    from xmodal.methods.geoadvae._prior import build_prior
+
+    cfg = GeoAdVAEConfig(**{**FAST, "prior_source": "data"})
+    prior = build_prior(tiny, cfg, seed=0)
+    assert prior is not None
+    assert prior.source == "data"
+    names = list(tiny.corr_matrix.columns)
+    assert [names[i] for i in prior.clusters_a] == list(tiny.a.obs["cluster"].astype(str))
+    np.testing.assert_allclose(prior.corr, tiny.corr_matrix.to_numpy(), rtol=1e-6)
+    GeoAdVAE(cfg).fit(tiny, seed=0)  # trains with it
+    with pytest.raises(XmodalInputError, match="no cluster columns"):
+        build_prior(replace(tiny, corr_matrix=None), cfg, seed=0)
+    b = tiny.b.copy()
+    b.obs["cluster"] = "unknown_type"
+    with pytest.raises(XmodalInputError, match="unknown_type"):
+        build_prior(replace(tiny, b=b), cfg, seed=0)
+    # the unsupervised prior reads neither: it has its own clusters
+    unsup = build_prior(tiny, GeoAdVAEConfig(**FAST), seed=0)
+    assert unsup is not None
+    assert unsup.source == "unsupervised"
+    assert unsup.corr.shape == (4, 4)
+    assert build_prior(tiny, GeoAdVAEConfig(**{**FAST, "prior_source": "none"}), seed=0) is None
