@@ -59,6 +59,33 @@ class SyntheticPairedSource(StrictModel):
     )
 
 
+class SyntheticMultiomeSource(StrictModel):
+    """Synthetic 10x-Multiome-like data with planted cell-cycle programs (see :func:`xmodal.data.synthetic_multiome`)."""
+
+    kind: Literal["synthetic_multiome"] = "synthetic_multiome"
+    n_cells: int = Field(1000, ge=30, description="cells per domain")
+    domains: tuple[str, ...] = Field(("source", "target"), min_length=1, description="domains (e.g. cell lines)")
+    n_background_genes: int = Field(400, ge=0, description="genes outside the S and G2M programs")
+    peaks_per_gene: int = Field(3, ge=1, description="peaks linked to each gene (near its TSS)")
+    n_background_peaks: int = Field(1000, ge=0, description="peaks linked to no gene")
+    phase_fractions: tuple[float, float, float] = Field(
+        (0.55, 0.30, 0.15), description="share of G1, S and G2M cells")
+    program_effect: float = Field(1.5, ge=0, description="log-rate increase of a program gene in its phase")
+    accessibility_effect: float = Field(2.0, ge=0, description="logit increase of a program peak in its phase")
+    domain_shift: float = Field(
+        1.0, ge=0, description="planted shift of every domain after the first: per-peak logit and per-gene "
+        "log-rate offsets of this SD, and a lower sequencing depth")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SyntheticMultiomeSource:
+        if any(f < 0 for f in self.phase_fractions) or abs(sum(self.phase_fractions) - 1.0) > 1e-6:
+            raise ValueError("phase_fractions must be three non-negative shares summing to 1")
+        if len(set(self.domains)) != len(self.domains):
+            raise ValueError("domains must be distinct")
+        return self
+
+
 class Pbmc68kSource(StrictModel):
     """scanpy's bundled ``pbmc68k_reduced`` split into two disjoint gene panels (real cells, real labels)."""
 
