@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from xmodal.config import SyntheticMultiomeSource
 
 PHASE, DOMAIN = "phase", "domain"
+_RESTING = 0.4  # program activity of a cycling gene outside its phase (as a share of program_effect)
 PHASES = ("G1", "S", "G2M")
 
 #: S-phase and G2/M genes of Tirosh et al. (2016), the list scanpy's cell-cycle scoring tutorial uses.
@@ -78,8 +79,9 @@ class MultiomeData:
 def synthetic_multiome(config: SyntheticMultiomeSource | None = None, **overrides: object) -> MultiomeData:
     """Generate Multiome-like data with planted cell-cycle programs and a planted domain shift.
 
-    Every cell gets a phase (``phase_fractions``). S-phase genes (:data:`S_GENES`) raise their
-    log-rate by ``program_effect`` in S cells, G2/M genes (:data:`G2M_GENES`) in G2M cells; each
+    Every cell gets a phase (``phase_fractions``). S-phase genes (:data:`S_GENES`) sit at
+    ``−0.4·program_effect`` on the log-rate scale outside S and rise to ``+0.6…1.0·program_effect`` in S
+    cells (likewise the G2/M genes, :data:`G2M_GENES`, in G2M cells), so gene scoring can find G1; each
     gene has ``peaks_per_gene`` linked peaks near its TSS whose opening logit rises by
     ``accessibility_effect`` in the phase of their gene's program, so the phase is readable from
     chromatin. Peaks are binary-ish (0, 1, rarely 2) and mostly closed (> 85 % zeros). Domains after
@@ -120,10 +122,13 @@ def synthetic_multiome(config: SyntheticMultiomeSource | None = None, **override
         depth = np.exp(-0.4 * shift)
         phase = drng.choice(3, size=cfg.n_cells, p=cfg.phase_fractions)
         in_s, in_g2m = phase == 1, phase == 2
+        # cycling genes sit below their mean outside their phase, and rise inside it by how far the cell is into it
         activity = np.zeros((cfg.n_cells, n_genes))
-        activity[np.ix_(in_s, program == "S")] = 1.0
-        activity[np.ix_(in_g2m, program == "G2M")] = 1.0
-        activity *= drng.uniform(0.6, 1.0, size=(cfg.n_cells, 1))  # how far into the phase
+        activity[:, program != ""] = -_RESTING
+        progress = drng.uniform(0.6, 1.0, size=(cfg.n_cells, 1))
+        activity[np.ix_(in_s, program == "S")] = np.broadcast_to(progress[in_s], (in_s.sum(), (program == "S").sum()))
+        activity[np.ix_(in_g2m, program == "G2M")] = np.broadcast_to(
+            progress[in_g2m], (in_g2m.sum(), (program == "G2M").sum()))
         library = drng.lognormal(np.log(2000.0 * depth), 0.3, size=(cfg.n_cells, 1))
         log_rate = base_rate + gene_offset + cfg.program_effect * activity
         rate = np.exp(log_rate)
