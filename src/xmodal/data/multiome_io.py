@@ -1,0 +1,266 @@
+"""Reading, validating and storing ``multiome`` data (see :mod:`xmodal.data.multiome`).
+
+Readers accept what users have: Cell Ranger ARC's ``filtered_feature_bc_matrix.h5`` (Gene Expression
++ Peaks), an ``.h5mu`` with ``rna`` and ``atac`` modalities, and the seed's CSV set (cells × genes,
+cells × peaks named ``chr:start-end``, labels). Every reader validates: errors name the file, the row
+or column, and the fix.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from xmodal.data.multiome import DOMAIN, PHASE, PHASES, MultiomeData
+from xmodal.data.multiome_prep import parse_peaks
+from xmodal.errors import XmodalInputError
+
+DATA_FILE, SCHEMA_FILE = "data.h5mu", "schema.json"
+SCHEMA_VERSION = 1
+GEX, PEAKS = "Gene Expression", "Peaks"
+
+
+def _with_domain(rna: ad.AnnData, atac: ad.AnnData, domain: str, phases: pd.Series | None) -> MultiomeData:
+    obs = pd.DataFrame(index=rna.obs_names.astype(str))
+    if phases is not None:
+        obs[PHASE] = pd.Categorical(phases.reindex(obs.index).astype(str), categories=list(PHASES))
+    obs[DOMAIN] = pd.Categorical([domain] * len(obs), categories=[domain])
+    rna = ad.AnnData(X=sp.csr_matrix(rna.X, dtype=np.float32), obs=obs.copy(), var=rna.var.copy())
+    atac = ad.AnnData(X=sp.csr_matrix(atac.X, dtype=np.float32), obs=obs.copy(), var=atac.var.copy())
+    return MultiomeData(rna=rna, atac=atac)
+
+
+def read_10x_multiome(path: str | Path, *, domain: str, phases: pd.Series | None = None) -> MultiomeData:
+    """Read Cell Ranger ARC's ``filtered_feature_bc_matrix.h5``.
+
+    Parameters
+    ----------
+    path
+        The HDF5 matrix with ``Gene Expression`` and ``Peaks`` features.
+    domain
+        Name of this dataset (e.g. the cell line).
+    phases
+        Optional phase per barcode (``G1``/``S``/``G2M``); without it, phases are scored later.
+
+    Returns
+    -------
+    MultiomeData
+        Counts of both modalities, validated.
+    """
+    import scanpy as sc
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            both = sc.read_10x_h5(path, gex_only=False)
+    except (OSError, KeyError, ValueError) as exc:
+        raise XmodalInputError(f"not a readable 10x feature-barcode matrix ({exc})", path=path,
+                               fix="give Cell Ranger ARC's filtered_feature_bc_matrix.h5") from None
+    kinds = both.var["feature_types"].astype(str)
+    missing = [k for k in (GEX, PEAKS) if not (kinds == k).any()]
+    if missing:
+        raise XmodalInputError(f"the matrix has no {' or '.join(repr(m) for m in missing)} features "
+                               f"(found: {sorted(set(kinds))})", path=path,
+                               fix="give the joint ARC matrix (Gene Expression + Peaks), not a single-modality one")
+    both.var_names_make_unique()
+    data = _with_domain(both[:, (kinds == GEX).to_numpy()], both[:, (kinds == PEAKS).to_numpy()], domain, phases)
+    validate_multiome(data, source=str(path))
+    return data
+
+
+def read_multiome_csv(rna: str | Path, atac: str | Path, *, domain: str,
+                      labels: str | Path | None = None) -> MultiomeData:
+    """Read the seed's CSV set: cells × genes, cells × peaks (id column first, header row), labels.
+
+    Parameters
+    ----------
+    rna, atac
+        Expression and peak tables; both list the same cells (any order).
+    domain
+        Name of this dataset.
+    labels
+        Optional table with an id column and a ``phase`` column (``G1``/``S``/``G2M``).
+
+    Returns
+    -------
+    MultiomeData
+        Validated; cells in the order of ``rna``.
+    """
+    from xmodal.data.readers import _numeric, _read_table
+
+    tables = {}
+    for role, path in (("rna", Path(rna)), ("atac", Path(atac))):
+        if not path.is_file():
+            raise XmodalInputError(f"{role}: file not found", path=path, fix="check the path")
+        tables[role] = _read_table(path, role, header="required")
+    t_rna, t_atac = tables["rna"], tables["atac"]
+    only_rna = sorted(set(t_rna.ids) - set(t_atac.ids))
+    only_atac = sorted(set(t_atac.ids) - set(t_rna.ids))
+    if only_rna or only_atac:
+        side, cells = ("rna", only_rna) if only_rna else ("atac", only_atac)
+        raise XmodalInputError(f"{len(cells)} cells are only in the {side} table (first: {cells[0]!r})",
+                               path=t_rna.path if only_rna else t_atac.path,
+                               fix="both tables must list the same cells (a Multiome measures each cell twice)")
+    order = pd.Index(t_atac.ids).get_indexer(t_rna.ids)
+    x_rna = _numeric(t_rna)
+    x_atac = _numeric(t_atac)[order]
+    try:
+        parse_peaks(t_atac.columns)
+    except XmodalInputError as exc:
+        raise XmodalInputError(exc.problem, path=t_atac.path, row=1, column=exc.column, fix=exc.fix) from None
+    phases = None
+    if labels is not None:
+        phases = _read_labels(Path(labels), t_rna.ids)
+    data = _with_domain(ad.AnnData(X=x_rna, obs=pd.DataFrame(index=t_rna.ids), var=pd.DataFrame(index=t_rna.columns)),
+                        ad.AnnData(X=x_atac, obs=pd.DataFrame(index=t_rna.ids),
+                                   var=pd.DataFrame(index=t_atac.columns)),
+                        domain, phases)
+    validate_multiome(data, source=f"{t_rna.path} / {t_atac.path}")
+    return data
+
+
+def _read_labels(path: Path, ids: Sequence[str]) -> pd.Series:
+    if not path.is_file():
+        raise XmodalInputError("labels: file not found", path=path, fix="check the path")
+    frame = pd.read_csv(path, index_col=0, dtype=str, keep_default_na=False)
+    if PHASE not in frame.columns:
+        raise XmodalInputError(f"labels: no `{PHASE}` column (columns: {list(frame.columns)})", path=path,
+                               fix="name the column holding G1/S/G2M `phase`")
+    frame.index = frame.index.astype(str)
+    missing = [c for c in ids if c not in frame.index]
+    if missing:
+        raise XmodalInputError(f"labels: {len(missing)} cells have no label (first: {missing[0]!r})", path=path,
+                               fix="give every cell a phase, or leave labels out to score phases from genes")
+    bad = frame.index[~frame[PHASE].isin(PHASES)]
+    if len(bad):
+        row = int(np.flatnonzero(frame.index == bad[0])[0]) + 2
+        raise XmodalInputError(f"labels: unknown phase {frame.loc[bad[0], PHASE]!r}", path=path, row=row,
+                               column=PHASE, fix=f"use one of {list(PHASES)}")
+    return frame[PHASE]
+
+
+def validate_multiome(data: MultiomeData, *, source: str | None = None) -> None:
+    """Check counts (finite, non-negative), peak names, unique cell ids and known phases.
+
+    Raises
+    ------
+    XmodalInputError
+        On the first problem, naming the modality, the cell (row) and the feature (column).
+    """
+    if data.rna.n_obs == 0:
+        raise XmodalInputError("no cells", path=source, fix="give at least one cell")
+    if not data.rna.obs_names.is_unique:
+        dup = data.rna.obs_names[data.rna.obs_names.duplicated()][0]
+        raise XmodalInputError(f"cell id {dup!r} appears twice", path=source, fix="give every cell one row")
+    for name, adata in (("rna", data.rna), ("atac", data.atac)):
+        x = sp.csr_matrix(adata.X)
+        bad = ~np.isfinite(x.data) | (x.data < 0)
+        if bad.any():
+            k = int(np.argmax(bad))
+            row = int(np.searchsorted(x.indptr, k, side="right") - 1)
+            raise XmodalInputError(
+                f"{name}: value {x.data[k]} of cell {adata.obs_names[row]!r} is not a non-negative count",
+                path=source, row=row + 1, column=str(adata.var_names[x.indices[k]]),
+                fix="give raw or normalised non-negative values without NaN/inf")
+    parse_peaks(list(data.atac.var_names))
+    if PHASE in data.rna.obs:
+        unknown = sorted(set(data.rna.obs[PHASE].astype(str)) - set(PHASES) - {"nan"})
+        if unknown or data.rna.obs[PHASE].isna().any():
+            raise XmodalInputError(f"phases must be {list(PHASES)}; found {unknown or ['missing']}", path=source,
+                                   column=PHASE, fix="correct the labels, or leave them out to score them")
+
+
+def concat_domains(datasets: Sequence[MultiomeData]) -> MultiomeData:
+    """Stack datasets (domains) that measure the same genes and peaks, in the given order.
+
+    Raises
+    ------
+    XmodalInputError
+        When features differ (map peaks with :func:`~xmodal.data.multiome_prep.map_peaks` first) or a
+        domain name repeats.
+    """
+    names = [d.domains[0] for d in datasets]
+    if len(set(names)) != len(names):
+        raise XmodalInputError(f"domain names repeat: {names}", fix="name every dataset differently")
+    first = datasets[0]
+    for d in datasets[1:]:
+        for mod in ("rna", "atac"):
+            if not getattr(d, mod).var_names.equals(getattr(first, mod).var_names):
+                raise XmodalInputError(f"domain {d.domains[0]!r} measures other {mod} features than {names[0]!r}",
+                                       fix="align genes by name and peaks by coordinates (map_peaks) first")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rna = ad.concat([d.rna for d in datasets], merge="first")
+        atac = ad.concat([d.atac for d in datasets], merge="first")
+    for adata in (rna, atac):
+        adata.obs[DOMAIN] = pd.Categorical(adata.obs[DOMAIN].astype(str), categories=names)
+    return MultiomeData(rna=rna, atac=atac)
+
+
+def content_hash(adata: ad.AnnData) -> str:
+    """SHA-256 over the sparse matrix (CSR arrays and shape), cell and feature names, phase, domain and split."""
+    import hashlib
+
+    h = hashlib.sha256()
+    x = sp.csr_matrix(adata.X, dtype=np.float32)
+    x.sort_indices()
+    h.update(str(x.shape).encode())
+    for arr in (x.data, x.indices.astype(np.int64), x.indptr.astype(np.int64)):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    for seq in (adata.obs_names, adata.var_names):
+        h.update("\x1f".join(map(str, seq)).encode())
+    for col in (PHASE, DOMAIN, "split"):
+        if col in adata.obs:
+            h.update(col.encode() + "\x1f".join(map(str, adata.obs[col])).encode())
+    return h.hexdigest()
+
+
+def write_multiome(data: MultiomeData, directory: str | Path) -> dict[str, Any]:
+    """Write ``data.h5mu`` (modalities ``rna``, ``atac``) and ``schema.json``; return the schema."""
+    import mudata as md
+
+    from xmodal._io import write_json
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    md.set_options(pull_on_update=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mdata = md.MuData({"rna": data.rna, "atac": data.atac})
+        mdata.uns["xmodal"] = {"family": "multiome", "modalities": ["rna", "atac"]}
+        mdata.write(directory / DATA_FILE)
+    schema = {
+        "family": "multiome", "schema_version": SCHEMA_VERSION, "domains": data.domains,
+        "modalities": {m: {"n_obs": int(a.n_obs), "n_vars": int(a.n_vars), "sha256": content_hash(a)}
+                       for m, a in (("rna", data.rna), ("atac", data.atac))},
+        "phases": (data.rna.obs[PHASE].astype(str).value_counts().sort_index().to_dict()
+                   if PHASE in data.rna.obs else None),
+    }
+    write_json(directory / SCHEMA_FILE, schema)
+    return schema
+
+
+def read_multiome(directory_or_file: str | Path) -> MultiomeData:
+    """Read what :func:`write_multiome` wrote (the folder or its ``.h5mu``)."""
+    import mudata as md
+
+    path = Path(directory_or_file)
+    if path.is_dir():
+        path = path / DATA_FILE
+    if not path.is_file():
+        raise XmodalInputError("no such data file", path=path, fix="run the previous stage first")
+    md.set_options(pull_on_update=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mdata = md.read_h5mu(path)
+    if mdata.uns.get("xmodal", {}).get("family") != "multiome" or not {"rna", "atac"} <= set(mdata.mod):
+        raise XmodalInputError("not a `multiome` family file (needs modalities rna and atac)", path=path)
+    return MultiomeData(rna=mdata.mod["rna"].copy(), atac=mdata.mod["atac"].copy())
