@@ -6,6 +6,7 @@ modules from training and from the user-facing model).
 
 from __future__ import annotations
 
+from xmodal.nn._grl import GradientReversal, grl_alpha, reverse_gradient
 from xmodal.nn._layers import (
     VAE,
     LatentDiscriminator,
@@ -15,4 +16,14 @@ from xmodal.nn._layers import (
     mlp_block,
 )
 
-__all__ = ["VAE", "LatentDiscriminator", "encoder_widths", "init_gaussian", "init_kaiming", "mlp_block"]
+__all__ = [
+    "VAE",
+    "GradientReversal",
+    "LatentDiscriminator",
+    "encoder_widths",
+    "grl_alpha",
+    "init_gaussian",
+    "init_kaiming",
+    "mlp_block",
+    "reverse_gradient",
+]
