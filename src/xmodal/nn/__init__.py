@@ -15,15 +15,19 @@ from xmodal.nn._layers import (
     init_kaiming,
     mlp_block,
 )
+from xmodal.nn._peak import PEAK_KINDS, PeakEncoder, nt_xent
 
 __all__ = [
+    "PEAK_KINDS",
     "VAE",
     "GradientReversal",
     "LatentDiscriminator",
+    "PeakEncoder",
     "encoder_widths",
     "grl_alpha",
     "init_gaussian",
     "init_kaiming",
     "mlp_block",
+    "nt_xent",
     "reverse_gradient",
 ]
