@@ -120,33 +120,46 @@ def content_hash(adata: ad.AnnData) -> str:
     return h.hexdigest()
 
 
-def write_paired(data: PairedData, directory: str | Path) -> dict[str, Any]:
-    """Write ``data.h5mu`` and ``schema.json`` into ``directory``; return the schema."""
+def write_h5mu(modalities: dict[str, ad.AnnData], uns: dict[str, Any], directory: str | Path) -> Path:
+    """Write ``directory/data.h5mu`` holding ``modalities`` and ``uns`` (the folder is created); return its path."""
     import mudata as md
-
-    from xmodal._io import write_json
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     md.set_options(pull_on_update=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        mdata = md.MuData({data.names[0]: data.a, data.names[1]: data.b})
-        mdata.uns["xmodal"] = {"family": "paired", "modalities": list(data.names)}
-        if data.corr_matrix is not None:
-            mdata.uns["xmodal_corr"] = {
-                "values": data.corr_matrix.to_numpy(dtype=np.float64),
-                "rows": np.asarray(data.corr_matrix.index, dtype=str),
-                "columns": np.asarray(data.corr_matrix.columns, dtype=str),
-            }
+        mdata = md.MuData(dict(modalities))
+        mdata.uns.update(uns)
         mdata.write(directory / DATA_FILE)
+    return directory / DATA_FILE
+
+
+def write_paired(data: PairedData, directory: str | Path) -> dict[str, Any]:
+    """Write ``data.h5mu`` and ``schema.json`` into ``directory``; return the schema."""
+    from xmodal._io import write_json
+
+    uns: dict[str, Any] = {"xmodal": {"family": "paired", "modalities": list(data.names)}}
+    if data.corr_matrix is not None:
+        uns["xmodal_corr"] = {
+            "values": data.corr_matrix.to_numpy(dtype=np.float64),
+            "rows": np.asarray(data.corr_matrix.index, dtype=str),
+            "columns": np.asarray(data.corr_matrix.columns, dtype=str),
+        }
+    write_h5mu({data.names[0]: data.a, data.names[1]: data.b}, uns, directory)
     schema = data.schema()
-    write_json(directory / SCHEMA_FILE, schema)
+    write_json(Path(directory) / SCHEMA_FILE, schema)
     return schema
 
 
-def read_paired(directory_or_file: str | Path) -> PairedData:
-    """Read what :func:`write_paired` wrote (a directory or the ``.h5mu`` file itself)."""
+def read_h5mu(directory_or_file: str | Path) -> tuple[Any, Path]:
+    """Open a stage's ``data.h5mu`` (given the folder or the file); return the MuData and the file path.
+
+    Raises
+    ------
+    XmodalInputError
+        When there is no such file (the previous stage has not run).
+    """
     import mudata as md
 
     path = Path(directory_or_file)
@@ -157,7 +170,12 @@ def read_paired(directory_or_file: str | Path) -> PairedData:
     md.set_options(pull_on_update=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        mdata = md.read_h5mu(path)
+        return md.read_h5mu(path), path
+
+
+def read_paired(directory_or_file: str | Path) -> PairedData:
+    """Read what :func:`write_paired` wrote (a directory or the ``.h5mu`` file itself)."""
+    mdata, path = read_h5mu(directory_or_file)
     meta = mdata.uns.get("xmodal", {})
     names = tuple(str(n) for n in meta.get("modalities", list(mdata.mod)[:2]))
     if meta.get("family", "paired") != "paired" or len(names) != 2:

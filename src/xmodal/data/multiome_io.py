@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from xmodal.data._paired import SCHEMA_FILE
 from xmodal.data.multiome import DOMAIN, PHASE, PHASES, MultiomeData
 from xmodal.data.multiome_prep import parse_peaks
 from xmodal.errors import XmodalInputError
 
-DATA_FILE, SCHEMA_FILE = "data.h5mu", "schema.json"
 SCHEMA_VERSION = 1
 GEX, PEAKS = "Gene Expression", "Peaks"
 
@@ -225,18 +225,12 @@ def content_hash(adata: ad.AnnData) -> str:
 
 def write_multiome(data: MultiomeData, directory: str | Path) -> dict[str, Any]:
     """Write ``data.h5mu`` (modalities ``rna``, ``atac``) and ``schema.json``; return the schema."""
-    import mudata as md
-
     from xmodal._io import write_json
+    from xmodal.data._paired import write_h5mu
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    md.set_options(pull_on_update=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mdata = md.MuData({"rna": data.rna, "atac": data.atac})
-        mdata.uns["xmodal"] = {"family": "multiome", "modalities": ["rna", "atac"]}
-        mdata.write(directory / DATA_FILE)
+    write_h5mu({"rna": data.rna, "atac": data.atac},
+               {"xmodal": {"family": "multiome", "modalities": ["rna", "atac"]}}, directory)
     schema = {
         "family": "multiome", "schema_version": SCHEMA_VERSION, "domains": data.domains,
         "modalities": {m: {"n_obs": int(a.n_obs), "n_vars": int(a.n_vars), "sha256": content_hash(a)}
@@ -250,17 +244,9 @@ def write_multiome(data: MultiomeData, directory: str | Path) -> dict[str, Any]:
 
 def read_multiome(directory_or_file: str | Path) -> MultiomeData:
     """Read what :func:`write_multiome` wrote (the folder or its ``.h5mu``)."""
-    import mudata as md
+    from xmodal.data._paired import read_h5mu
 
-    path = Path(directory_or_file)
-    if path.is_dir():
-        path = path / DATA_FILE
-    if not path.is_file():
-        raise XmodalInputError("no such data file", path=path, fix="run the previous stage first")
-    md.set_options(pull_on_update=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mdata = md.read_h5mu(path)
+    mdata, path = read_h5mu(directory_or_file)
     if mdata.uns.get("xmodal", {}).get("family") != "multiome" or not {"rna", "atac"} <= set(mdata.mod):
         raise XmodalInputError("not a `multiome` family file (needs modalities rna and atac)", path=path)
     return MultiomeData(rna=mdata.mod["rna"].copy(), atac=mdata.mod["atac"].copy())
