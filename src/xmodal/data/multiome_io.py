@@ -94,12 +94,11 @@ def read_multiome_csv(rna: str | Path, atac: str | Path, *, domain: str,
     MultiomeData
         Validated; cells in the order of ``rna``.
     """
-    from xmodal.data.readers import _numeric, _read_table
+    from xmodal.data.readers import _check_file, _numeric, _read_table
 
     tables = {}
     for role, path in (("rna", Path(rna)), ("atac", Path(atac))):
-        if not path.is_file():
-            raise XmodalInputError(f"{role}: file not found", path=path, fix="check the path")
+        _check_file(path, role, path.parent)
         tables[role] = _read_table(path, role, header="required")
     t_rna, t_atac = tables["rna"], tables["atac"]
     only_rna = sorted(set(t_rna.ids) - set(t_atac.ids))
@@ -128,8 +127,9 @@ def read_multiome_csv(rna: str | Path, atac: str | Path, *, domain: str,
 
 
 def _read_labels(path: Path, ids: Sequence[str]) -> pd.Series:
-    if not path.is_file():
-        raise XmodalInputError("labels: file not found", path=path, fix="check the path")
+    from xmodal.data.readers import _check_file
+
+    _check_file(path, "labels", path.parent)
     frame = pd.read_csv(path, index_col=0, dtype=str, keep_default_na=False)
     if PHASE not in frame.columns:
         raise XmodalInputError(f"labels: no `{PHASE}` column (columns: {list(frame.columns)})", path=path,

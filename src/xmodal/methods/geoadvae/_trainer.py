@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from xmodal import losses as L
+from xmodal._io import atomic_file
 from xmodal.errors import TrainingDivergedError, XmodalInputError
 from xmodal.methods.geoadvae._config import LOSSES, GeoAdVAEConfig
 from xmodal.methods.geoadvae._module import GeoAdVAEModule
@@ -54,7 +54,8 @@ class Batches:
 
     def _perm(self, key: str, n: int, epoch: int) -> torch.Tensor:
         if (key, epoch) not in self._cache:
-            self._cache.clear() if len(self._cache) > 8 else None
+            if len(self._cache) > 8:
+                self._cache.clear()
             g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + {"a": 1, "b": 2, "p": 3}[key] * 7919 + epoch)
             self._cache[(key, epoch)] = torch.randperm(n, generator=g)
         return self._cache[(key, epoch)]
@@ -153,11 +154,9 @@ class Trainer:
 
     def save_checkpoint(self, directory: Path) -> Path:
         """Write ``checkpoint.pt`` atomically (temporary file, then rename)."""
-        directory.mkdir(parents=True, exist_ok=True)
         target = directory / CHECKPOINT
-        tmp = directory / f".{CHECKPOINT}.{os.getpid()}.tmp"
-        torch.save(self.state(), tmp)
-        os.replace(tmp, target)
+        with atomic_file(target) as tmp:
+            torch.save(self.state(), tmp)
         return target
 
     def load_checkpoint(self, path: Path) -> None:
