@@ -14,6 +14,10 @@ from xmodal.config._models import (
     GateBound,
     GpuPool,
     MonitorConfig,
+    MultiomeDatasetConfig,
+    MultiomeDomainFiles,
+    MultiomeFilesSource,
+    MultiomePreprocessConfig,
     Params,
     Pbmc68kSource,
     PipelineConfig,
@@ -25,6 +29,7 @@ from xmodal.config._models import (
     SyntheticPairedSource,
     TaskResources,
     Toleration,
+    TuneConfig,
 )
 
 __all__ = [
@@ -35,6 +40,10 @@ __all__ = [
     "GateBound",
     "GpuPool",
     "MonitorConfig",
+    "MultiomeDatasetConfig",
+    "MultiomeDomainFiles",
+    "MultiomeFilesSource",
+    "MultiomePreprocessConfig",
     "Params",
     "Pbmc68kSource",
     "PipelineConfig",
@@ -46,6 +55,7 @@ __all__ = [
     "SyntheticPairedSource",
     "TaskResources",
     "Toleration",
+    "TuneConfig",
     "apply_overrides",
     "load_params",
     "params_from_dict",

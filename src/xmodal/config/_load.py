@@ -124,15 +124,22 @@ def _format(exc: ValidationError, *, source: str, prefix: tuple[str, ...] = ()) 
     """One line per problem: ``params.yaml: methods.gwot.epsilon: expected float (got 'abc')``."""
     lines = []
     for err in exc.errors():
-        loc = prefix + tuple(str(p) for p in err["loc"] if not _is_union_tag(p, err))
+        parts = [str(p) for p in err["loc"]]
+        loc = prefix + tuple(p for i, p in enumerate(parts) if not _is_union_tag(parts, i))
         path = ".".join(loc) or "<top>"
         lines.append(f"{source}: {path}: {_describe(err)}")
     return "\n".join(lines)
 
 
-def _is_union_tag(part: Any, err: Mapping[str, Any]) -> bool:
-    # discriminated unions put the tag value ("synthetic", "csv", ...) into the location
-    return isinstance(part, str) and part in {"synthetic", "pbmc68k_reduced", "csv", "anndata"} and err["loc"].index(part) > 0
+_SOURCE_TAGS = {"synthetic", "pbmc68k_reduced", "csv", "anndata", "synthetic_multiome", "files"}
+_FAMILY_TAGS = {"paired", "multiome"}
+
+
+def _is_union_tag(parts: list[str], i: int) -> bool:
+    """Discriminated unions put the tag (``csv``, ``multiome``, ...) into the location: leave it out."""
+    if i > 0 and parts[i - 1] == "source" and parts[i] in _SOURCE_TAGS:
+        return True
+    return i == 2 and parts[0] == "datasets" and parts[i] in _FAMILY_TAGS
 
 
 def _describe(err: Mapping[str, Any]) -> str:

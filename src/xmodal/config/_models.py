@@ -6,9 +6,17 @@ from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainValidator,
+    Tag,
+    model_validator,
+)
 
-Family = Literal["paired"]
+Family = Literal["paired", "multiome"]
 
 
 def _path_or_s3_uri(value: Any) -> Path | str:
@@ -75,6 +83,9 @@ class SyntheticMultiomeSource(StrictModel):
     domain_shift: float = Field(
         1.0, ge=0, description="planted shift of every domain after the first: per-peak logit and per-gene "
         "log-rate offsets of this SD, and a lower sequencing depth")
+    program_shift: float = Field(
+        0.0, ge=0, description="systematic shift of every domain after the first: logit offset of +this on the "
+        "S-program peaks and −this on the G2/M-program peaks of all its cells (0: none)")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -138,16 +149,108 @@ PairedSource = Annotated[
 
 
 class DatasetConfig(StrictModel):
-    """One dataset: its family (which methods apply) and where it comes from."""
+    """One dataset of the ``paired`` family: two modalities of the same (or comparable) cells."""
 
-    family: Family = "paired"
+    family: Literal["paired"] = "paired"
     source: PairedSource = Field(default_factory=SyntheticPairedSource)
     description: str = ""
 
 
 # --------------------------------------------------------------------------------------------
+# data sources of the ``multiome`` family
+# --------------------------------------------------------------------------------------------
+class MultiomeDomainFiles(StrictModel):
+    """The files of one domain (e.g. one cell line) of a Multiome dataset."""
+
+    name: str = Field(min_length=1, description="the domain's name (e.g. the cell line), unique in the dataset")
+    format: Literal["10x_h5", "csv", "h5mu"] = Field(
+        description="10x_h5: Cell Ranger ARC filtered_feature_bc_matrix.h5 (path); csv: the seed's tables (rna, atac); "
+        "h5mu: modalities rna and atac (path)")
+    path: DataPath | None = Field(None, description="10x_h5 / h5mu: the file")
+    rna: DataPath | None = Field(None, description="csv: cells × genes, header row, cell id column first")
+    atac: DataPath | None = Field(None, description="csv: cells × peaks named chr:start-end, same cells as rna")
+    labels: DataPath | None = Field(
+        None, description="optional CSV: cell id column and a `phase` column (G1/S/G2M); without it phases are "
+        "scored from the S and G2/M genes at ingest")
+
+    @model_validator(mode="after")
+    def _files(self) -> MultiomeDomainFiles:
+        need = ("rna", "atac") if self.format == "csv" else ("path",)
+        missing = [f for f in need if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"format {self.format} needs {' and '.join(missing)}")
+        return self
+
+
+class MultiomeFilesSource(StrictModel):
+    """A Multiome dataset from files: one entry per domain; later domains' peaks are mapped onto the first's."""
+
+    kind: Literal["files"] = "files"
+    domains: list[MultiomeDomainFiles] = Field(min_length=1, description="the domains, the reference (first) first")
+    peak_min_overlap: float = Field(
+        0.5, gt=0, le=1, description="a peak of a later domain feeds a reference peak when they overlap by this "
+        "share of the shorter one (unmatched reference peaks are zero)")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> MultiomeFilesSource:
+        names = [d.name for d in self.domains]
+        if len(set(names)) != len(names):
+            raise ValueError(f"domain names must be distinct, got {names}")
+        return self
+
+
+MultiomeSource = Annotated[SyntheticMultiomeSource | MultiomeFilesSource, Field(discriminator="kind")]
+
+
+class MultiomeDatasetConfig(StrictModel):
+    """One dataset of the ``multiome`` family: RNA and ATAC of the same cells, in a source and a target domain."""
+
+    family: Literal["multiome"] = "multiome"
+    source: MultiomeSource = Field(default_factory=SyntheticMultiomeSource)
+    source_domain: str | None = Field(None, description="the labelled domain training starts from (default: the first)")
+    target_domain: str | None = Field(
+        None, description="the domain adapted to, whose test cells are the headline (default: the second, else the "
+        "source domain itself)")
+    description: str = ""
+
+
+def _family(value: Any) -> str:
+    return str(value.get("family", "paired") if isinstance(value, dict) else getattr(value, "family", "paired"))
+
+
+AnyDatasetConfig = Annotated[
+    Annotated[DatasetConfig, Tag("paired")] | Annotated[MultiomeDatasetConfig, Tag("multiome")],
+    Discriminator(_family),
+]
+
+
+# --------------------------------------------------------------------------------------------
 # stages
 # --------------------------------------------------------------------------------------------
+class MultiomePreprocessConfig(StrictModel):
+    """Preprocessing of the ``multiome`` family (seed 001), every statistic fitted on training cells only."""
+
+    validation_fraction: float = Field(
+        0.15, gt=0, lt=0.5, description="share of every domain and phase held out for early stopping and search")
+    test_fraction: float = Field(
+        0.15, gt=0, lt=0.5, description="share held out for the final report only: never seen by training, "
+        "early stopping or search")
+    normalize: Literal["auto", "yes", "no"] = Field(
+        "auto", description="CPM → log1p → L2 per cell for both modalities; auto skips data that look normalised "
+        "(max < 20 and non-integer, the seed's rule)")
+    min_peak_fraction: float = Field(0.05, ge=0, lt=1, description="keep peaks open in at least this share of "
+                                     "training cells")
+    n_top_genes: int | None = Field(2000, ge=10, description="keep the most variable genes (training cells); "
+                                    "null keeps all")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _shares(self) -> MultiomePreprocessConfig:
+        if self.validation_fraction + self.test_fraction >= 0.8:
+            raise ValueError("validation_fraction + test_fraction must leave at least 20 % of cells for training")
+        return self
+
+
 class PreprocessConfig(StrictModel):
     """Per-modality preprocessing, every statistic fitted on the training split only."""
 
@@ -160,6 +263,8 @@ class PreprocessConfig(StrictModel):
     scale: bool = Field(True, description="z-score each feature")
     n_pcs: int | None = Field(30, ge=2, description="PCA per modality; null keeps the features")
     seed: int = 0
+    multiome: MultiomePreprocessConfig = Field(
+        default_factory=MultiomePreprocessConfig, description="the multiome family's own preprocessing")
 
 
 class EvaluateConfig(StrictModel):
@@ -172,6 +277,24 @@ class EvaluateConfig(StrictModel):
     embedding_plot: Literal["umap", "pca"] = "umap"
     max_plot_cells: int = Field(5000, ge=10)
     seed: int = 0
+
+
+class TuneConfig(StrictModel):
+    """``xmodal tune``: Optuna TPE search with a median pruner, judged on validation cells only."""
+
+    trials: int = Field(50, ge=1, description="trials per `xmodal tune` call (the seed: 50)")
+    timeout: float | None = Field(None, gt=0, description="stop starting trials after this many seconds")
+    sampler_seed: int = Field(42, description="seed of the TPE sampler (the seed's 42)")
+    startup_trials: int = Field(
+        5, ge=0, description="median pruner: trials that always run to the end before pruning starts (the seed's "
+        "30 with 20-epoch trials and warm-up 25 never pruned)")
+    warmup_steps: int = Field(5, ge=0, description="median pruner: epochs of a trial before it can be pruned")
+    interval_steps: int = Field(1, ge=1, description="median pruner: check every this many reported epochs")
+    storage: str = Field("sqlite:///optuna.db", description="Optuna study storage (relative sqlite paths are "
+                         "under the project root); studies are named xmodal-<method>-<dataset>")
+    overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"dualdann": {"epochs": 20}},
+        description="method → config overrides of every trial (e.g. fewer epochs than a full training)")
 
 
 class GateBound(StrictModel):
@@ -289,10 +412,11 @@ class Params(StrictModel):
     """The whole of ``params.yaml``."""
 
     seed: int = 0
-    datasets: dict[str, DatasetConfig] = Field(default_factory=dict)
+    datasets: dict[str, AnyDatasetConfig] = Field(default_factory=dict)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     methods: dict[str, Any] = Field(default_factory=dict)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
     registry: RegisterConfig = Field(default_factory=RegisterConfig, alias="register")
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     runs: dict[str, RunGroup] = Field(default_factory=dict)

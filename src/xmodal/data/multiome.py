@@ -85,8 +85,10 @@ def synthetic_multiome(config: SyntheticMultiomeSource | None = None, **override
     gene has ``peaks_per_gene`` linked peaks near its TSS whose opening logit rises by
     ``accessibility_effect`` in the phase of their gene's program, so the phase is readable from
     chromatin. Peaks are binary-ish (0, 1, rarely 2) and mostly closed (> 85 % zeros). Domains after
-    the first get per-peak and per-gene offsets of SD ``domain_shift`` and a lower depth: the known
-    shift that domain adaptation must overcome.
+    the first get per-peak and per-gene offsets of SD ``domain_shift`` and a lower depth, and their
+    S-program peaks open more (logit ``+program_shift``) while their G2/M-program peaks open less
+    (``−program_shift``) in every cell: the known shift that domain adaptation must overcome (a
+    classifier trained on the first domain reads the second's cells as more S-like).
 
     Parameters
     ----------
@@ -137,6 +139,10 @@ def synthetic_multiome(config: SyntheticMultiomeSource | None = None, **override
         linked = peak_gene >= 0
         logits = np.broadcast_to(base_logit + peak_offset + np.log(depth), (cfg.n_cells, n_peaks)).copy()
         logits[:, linked] += cfg.accessibility_effect * activity[:, peak_gene[linked]]
+        if d > 0 and cfg.program_shift:  # this domain's S-program chromatin sits more open, its G2/M program less
+            peak_program = np.where(linked, program[np.maximum(peak_gene, 0)], "")
+            logits[:, peak_program == "S"] += cfg.program_shift
+            logits[:, peak_program == "G2M"] -= cfg.program_shift
         p_open = 1.0 / (1.0 + np.exp(-logits))
         opened = drng.random(p_open.shape) < p_open
         atac_counts = opened.astype(np.float32) + (opened & (drng.random(p_open.shape) < 0.15))

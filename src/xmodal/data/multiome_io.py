@@ -8,6 +8,7 @@ or column, and the fix.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from xmodal.data.multiome import DOMAIN, PHASE, PHASES, MultiomeData
 from xmodal.data.multiome_prep import parse_peaks
 from xmodal.errors import XmodalInputError
 
+log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 GEX, PEAKS = "Gene Expression", "Peaks"
 
@@ -250,3 +252,132 @@ def read_multiome(directory_or_file: str | Path) -> MultiomeData:
     if mdata.uns.get("xmodal", {}).get("family") != "multiome" or not {"rna", "atac"} <= set(mdata.mod):
         raise XmodalInputError("not a `multiome` family file (needs modalities rna and atac)", path=path)
     return MultiomeData(rna=mdata.mod["rna"].copy(), atac=mdata.mod["atac"].copy())
+
+
+def _read_h5mu_domain(path: Path, *, domain: str, phases: pd.Series | None) -> MultiomeData:
+    import mudata as md
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            mdata = md.read_h5mu(path)
+        except (OSError, KeyError, ValueError) as exc:
+            raise XmodalInputError(f"not a readable .h5mu file ({exc})", path=path,
+                                   fix="give an .h5mu with modalities `rna` and `atac`") from None
+    if not {"rna", "atac"} <= set(mdata.mod):
+        raise XmodalInputError(f"the .h5mu has modalities {sorted(mdata.mod)}, not `rna` and `atac`", path=path,
+                               fix="name the expression modality `rna` and the peaks `atac`")
+    rna, atac = mdata.mod["rna"], mdata.mod["atac"]
+    if not rna.obs_names.equals(atac.obs_names):
+        raise XmodalInputError("modalities rna and atac hold different cells (or another order)", path=path,
+                               fix="keep the cells measured in both, in the same order")
+    if phases is None and PHASE in rna.obs:
+        phases = rna.obs[PHASE].astype(str)
+    data = _with_domain(rna, atac, domain, phases)
+    validate_multiome(data, source=str(path))
+    return data
+
+
+def load_multiome(source: Any, *, root: str | Path = ".", seed: int = 0) -> MultiomeData:
+    """Build a validated :class:`MultiomeData` from a ``multiome`` dataset source.
+
+    Parameters
+    ----------
+    source
+        :class:`~xmodal.config.SyntheticMultiomeSource` or :class:`~xmodal.config.MultiomeFilesSource`.
+    root
+        Directory that relative file paths are resolved against (``s3://`` URIs are downloaded first).
+    seed
+        Seeds the phase scoring of domains without labels.
+
+    Returns
+    -------
+    MultiomeData
+        All domains stacked (``obs["domain"]``), with a ``phase`` per cell: given, or scored from the
+        S and G2/M genes (:func:`~xmodal.data.multiome_prep.score_phases`; ``obs["phase_scored"]`` says
+        which). Later domains' peaks are carried onto the first domain's by genomic overlap.
+    """
+    from xmodal.config import MultiomeFilesSource, SyntheticMultiomeSource
+    from xmodal.data.multiome import synthetic_multiome
+
+    if isinstance(source, SyntheticMultiomeSource):
+        data = synthetic_multiome(source)
+        validate_multiome(data, source="synthetic_multiome")
+        return _mark_scored(data, scored=False)
+    if not isinstance(source, MultiomeFilesSource):  # pragma: no cover - the config union is closed
+        raise TypeError(f"unknown multiome source {type(source).__name__}")
+    from xmodal._s3 import downloaded, is_s3_uri
+
+    remote = {f"{i}.{f}": str(getattr(d, f)) for i, d in enumerate(source.domains)
+              for f in ("path", "rna", "atac", "labels") if is_s3_uri(getattr(d, f))}
+    if remote:
+        with downloaded(remote) as local:
+            domains = [d.model_copy(update={f: local[f"{i}.{f}"] for f in ("path", "rna", "atac", "labels")
+                                            if f"{i}.{f}" in local}) for i, d in enumerate(source.domains)]
+            return load_multiome(source.model_copy(update={"domains": domains}), root=root, seed=seed)
+    read = [_read_domain(d, root=Path(root), seed=seed) for d in source.domains]
+    reference = list(read[0].atac.var_names)
+    aligned = [read[0]]
+    for d in read[1:]:
+        if list(d.atac.var_names) != reference:
+            from xmodal.data.multiome_prep import map_peaks
+
+            x, share = map_peaks(reference, d.atac, min_overlap=source.peak_min_overlap)
+            if share == 0:
+                raise XmodalInputError(f"domain {d.domains[0]!r}: none of its peaks overlaps a peak of "
+                                       f"{read[0].domains[0]!r}", fix="check that both use the same genome build")
+            d = MultiomeData(rna=d.rna, atac=ad.AnnData(X=x, obs=d.atac.obs.copy(), var=read[0].atac.var.copy()))
+        aligned.append(_common_genes(d, read[0]))
+    return concat_domains(aligned)
+
+
+def _common_genes(data: MultiomeData, reference: MultiomeData) -> MultiomeData:
+    """``data`` with ``reference``'s genes in its order (genes it lacks are zero)."""
+    genes = reference.rna.var_names
+    if data.rna.var_names.equals(genes):
+        return data
+    found = genes.isin(data.rna.var_names)
+    if found.mean() < 0.5:
+        raise XmodalInputError(f"domain {data.domains[0]!r} measures only {found.sum()} of the "
+                               f"{len(genes)} genes of {reference.domains[0]!r}",
+                               fix="use the same gene names (symbols) in every domain")
+    x = sp.lil_matrix((data.rna.n_obs, len(genes)), dtype=np.float32)
+    x[:, np.flatnonzero(found)] = sp.csr_matrix(data.rna[:, genes[found]].X)
+    rna = ad.AnnData(X=sp.csr_matrix(x), obs=data.rna.obs.copy(), var=reference.rna.var.copy())
+    return MultiomeData(rna=rna, atac=data.atac)
+
+
+def _read_domain(files: Any, *, root: Path, seed: int) -> MultiomeData:
+    from xmodal.data.readers import _check_file, _resolve
+
+    paths = {f: _resolve(Path(str(getattr(files, f))), root) for f in ("path", "rna", "atac", "labels")
+             if getattr(files, f) is not None}
+    for role, path in paths.items():
+        _check_file(path, f"domains[{files.name}].{role}", root)
+    if files.format == "csv":
+        data = read_multiome_csv(paths["rna"], paths["atac"], domain=files.name, labels=paths.get("labels"))
+    else:
+        phases = None
+        if "labels" in paths:
+            frame = pd.read_csv(paths["labels"], index_col=0, dtype=str, keep_default_na=False)
+            phases = frame[PHASE] if PHASE in frame.columns else None
+            if phases is None:
+                raise XmodalInputError(f"labels: no `{PHASE}` column (columns: {list(frame.columns)})",
+                                       path=paths["labels"], fix="name the column holding G1/S/G2M `phase`")
+        reader = read_10x_multiome if files.format == "10x_h5" else _read_h5mu_domain
+        data = reader(paths["path"], domain=files.name, phases=phases)
+    if PHASE in data.rna.obs:
+        return _mark_scored(data, scored=False)
+    from xmodal.data.multiome_prep import score_phases
+
+    phases = score_phases(data.rna, seed=seed)
+    log.info("domain %s: no labels given; phases scored from S and G2/M genes: %s", files.name,
+             phases.value_counts().to_dict())
+    return _mark_scored(_with_domain(data.rna, data.atac, files.name, phases), scored=True)
+
+
+def _mark_scored(data: MultiomeData, *, scored: bool) -> MultiomeData:
+    rna, atac = data.rna.copy(), data.atac.copy()
+    for adata in (rna, atac):
+        adata.obs["phase_scored"] = scored
+    return MultiomeData(rna=rna, atac=atac)

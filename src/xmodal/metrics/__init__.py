@@ -10,8 +10,11 @@ from xmodal.metrics.alignment import (
     matching_accuracy,
     neighborhood_matching,
 )
+from xmodal.metrics.classification import classification_metrics, confusion_matrix
 
 __all__ = [
+    "classification_metrics",
+    "confusion_matrix",
     "foscttm",
     "foscttm_per_cell",
     "knn_label_transfer",

@@ -1,4 +1,4 @@
-"""``ingest``: raw data (synthetic, bundled, CSV, AnnData) → validated ``data.h5mu`` + ``schema.json``."""
+"""``ingest``: raw data (synthetic, bundled, CSV, AnnData, 10x Multiome) → validated ``data.h5mu`` + ``schema.json``."""
 
 from __future__ import annotations
 
@@ -45,8 +45,18 @@ def run(params: Params, *, dataset: str, root: str | Path = ".", source_root: st
         :class:`~xmodal.errors.XmodalInputError` is raised and nothing is written.
     """
     cfg = params.dataset(dataset)
-    data = load_source(cfg.source, root=root if source_root is None else source_root)
+    source_root = root if source_root is None else source_root
     out = ingested_dir(root, dataset)
+    if cfg.family == "multiome":
+        from xmodal.data.multiome_io import load_multiome, write_multiome
+
+        multiome = load_multiome(cfg.source, root=source_root, seed=params.seed)
+        with atomic_dir(out) as tmp:
+            schema = write_multiome(multiome, tmp)
+        log.info("ingest %s: domains %s, rna %s, atac %s → %s", dataset, multiome.domains, multiome.rna.shape,
+                 multiome.atac.shape, out)
+        return IngestResult(output=out, schema=schema)
+    data = load_source(cfg.source, root=source_root)
     with atomic_dir(out) as tmp:
         schema = write_paired(data, tmp)
     log.info("ingest %s: A %s, B %s → %s", dataset, data.a.shape, data.b.shape, out)

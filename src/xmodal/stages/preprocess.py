@@ -87,8 +87,13 @@ def run(params: Params, *, dataset: str, root: str | Path = ".") -> PreprocessRe
     Returns
     -------
     PreprocessResult
-        Output folder and split sizes per modality.
+        Output folder and split sizes per modality (for a ``multiome`` dataset: a
+        :class:`~xmodal.stages.preprocess_multiome.MultiomePreprocessResult`, sizes per domain).
     """
+    if params.dataset(dataset).family == "multiome":
+        from xmodal.stages import preprocess_multiome
+
+        return preprocess_multiome.run(params, dataset=dataset, root=root)  # type: ignore[return-value]
     cfg = params.preprocess
     data = read_paired(ingested_dir(root, dataset))
     data = assign_split(data, cfg=cfg)
@@ -213,6 +218,17 @@ def load_preprocessor(directory: str | Path) -> ModalityPreprocessor:
                                 explained_variance_ratio=meta["explained_variance_ratio"], **arrays)
 
 
+def load_any_preprocessor(directory: str | Path) -> Any:
+    """Read a saved preprocessor of either family (``paired``: :class:`ModalityPreprocessor`; ``multiome``:
+    :class:`~xmodal.stages.preprocess_multiome.MultiomePreprocessor`)."""
+    meta = json.loads((Path(directory) / "meta.json").read_text())
+    if meta.get("kind") == "multiome":
+        from xmodal.stages.preprocess_multiome import MultiomePreprocessor
+
+        return MultiomePreprocessor.load(directory)
+    return load_preprocessor(directory)
+
+
 def _looks_like_counts(x: np.ndarray) -> bool:
     return bool(x.size) and bool((x >= 0).all()) and bool(np.allclose(x, np.round(x))) and float(x.max()) > 1
 
@@ -221,5 +237,5 @@ def _dense(x: Any) -> np.ndarray:
     return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
 
 
-__all__ = ["ModalityPreprocessor", "PreprocessResult", "assign_split", "fit_preprocessor", "load_preprocessor",
-           "preprocess_paired", "run", "save_preprocessor", MATCH]
+__all__ = ["ModalityPreprocessor", "PreprocessResult", "assign_split", "fit_preprocessor", "load_any_preprocessor",
+           "load_preprocessor", "preprocess_paired", "run", "save_preprocessor", MATCH]

@@ -1,0 +1,187 @@
+"""``preprocess`` for the ``multiome`` family: split per domain, select features, normalise (seed 001).
+
+Every domain is split into train / validation / test, stratified by phase
+(:func:`~xmodal.data.multiome_prep.split_per_domain`). Feature selection is fitted on the training
+cells only: peaks open in at least ``min_peak_fraction`` of them, and the ``n_top_genes`` most
+variable genes. Both modalities are then normalised per cell (CPM → log1p → L2, the seed's
+normalisation, skipped for data that already look normalised). The fitted
+:class:`MultiomePreprocessor` of each modality is saved beside the data, so raw cells can be
+brought into the model's features later (the registry scores held-out cells through it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from xmodal._io import atomic_dir
+from xmodal.config import MultiomePreprocessConfig, Params
+from xmodal.data.multiome import DOMAIN, PHASE, MultiomeData
+from xmodal.data.multiome_io import read_multiome, write_multiome
+from xmodal.data.multiome_prep import (
+    frequent_peaks,
+    looks_normalized,
+    normalize_cpm_log1p_l2,
+    split_per_domain,
+)
+from xmodal.errors import XmodalInputError
+from xmodal.stages._paths import ingested_dir, processed_dir
+
+log = logging.getLogger(__name__)
+SPLIT = "split"
+MODALITIES = ("rna", "atac")
+
+
+@dataclass(frozen=True)
+class MultiomePreprocessor:
+    """A fitted per-modality transform: ``x ↦ L2(log1p(CPM(x[:, features])))`` (or the selection alone).
+
+    Attributes
+    ----------
+    features
+        Names of the kept input features ``(d_kept,)``, in order.
+    normalize
+        Whether CPM → log1p → L2 is applied (false for data that came normalised).
+    """
+
+    features: np.ndarray
+    normalize: bool
+
+    def transform(self, adata: ad.AnnData, *, fill_missing: bool = False) -> sp.csr_matrix:
+        """Select the kept features of ``adata`` ``(n, d)`` and normalise → ``(n, d_kept)`` CSR float32.
+
+        Parameters
+        ----------
+        adata
+            Cells with (at least) the kept features.
+        fill_missing
+            Missing features become zeros (peaks not called in new data) instead of an error.
+        """
+        index = pd.Index(adata.var_names.astype(str)).get_indexer(self.features)
+        missing = index < 0
+        if missing.any() and not fill_missing:
+            raise XmodalInputError(
+                f"{int(missing.sum())} of the {len(self.features)} features the model needs are missing "
+                f"(first: {self.features[missing][0]!r})",
+                fix="give data with the training features (map peaks by coordinates first), or fill_missing=True")
+        x = sp.csr_matrix(adata.X, dtype=np.float32)
+        chosen = x[:, np.where(missing, 0, index)]
+        if missing.any():
+            chosen = sp.csr_matrix(chosen.multiply(~missing[None, :]), dtype=np.float32)
+        return normalize_cpm_log1p_l2(chosen, force=True) if self.normalize else sp.csr_matrix(chosen)
+
+    def save(self, directory: Path) -> None:
+        """Write ``meta.json`` into ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {"kind": "multiome", "normalize": self.normalize, "features": self.features.tolist()}
+        (directory / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> MultiomePreprocessor:
+        """Read what :meth:`save` wrote."""
+        meta = json.loads((Path(directory) / "meta.json").read_text())
+        return cls(features=np.asarray(meta["features"], dtype=str), normalize=bool(meta["normalize"]))
+
+
+@dataclass(frozen=True)
+class MultiomePreprocessResult:
+    """What ``preprocess`` wrote and how many cells of each domain landed in each split."""
+
+    output: Path
+    n_train: dict[str, int]
+    n_validation: dict[str, int]
+    n_test: dict[str, int]
+
+
+def fit_preprocessors(data: MultiomeData, train: np.ndarray, *,
+                      cfg: MultiomePreprocessConfig) -> dict[str, MultiomePreprocessor]:
+    """Fit the peak filter, gene selection and normalisation choice on the training cells ``train`` (mask)."""
+    atac_train = data.atac[train]
+    keep_peaks = frequent_peaks(atac_train, min_fraction=cfg.min_peak_fraction)
+    if not keep_peaks.any():
+        raise XmodalInputError(f"no peak is open in {cfg.min_peak_fraction:.0%} of the training cells",
+                               fix="lower preprocess.multiome.min_peak_fraction")
+    rna_train = sp.csr_matrix(data.rna[train].X, dtype=np.float32)
+    genes = np.asarray(data.rna.var_names, dtype=str)
+    if cfg.n_top_genes is not None and len(genes) > cfg.n_top_genes:
+        norm = normalize_cpm_log1p_l2(rna_train, force=cfg.normalize == "yes") if cfg.normalize != "no" else rna_train
+        mean = np.asarray(norm.mean(axis=0)).ravel()
+        var = np.asarray(norm.multiply(norm).mean(axis=0)).ravel() - mean**2
+        genes = genes[np.sort(np.argsort(var)[::-1][: cfg.n_top_genes])]
+
+    def normalize(x: sp.spmatrix) -> bool:
+        return cfg.normalize == "yes" or (cfg.normalize == "auto" and not looks_normalized(x))
+
+    return {"rna": MultiomePreprocessor(features=genes, normalize=normalize(rna_train)),
+            "atac": MultiomePreprocessor(features=np.asarray(data.atac.var_names[keep_peaks], dtype=str),
+                                         normalize=normalize(sp.csr_matrix(atac_train.X)))}
+
+
+def preprocess_multiome(data: MultiomeData, *, cfg: MultiomePreprocessConfig
+                        ) -> tuple[MultiomeData, dict[str, MultiomePreprocessor]]:
+    """Split, then fit and apply the per-modality preprocessors.
+
+    Returns
+    -------
+    tuple
+        The processed data (``obs["split"]`` in both modalities; ``X`` CSR float32, ``(n, d_kept)``)
+        and the fitted preprocessors ``{"rna", "atac"}``.
+    """
+    if PHASE not in data.rna.obs:
+        raise XmodalInputError("the ingested data carry no `phase`", fix="re-run `xmodal ingest` (it scores phases)")
+    split = split_per_domain(data.rna.obs, validation=cfg.validation_fraction, test=cfg.test_fraction, seed=cfg.seed)
+    train = (split == "train").to_numpy()
+    fitted = fit_preprocessors(data, train, cfg=cfg)
+    out = {}
+    for name in MODALITIES:
+        adata = getattr(data, name)
+        prep = fitted[name]
+        obs = adata.obs.copy()
+        obs[SPLIT] = split.to_numpy()
+        obs[SPLIT] = obs[SPLIT].astype(split.dtype)
+        var = adata.var.loc[prep.features].copy() if adata.var.shape[1] else pd.DataFrame(index=prep.features)
+        out[name] = ad.AnnData(X=prep.transform(adata), obs=obs, var=var)
+    log.info("multiome preprocessing: %d genes, %d of %d peaks kept (open in >= %.0f %% of training cells)",
+             len(fitted["rna"].features), len(fitted["atac"].features), data.atac.n_vars, 100 * cfg.min_peak_fraction)
+    return MultiomeData(rna=out["rna"], atac=out["atac"]), fitted
+
+
+def run(params: Params, *, dataset: str, root: str | Path = ".") -> MultiomePreprocessResult:
+    """Preprocess ``data/ingested/<dataset>`` (``multiome``) into ``data/processed/<dataset>``."""
+    cfg = params.preprocess.multiome
+    data = read_multiome(ingested_dir(root, dataset))
+    processed, fitted = preprocess_multiome(data, cfg=cfg)
+    out = processed_dir(root, dataset)
+    with atomic_dir(out) as tmp:
+        write_multiome(processed, tmp)
+        for name, prep in fitted.items():
+            prep.save(tmp / f"preprocessor_{name}")
+    obs = processed.rna.obs
+    counts = {s: obs[obs[SPLIT] == s][DOMAIN].astype(str).value_counts().to_dict() for s in ("train", "validation",
+                                                                                               "test")}
+    result = MultiomePreprocessResult(output=out, n_train={k: int(v) for k, v in counts["train"].items()},
+                                      n_validation={k: int(v) for k, v in counts["validation"].items()},
+                                      n_test={k: int(v) for k, v in counts["test"].items()})
+    log.info("preprocess %s: train %s, validation %s, test %s → %s", dataset, result.n_train, result.n_validation,
+             result.n_test, out)
+    return result
+
+
+def split_of(data: MultiomeData, split: str, *, domain: str | None = None) -> MultiomeData:
+    """The cells of one split (and one domain), both modalities."""
+    obs = data.rna.obs
+    mask = (obs[SPLIT].astype(str) == split).to_numpy()
+    if domain is not None:
+        mask &= (obs[DOMAIN].astype(str) == domain).to_numpy()
+    return MultiomeData(rna=data.rna[mask].copy(), atac=data.atac[mask].copy())
+
+
+__all__ = ["MultiomePreprocessResult", "MultiomePreprocessor", "fit_preprocessors", "preprocess_multiome", "run",
+           "split_of"]
