@@ -22,6 +22,7 @@ EPILOG = """examples:
   xmodal ingest --dataset synthetic_paired
   xmodal train --dataset pbmc68k --method gwot --set methods.gwot.epsilon=0.01
   xmodal train --dataset synthetic_paired --method geoadvae --resume
+  xmodal tune --dataset synthetic_multiome --method dualdann --trials 20
   xmodal register --all
   xmodal report
 Every command reads params.yaml (--params); --set dotted.key=value overrides it."""
@@ -50,6 +51,25 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--resume", action="store_true",
                            help="continue from checkpoints/<dataset>/<method>/checkpoint.pt (methods that "
                            "checkpoint, e.g. geoadvae); the result equals an uninterrupted run")
+            p.add_argument("--best-params", metavar="PATH",
+                           help="apply the configuration `xmodal tune` found (its best_params.json) over "
+                           "params.yaml; --set still overrides it")
+    p = sub.add_parser(
+        "tune", parents=[common], help="hyper-parameter search (Optuna) on validation cells → best_params.json",
+        description="Search a method's hyper-parameters with Optuna (TPE sampler, median pruner; settings under "
+        "`tune:` in params.yaml). Every trial trains on the training cells and is judged on the validation cells "
+        "(for dualdann: the target domain's ATAC validation cells); test cells never reach the search. The study is "
+        "stored in tune.storage (sqlite:///optuna.db by default, study xmodal-<method>-<dataset>; a second call "
+        "continues it), every trial is a nested MLflow run, and the best configuration goes to "
+        "reports/tune/<dataset>/<method>/best_params.json with trials.csv and tune_history.png.",
+        epilog="example:\n  xmodal tune --dataset synthetic_multiome --method dualdann --trials 20\n"
+        "  xmodal train --dataset synthetic_multiome --method dualdann "
+        "--best-params reports/tune/synthetic_multiome/dualdann/best_params.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--trials", type=int, help="trials to run now (default: tune.trials)")
+    p.add_argument("--timeout", type=float, help="seconds after which no new trial starts (default: tune.timeout)")
     p = sub.add_parser("register", parents=[common],
                        help="log to MLflow, alias `challenger`, promote to `champion` if it passes the gates",
                        description="Log the trained model to MLflow (params, per-step metrics, plots, model, lineage), "
@@ -191,11 +211,21 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "pipeline":
         return _pipeline(args)
-    params = load_params(args.params, overrides=args.overrides)
+    overrides = list(args.overrides)
+    if args.command == "train" and args.best_params:
+        from xmodal.stages.tune import best_params_overrides
+
+        overrides = best_params_overrides(args.best_params, method=args.method) + overrides
+    params = load_params(args.params, overrides=overrides)
     if args.command in ("ingest", "preprocess"):
         getattr(stages, args.command).run(params, dataset=args.dataset, root=args.root)
     elif args.command == "train":
         stages.train.run(params, dataset=args.dataset, method=args.method, root=args.root, resume=args.resume)
+    elif args.command == "tune":
+        result = stages.tune.run(params, dataset=args.dataset, method=args.method, root=args.root,
+                                 trials=args.trials, timeout=args.timeout)
+        sys.stdout.write(f"best validation value {result.best_value:.4f} after {result.n_trials} trials "
+                         f"({result.n_pruned} pruned)\nwritten: {result.output}\n")
     elif args.command == "evaluate":
         stages.evaluate.run(params, dataset=args.dataset, method=args.method, root=args.root)
     elif args.command == "register":

@@ -37,6 +37,13 @@ class MethodSpec:
         One line for ``--help`` and the README.
     resumable
         Whether its ``fit`` takes ``checkpoint_dir`` and ``resume`` (``xmodal train --resume``).
+    ablation
+        Config overrides of the method's own baseline (e.g. ``{"adapt": False}``): ``train`` fits it with
+        the same settings into ``models/<dataset>/<method>/ablation`` and ``evaluate`` reports the gain.
+    search_space
+        ``module:function`` drawing config overrides from an ``optuna.Trial`` (``xmodal tune``); the
+        model's ``fit`` then takes ``callback(epoch, record)`` with ``val_<selection_metric>`` in the
+        validated records, and ``info["best_val_<selection_metric>"]``.
     """
 
     name: str
@@ -48,6 +55,8 @@ class MethodSpec:
     summary_metrics: tuple[str, ...]
     description: str = ""
     resumable: bool = False
+    ablation: dict[str, Any] | None = None
+    search_space: str | None = None
 
     def config_cls(self) -> Any:
         """Import and return the config class."""
@@ -56,6 +65,10 @@ class MethodSpec:
     def model_cls(self) -> Any:
         """Import and return the model class."""
         return _import(self.model)
+
+    def search_space_fn(self) -> Any:
+        """Import and return the search-space function (``None`` when the method has none)."""
+        return None if self.search_space is None else _import(self.search_space)
 
 
 def _import(target: str) -> Any:
@@ -85,6 +98,20 @@ METHODS: dict[str, MethodSpec] = {
         description="per-modality VAEs + latent adversary + differentiable Gromov–Wasserstein + cluster prior "
         "(seed 000)",
         resumable=True,
+    ),
+    "dualdann": MethodSpec(
+        name="dualdann",
+        family="multiome",
+        config="xmodal.methods.dualdann._config:DualDANNConfig",
+        model="xmodal.methods.dualdann._model:DualDANN",
+        primary_metric="target_atac_macro_f1",
+        greater_is_better=True,
+        summary_metrics=("target_atac_macro_f1", "target_atac_accuracy", "target_atac_cohen_kappa",
+                         "source_rna_macro_f1", "adaptation_gain_macro_f1"),
+        description="dual-encoder class-conditional DANN: cell-cycle phases from RNA to ATAC across domains "
+        "(seed 001)",
+        ablation={"adapt": False},
+        search_space="xmodal.methods.dualdann._search:search_space",
     ),
 }
 

@@ -10,9 +10,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from xmodal.stages import evaluate, ingest, monitor, preprocess, register, report, train
+    from xmodal.stages import evaluate, ingest, monitor, preprocess, register, report, train, tune
 
-__all__ = ["evaluate", "ingest", "monitor", "preprocess", "register", "report", "train"]
+__all__ = ["evaluate", "ingest", "monitor", "preprocess", "register", "report", "train", "tune"]
 
 
 def __getattr__(name: str) -> Any:

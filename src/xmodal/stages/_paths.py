@@ -20,6 +20,10 @@ def model_dir(root: str | Path, dataset: str, method: str) -> Path:
     return Path(root) / "models" / dataset / method
 
 
+ABLATION = "ablation"
+"""Sub-folder of a model folder holding the method's ablation (its registry entry's ``ablation``)."""
+
+
 def checkpoint_dir(root: str | Path, dataset: str, method: str) -> Path:
     """``checkpoints/<dataset>/<method>``: resumable training state (outside DVC and git)."""
     return Path(root) / "checkpoints" / dataset / method

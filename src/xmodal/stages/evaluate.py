@@ -66,8 +66,13 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") ->
     """Score ``models/<dataset>/<method>`` on the validation (and, for reference, training) cells.
 
     Writes ``reports/<dataset>/<method>/metrics.json``, ``embedding.png`` (shared space coloured by
-    modality and by label) and ``training_curve.png``.
+    modality and by label) and ``training_curve.png``. A ``multiome`` dataset is scored by
+    :func:`xmodal.stages.evaluate_multiome.run` (phase classification on test cells).
     """
+    if params.dataset(dataset).family == "multiome":
+        from xmodal.stages import evaluate_multiome
+
+        return evaluate_multiome.run(params, dataset=dataset, method=method, root=root)  # type: ignore[return-value]
     cfg = params.evaluate
     data = read_paired(processed_dir(root, dataset))
     model = load_model(model_dir(root, dataset, method))
@@ -83,13 +88,18 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") ->
 
 def label_transfer_confusion(params: Params, *, dataset: str, method: str,
                              root: str | Path = ".") -> tuple[list[str], list[list[int]]]:
-    """Label-transfer confusion matrix (B → A, k neighbours) on the validation cells.
+    """Label-transfer confusion matrix (B → A, k neighbours) on the validation cells (``multiome``: the
+    target domain's ATAC test cells).
 
     Returns
     -------
     tuple
         ``(categories, matrix)``; both empty when the data carry no labels.
     """
+    if params.dataset(dataset).family == "multiome":
+        from xmodal.stages import evaluate_multiome
+
+        return evaluate_multiome.label_confusion(params, dataset=dataset, method=method, root=root)
     data = read_paired(processed_dir(root, dataset)).split("validation")
     if not data.has_labels:
         return [], []

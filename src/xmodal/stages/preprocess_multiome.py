@@ -174,14 +174,11 @@ def run(params: Params, *, dataset: str, root: str | Path = ".") -> MultiomePrep
     return result
 
 
-def split_of(data: MultiomeData, split: str, *, domain: str | None = None) -> MultiomeData:
-    """The cells of one split (and one domain), both modalities."""
-    obs = data.rna.obs
-    mask = (obs[SPLIT].astype(str) == split).to_numpy()
-    if domain is not None:
-        mask &= (obs[DOMAIN].astype(str) == domain).to_numpy()
-    return MultiomeData(rna=data.rna[mask].copy(), atac=data.atac[mask].copy())
+def without_test(data: MultiomeData) -> MultiomeData:
+    """The cells of the train and validation splits, both modalities: all a method may see."""
+    keep = (data.rna.obs[SPLIT].astype(str) != "test").to_numpy()
+    return MultiomeData(rna=data.rna[keep].copy(), atac=data.atac[keep].copy())
 
 
 __all__ = ["MultiomePreprocessResult", "MultiomePreprocessor", "fit_preprocessors", "preprocess_multiome", "run",
-           "split_of"]
+           "without_test"]

@@ -171,8 +171,37 @@ def holdout(root: str | Path, *, dataset: str) -> PairedData:
     return replace(processed, a=mods["a"], b=mods["b"])
 
 
-def score(loaded: Any, cells: PairedData, *, cfg: EvaluateConfig) -> dict[str, float]:
-    """Score a loaded MLflow model (:class:`~xmodal.tracking._pyfunc.XmodalPyfunc`) on raw held-out cells."""
+def holdout_multiome(root: str | Path, *, dataset: str) -> Any:
+    """The ``multiome`` test cells (both domains) in their *ingested* features, with the processed ``obs``."""
+    from xmodal.data.multiome import MultiomeData
+    from xmodal.data.multiome_io import read_multiome
+
+    raw = read_multiome(ingested_dir(root, dataset))
+    obs = read_multiome(processed_dir(root, dataset)).rna.obs
+    names = obs.index[obs[SPLIT].astype(str) == "test"]
+    if len(names) == 0:
+        raise XmodalInputError(f"dataset {dataset!r} has no test cells", path=processed_dir(root, dataset),
+                               fix="set preprocess.multiome.test_fraction > 0")
+    missing = names.difference(raw.rna.obs_names)
+    if len(missing):
+        raise XmodalInputError(f"{len(missing)} processed cells are not in the ingested data (first {missing[0]!r})",
+                               path=ingested_dir(root, dataset), fix="re-run `dvc repro` so both are current")
+    return MultiomeData(**{m: ad.AnnData(X=getattr(raw, m)[names].X, obs=obs.loc[names].copy(),
+                                         var=getattr(raw, m).var.copy()) for m in ("rna", "atac")})
+
+
+def score(loaded: Any, cells: Any, *, cfg: EvaluateConfig) -> dict[str, float]:
+    """Score a loaded MLflow model (:class:`~xmodal.tracking._pyfunc.XmodalPyfunc`) on raw held-out cells.
+
+    ``cells``: :class:`PairedData` (alignment metrics) or ``MultiomeData`` test cells (phase metrics).
+    """
+    if not isinstance(cells, PairedData):
+        from xmodal.data.multiome import MultiomeData
+        from xmodal.stages.evaluate_multiome import evaluate_phases
+
+        mods = {m: ad.AnnData(X=loaded.preprocessors[m].transform(getattr(cells, m)), obs=getattr(cells, m).obs.copy())
+                for m in ("rna", "atac")}
+        return evaluate_phases(loaded.model, MultiomeData(**mods), split="test")
     from xmodal.stages.evaluate import evaluate_alignment
 
     mods = {}
@@ -183,20 +212,21 @@ def score(loaded: Any, cells: PairedData, *, cfg: EvaluateConfig) -> dict[str, f
     return evaluate_alignment(loaded.model, replace(cells, a=mods["a"], b=mods["b"]), cfg=cfg)
 
 
-def _check_evaluation_is_current(mdir: Path, pdir: Path, metrics_file: Path, cells: PairedData, *,
+def _check_evaluation_is_current(mdir: Path, pdir: Path, metrics_file: Path, cells: Any, *,
                                  cfg: EvaluateConfig, metric: str) -> None:
     """Refuse to log a ``metrics.json`` that does not belong to the model now in ``models/`` (stale outputs)."""
     from types import SimpleNamespace
 
     from xmodal.methods import load_model
-    from xmodal.stages.preprocess import load_preprocessor
+    from xmodal.stages.preprocess import load_any_preprocessor
+    from xmodal.stages.report import headline
 
     local = SimpleNamespace(model=load_model(mdir), preprocessors={
-        k: load_preprocessor(pdir / f"preprocessor_{k}") for k in ("a", "b") if (pdir / f"preprocessor_{k}").is_dir()})
+        p.name.removeprefix("preprocessor_"): load_any_preprocessor(p) for p in sorted(pdir.glob("preprocessor_*"))})
     now = score(local, cells, cfg=cfg).get(metric)
-    recorded = read_json(metrics_file).get("validation", {}).get(metric)
+    recorded = headline(read_json(metrics_file)).get(metric)
     if now is not None and (recorded is None or not math.isclose(now, recorded, rel_tol=1e-5, abs_tol=1e-6)):
-        raise XmodalInputError(f"metrics.json says validation {metric} = {recorded}, but the model in {mdir} "
+        raise XmodalInputError(f"metrics.json says held-out {metric} = {recorded}, but the model in {mdir} "
                                f"scores {now:.6g} on the same cells: the evaluation is stale", path=metrics_file,
                                fix="run `dvc repro` (or `xmodal evaluate`) so the report matches the model")
 
@@ -240,7 +270,8 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
     if not (mdir / "model.json").is_file() or not metrics_file.is_file():
         raise XmodalInputError(f"no trained and evaluated {method!r} model for {dataset!r}", path=mdir,
                                fix=f"run `dvc repro` (or `xmodal train` and `xmodal evaluate`) for {dataset}/{method}")
-    cells = holdout(root, dataset=dataset)
+    multiome = params.dataset(dataset).family == "multiome"
+    cells = holdout_multiome(root, dataset=dataset) if multiome else holdout(root, dataset=dataset)
     _check_evaluation_is_current(mdir, processed_dir(root, dataset), metrics_file, cells,
                                  cfg=params.evaluate, metric=spec.primary_metric)
 
@@ -266,8 +297,8 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
             registered_name=name,
             # resolved: a pipeline step links its inputs in, and MLflow refuses paths that leave the folder
             model_dir=mdir.resolve(),
-            preprocessors={k: (processed_dir(root, dataset) / f"preprocessor_{k}").resolve() for k in ("a", "b")
-                           if (processed_dir(root, dataset) / f"preprocessor_{k}").is_dir()},
+            preprocessors={p.name.removeprefix("preprocessor_"): p.resolve()
+                           for p in sorted(processed_dir(root, dataset).glob("preprocessor_*")) if p.is_dir()},
             params=flatten_params(run_params),
             history=read_json(history_file) if history_file.is_file() else [],
             metrics={f"{split}/{k}": float(v) for split, values in evaluation.items() for k, v in values.items()

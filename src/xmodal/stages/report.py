@@ -11,8 +11,16 @@ from xmodal.methods import get_method
 from xmodal.stages._paths import registry_dir, report_dir
 
 
+def headline(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The split a run is judged on: ``test`` when there is one (``multiome``), else ``validation``."""
+    return metrics.get("test") or metrics["validation"]
+
+
 def run(params: Params, *, root: str | Path = ".") -> dict[str, Any]:
     """Write ``reports/summary.json`` for every (dataset, method) in ``params.runs``.
+
+    Each run's headline metrics: its validation cells (``paired``) or its test cells (``multiome``,
+    whose validation cells drove early stopping).
 
     Returns
     -------
@@ -28,7 +36,7 @@ def run(params: Params, *, root: str | Path = ".") -> dict[str, Any]:
                 decision_file = registry_dir(root, dataset, method) / "decision.json"
                 row: dict[str, Any] = {"dataset": dataset, "method": method}
                 if metrics_file.is_file():
-                    row["metrics"] = read_json(metrics_file)["validation"]
+                    row["metrics"] = headline(read_json(metrics_file))
                     row["status"] = "evaluated"
                 else:
                     row["status"] = "not evaluated"
@@ -53,5 +61,5 @@ def format_table(summary: dict[str, Any]) -> str:
             champion = reg.get("champion_after")
             decision += f" v{reg['version']} (champion: {'v' + str(champion) if champion else 'none'})"
         lines.append(f"{row['dataset']:<20} {row['method']:<10} {'  '.join(cells) or row['status']:<80} {decision}")
-    header = f"{'dataset':<20} {'method':<10} {'validation metrics':<80} registry"
+    header = f"{'dataset':<20} {'method':<10} {'held-out metrics (paired: validation, multiome: test cells)':<80} registry"
     return "\n".join([header, "-" * len(header), *lines])

@@ -142,7 +142,7 @@ def evaluate_step(
     confusion: ConfusionLogger | None = None,
     html: str | Path | None = None,
 ) -> dict[str, float]:
-    """Evaluate the model folder ``model`` on the validation cells; the report folder goes to ``output``.
+    """Evaluate the model folder ``model`` on the held-out cells; the report folder goes to ``output``.
 
     Parameters
     ----------
@@ -156,7 +156,7 @@ def evaluate_step(
     Returns
     -------
     dict
-        Validation metrics.
+        The headline metrics: validation cells (``paired``), test cells (``multiome``).
     """
     from xmodal.stages import evaluate
 
@@ -170,7 +170,9 @@ def evaluate_step(
             categories, matrix = evaluate.label_transfer_confusion(params, dataset=dataset, method=method, root=root)
             if categories:
                 confusion.log_confusion_matrix(categories, matrix)
-    validation = result.metrics["validation"]
+    from xmodal.stages.report import headline
+
+    validation = headline(result.metrics)
     if metrics is not None:
         for key, value in sorted(validation.items()):
             if isinstance(value, int | float) and value == value:

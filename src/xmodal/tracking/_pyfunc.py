@@ -37,25 +37,34 @@ with warnings.catch_warnings(record=True) as _caught:
         def load_context(self, context: Any) -> None:
             """Load the model folder and the preprocessors from the logged artifacts."""
             from xmodal.methods import load_model
-            from xmodal.stages.preprocess import load_preprocessor
+            from xmodal.stages.preprocess import load_any_preprocessor
 
             self.model = load_model(context.artifacts[MODEL_ARTIFACT])
-            self.preprocessors = {
-                m: load_preprocessor(context.artifacts[PREPROCESSOR_ARTIFACT.format(modality=m)])
-                for m in ("a", "b")
-                if PREPROCESSOR_ARTIFACT.format(modality=m) in context.artifacts
-            }
+            prefix = PREPROCESSOR_ARTIFACT.format(modality="")
+            self.preprocessors = {key.removeprefix(prefix): load_any_preprocessor(path)
+                                  for key, path in sorted(context.artifacts.items()) if key.startswith(prefix)}
 
         def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
-            """Embed ``model_input`` (``(n, d)``) → shared-space coordinates ``(n, d_shared)``, a float64 array."""
+            """Embed ``model_input`` (``(n, d)``) → shared-space coordinates ``(n, d_shared)``, a float64 array.
+
+            A classifier (a model with ``predict_proba``, e.g. ``dualdann``) returns class probabilities
+            ``(n, K)`` instead; its modalities are ``atac`` and ``rna`` (``a`` means the first).
+            """
             params = dict(params or {})
             modality = str(params.get("modality", "a"))
+            modalities = getattr(self.model, "modalities", ("a", "b"))
+            if modality not in modalities and modality in ("a", "b"):
+                modality = modalities["ab".index(modality)]
             kind = str(params.get("input", "processed"))
             if kind not in ("processed", "raw"):
                 raise ValueError(f"params['input'] must be 'processed' or 'raw', got {kind!r}")
             if kind == "raw":
                 model_input = self.preprocess(model_input, modality=modality)
-            return self.model.transform(np.asarray(model_input, dtype=np.float64), modality=modality)
+            if not hasattr(model_input, "tocsr"):  # sparse peaks stay sparse
+                model_input = np.asarray(model_input, dtype=np.float64)
+            if hasattr(self.model, "predict_proba"):
+                return self.model.predict_proba(model_input, modality=modality).astype(np.float64)
+            return self.model.transform(model_input, modality=modality)
 
         def preprocess(self, frame: Any, *, modality: str) -> np.ndarray:
             """Apply the logged preprocessor of ``modality`` to a DataFrame of raw features → ``(n, d_processed)``."""

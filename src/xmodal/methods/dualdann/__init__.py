@@ -1,4 +1,23 @@
-"""``dualdann`` (seed 001, in progress): dual-encoder class-conditional domain-adversarial phase transfer.
+"""``dualdann`` (seed 001): dual-encoder class-conditional domain-adversarial phase transfer, RNA → ATAC.
 
-Only the networks and their losses exist so far (:mod:`._module`); the method is not in the registry yet.
+:class:`DualDANNConfig` is cheap to import; :class:`DualDANN` (PyTorch) is imported on first use.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from xmodal.methods.dualdann._config import DualDANNConfig
+
+if TYPE_CHECKING:
+    from xmodal.methods.dualdann._model import DualDANN
+
+__all__ = ["DualDANN", "DualDANNConfig"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DualDANN":
+        from xmodal.methods.dualdann._model import DualDANN
+
+        return DualDANN
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

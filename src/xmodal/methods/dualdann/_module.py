@@ -36,6 +36,16 @@ def _head(in_dim: int, hidden: int, layers: int, out: int, *, dropout: float, ac
     return nn.Sequential(*blocks)
 
 
+def projection(in_dim: int, shared_dim: int) -> nn.Sequential:
+    """The seed's per-domain ``LatentProjection``: Linear → BN → ReLU → Dropout(0.1), ``(n, in_dim) → (n, shared_dim)``."""
+    return nn.Sequential(nn.Linear(in_dim, shared_dim), nn.BatchNorm1d(shared_dim), nn.ReLU(), nn.Dropout(0.1))
+
+
+def classifier_head(shared_dim: int, hidden: int, layers: int, n_classes: int, *, dropout: float) -> nn.Sequential:
+    """The seed's label classifier: ``(layers−1)×[Linear → BN → ReLU → Dropout] + Linear → n_classes``."""
+    return _head(shared_dim, hidden, layers, n_classes, dropout=dropout, act=nn.ReLU())
+
+
 class DualDANNModule(nn.Module):
     """Source projection, peak encoder + target projection, label classifier, domain discriminator.
 
@@ -64,12 +74,9 @@ class DualDANNModule(nn.Module):
         super().__init__()
         self.peak_encoder, self.conditional, self.n_classes = peak_encoder, conditional, n_classes
 
-        def projection(d: int) -> nn.Sequential:
-            return nn.Sequential(nn.Linear(d, shared_dim), nn.BatchNorm1d(shared_dim), nn.ReLU(), nn.Dropout(0.1))
-
-        self.project_source = projection(source_dim)
-        self.project_target = projection(embedding_dim)
-        self.classifier = _head(shared_dim, cls_hidden, cls_layers, n_classes, dropout=dropout, act=nn.ReLU())
+        self.project_source = projection(source_dim, shared_dim)
+        self.project_target = projection(embedding_dim, shared_dim)
+        self.classifier = classifier_head(shared_dim, cls_hidden, cls_layers, n_classes, dropout=dropout)
         self.discriminator = _head(shared_dim + (n_classes if conditional else 0), disc_hidden, disc_layers, 1,
                                    dropout=dropout, act=nn.LeakyReLU(0.2), spectral=spectral_norm)
 
@@ -106,7 +113,7 @@ class LossWeights:
 
 def batch_losses(module: DualDANNModule, x_source: torch.Tensor, y_source: torch.Tensor, peaks: torch.Tensor,
                  y_target: torch.Tensor | None, *, alpha: float, target_weight: float, divergence: Divergence,
-                 weights: LossWeights | None = None) -> dict[str, torch.Tensor]:
+                 weights: LossWeights | None = None, adversarial: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Every weighted term of one source/target mini-batch, and their sum under ``"total"``.
 
     Parameters
@@ -116,7 +123,8 @@ def batch_losses(module: DualDANNModule, x_source: torch.Tensor, y_source: torch
     x_source, y_source
         Source embeddings ``(n, source_dim)`` and phases ``(n,)``.
     peaks, y_target
-        Target peaks ``(m, P)`` and, when known, their phases ``(m,)`` (the paired RNA's).
+        Target peaks ``(m, P)`` and their phases ``(m,)`` (the paired RNA's), ``-1`` where unknown;
+        ``None`` when no target cell is labelled.
     alpha
         Gradient-reversal strength (:func:`~xmodal.nn.grl_alpha` of the training progress).
     target_weight
@@ -126,6 +134,11 @@ def batch_losses(module: DualDANNModule, x_source: torch.Tensor, y_source: torch
         prior and the mean target prediction.
     weights
         Term weights (default: the seed's).
+    adversarial
+        Boolean ``(m,)``: the target rows that the domain discriminator, the balance term and the
+        entropy term see (default: all, as in the seed). Cross-domain training passes the target
+        domain's cells here, so the labelled ATAC cells of the source domain only feed the
+        classification and contrastive terms.
 
     Returns
     -------
@@ -137,28 +150,32 @@ def batch_losses(module: DualDANNModule, x_source: torch.Tensor, y_source: torch
     s, t = module.shared_source(x_source), module.shared_target(peaks)
     logits_s, logits_t = module.classifier(s), module.classifier(t)
     probs_t = F.softmax(logits_t, dim=1)
+    adv = slice(None) if adversarial is None else adversarial
+    t_adv, probs_adv = t[adv], probs_t[adv]
     d_s = module.domain_logits(s, logits_s, alpha=alpha)
-    d_t = module.domain_logits(t, logits_t, alpha=alpha)
+    d_t = module.domain_logits(t_adv, logits_t[adv], alpha=alpha)
     terms: dict[str, torch.Tensor] = {
         "class": w.classification * F.cross_entropy(logits_s, y_source),
         "domain": w.domain * (F.binary_cross_entropy_with_logits(d_s, torch.zeros_like(d_s))
                               + F.binary_cross_entropy_with_logits(d_t, torch.ones_like(d_t))),
-        "entropy": w.entropy * L.confident_entropy(probs_t, threshold=w.confidence),
+        "entropy": w.entropy * L.confident_entropy(probs_adv, threshold=w.confidence),
         "peak_objective": w.peak_objective * module.peak_encoder.objective(peaks),
     }
-    terms["target_class"] = (target_weight * w.target_classification * F.cross_entropy(logits_t, y_target)
-                             if y_target is not None else logits_t.sum() * 0.0)
+    known = y_target >= 0 if y_target is not None else torch.zeros(len(peaks), dtype=torch.bool, device=peaks.device)
+    terms["target_class"] = (target_weight * w.target_classification * F.cross_entropy(logits_t[known], y_target[known])
+                             if bool(known.any()) else logits_t.sum() * 0.0)
     # known target labels are used as they are (the seed took pseudo-labels even when labels existed)
-    labels_t = y_target if y_target is not None else probs_t.argmax(dim=1).detach()
+    pseudo = probs_t.argmax(dim=1).detach()
+    labels_t = torch.where(known, y_target, pseudo) if y_target is not None else pseudo
     terms["contrastive"] = w.contrastive * L.supervised_contrastive(
         torch.cat([s, t]), torch.cat([y_source, labels_t]), temperature=w.temperature)
     if divergence == "mmd":
-        balance = L.mmd_rbf(s, t)
+        balance = L.mmd_rbf(s, t_adv)
     elif divergence == "coral":
-        balance = L.coral(s, t)
+        balance = L.coral(s, t_adv)
     else:
         prior = torch.bincount(y_source, minlength=module.n_classes).to(probs_t.dtype) / len(y_source)
-        balance = (L.kl_divergence if divergence == "kl" else L.js_divergence)(probs_t.mean(dim=0), prior)
+        balance = (L.kl_divergence if divergence == "kl" else L.js_divergence)(probs_adv.mean(dim=0), prior)
     terms["balance"] = w.balance * balance
     terms["total"] = sum(terms.values())
     return terms
