@@ -2,8 +2,9 @@
 
 ``pca`` is the offline default: principal components of the normalised expression, fitted on the
 source domain's training cells only. Seed 001 used frozen foundation models (Geneformer,
-scFoundation, their concatenation); their loading path is not built yet and asking for one is a
-configuration error that says so.
+scFoundation, their concatenation). Geneformer's loading and rank-value tokenisation are in
+:mod:`._geneformer`, not yet wired into training; scFoundation's loading path is not built. Asking
+for either is a configuration error that says so.
 """
 
 from __future__ import annotations
@@ -56,7 +57,12 @@ class PCAEncoder:
 
 
 def check_source_encoder(kind: str) -> None:
-    """Raise a :class:`ConfigError` for source encoders that cannot run yet."""
+    """Raise a :class:`ConfigError` for source encoders that cannot train yet."""
+    if kind == "geneformer":
+        raise ConfigError(
+            "methods.dualdann.source_encoder: 'geneformer' is not available yet for training (its loading and "
+            "tokenisation code is there, xmodal.methods.dualdann._geneformer.GeneformerEncoder, but the stages do "
+            "not yet pass it raw counts); use `pca`")
     if kind != "pca":
         raise ConfigError(
             f"methods.dualdann.source_encoder: {kind!r} is not available yet (its local-weights loading path is "
