@@ -74,8 +74,8 @@ def evaluate_phases(model: Any, data: MultiomeData, *, split: str) -> dict[str, 
         mask = (obs[SPLIT].astype(str) == split).to_numpy() & (obs[DOMAIN].astype(str) == domain).to_numpy()
         truth = obs[PHASE].astype(str).to_numpy()[mask]
         for modality in ("atac", "rna"):
-            x = getattr(data, modality).X[mask]
-            out |= classification_metrics(truth, model.predict(x, modality=modality), classes=PHASES,
+            cells = getattr(data, modality)[mask]  # an AnnData: a foundation-model encoder reads its raw counts
+            out |= classification_metrics(truth, model.predict(cells, modality=modality), classes=PHASES,
                                            prefix=f"{role}_{modality}_")
     return out
 
@@ -121,7 +121,7 @@ def predict_all(model: Any, data: MultiomeData) -> pd.DataFrame:
     frame = pd.DataFrame({SPLIT: obs[SPLIT].astype(str), DOMAIN: obs[DOMAIN].astype(str),
                           PHASE: obs[PHASE].astype(str)}, index=obs.index)
     for modality in ("atac", "rna"):
-        probs = model.predict_proba(getattr(data, modality).X, modality=modality)
+        probs = model.predict_proba(getattr(data, modality), modality=modality)
         frame[f"predicted_phase_{modality}"] = np.asarray(PHASES)[probs.argmax(axis=1)]
         for j, phase in enumerate(PHASES):
             frame[f"p_{phase}_{modality}"] = probs[:, j].astype(np.float64).round(6)
@@ -192,8 +192,8 @@ def _plot_shared_space(model: Any, data: MultiomeData, path: Path, *, title: str
     import matplotlib.pyplot as plt
 
     test = (data.rna.obs[SPLIT].astype(str) == "test").to_numpy()
-    z = np.vstack([model.transform(data.atac.X[test], modality="atac"),
-                   model.transform(data.rna.X[test], modality="rna")])
+    z = np.vstack([model.transform(data.atac[test], modality="atac"),
+                   model.transform(data.rna[test], modality="rna")])
     n = int(test.sum())
     modality = np.array(["ATAC"] * n + ["RNA"] * n)
     domain = np.tile(data.rna.obs[DOMAIN].astype(str).to_numpy()[test], 2)

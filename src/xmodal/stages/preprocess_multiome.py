@@ -37,6 +37,7 @@ from xmodal.stages._paths import ingested_dir, processed_dir
 log = logging.getLogger(__name__)
 SPLIT = "split"
 MODALITIES = ("rna", "atac")
+COUNTS, N_COUNTS = "counts", "n_counts"
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,20 @@ class MultiomePreprocessor:
     features: np.ndarray
     normalize: bool
 
+    def _select(self, adata: ad.AnnData, *, fill_missing: bool) -> sp.csr_matrix:
+        """The kept features of ``adata`` in order, raw ``(n, d_kept)``; missing ones zero or an error."""
+        index = pd.Index(adata.var_names.astype(str)).get_indexer(self.features)
+        missing = index < 0
+        if missing.any() and not fill_missing:
+            raise XmodalInputError(
+                f"{int(missing.sum())} of the {len(self.features)} features the model needs are missing "
+                f"(first: {self.features[missing][0]!r})",
+                fix="give data with the training features (map peaks by coordinates first), or fill_missing=True")
+        chosen = sp.csr_matrix(adata.X, dtype=np.float32)[:, np.where(missing, 0, index)]
+        if missing.any():
+            chosen = sp.csr_matrix(chosen.multiply(~missing[None, :]), dtype=np.float32)
+        return sp.csr_matrix(chosen)
+
     def transform(self, adata: ad.AnnData, *, fill_missing: bool = False) -> sp.csr_matrix:
         """Select the kept features of ``adata`` ``(n, d)`` and normalise → ``(n, d_kept)`` CSR float32.
 
@@ -64,18 +79,18 @@ class MultiomePreprocessor:
         fill_missing
             Missing features become zeros (peaks not called in new data) instead of an error.
         """
-        index = pd.Index(adata.var_names.astype(str)).get_indexer(self.features)
-        missing = index < 0
-        if missing.any() and not fill_missing:
-            raise XmodalInputError(
-                f"{int(missing.sum())} of the {len(self.features)} features the model needs are missing "
-                f"(first: {self.features[missing][0]!r})",
-                fix="give data with the training features (map peaks by coordinates first), or fill_missing=True")
-        x = sp.csr_matrix(adata.X, dtype=np.float32)
-        chosen = x[:, np.where(missing, 0, index)]
-        if missing.any():
-            chosen = sp.csr_matrix(chosen.multiply(~missing[None, :]), dtype=np.float32)
-        return normalize_cpm_log1p_l2(chosen, force=True) if self.normalize else sp.csr_matrix(chosen)
+        chosen = self._select(adata, fill_missing=fill_missing)
+        return normalize_cpm_log1p_l2(chosen, force=True) if self.normalize else chosen
+
+    def transform_adata(self, adata: ad.AnnData, *, fill_missing: bool = False) -> ad.AnnData:
+        """:meth:`transform` as an AnnData: ``X`` normalised ``(n, d_kept)``, ``layers["counts"]`` the kept raw
+        values and ``obs["n_counts"]`` each cell's total over all its features (what a foundation-model source
+        encoder tokenises); the other ``obs`` columns as given."""
+        kept = self._select(adata, fill_missing=fill_missing)
+        obs = adata.obs.copy()
+        obs[N_COUNTS] = np.asarray(sp.csr_matrix(adata.X).sum(axis=1), dtype=np.float64).ravel()
+        x = normalize_cpm_log1p_l2(kept, force=True) if self.normalize else kept
+        return ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=self.features), layers={COUNTS: kept})
 
     def save(self, directory: Path) -> None:
         """Write ``meta.json`` into ``directory``."""
@@ -147,7 +162,10 @@ def preprocess_multiome(data: MultiomeData, *, cfg: MultiomePreprocessConfig
         obs[SPLIT] = split.to_numpy()
         obs[SPLIT] = obs[SPLIT].astype(split.dtype)
         var = adata.var.loc[prep.features].copy() if adata.var.shape[1] else pd.DataFrame(index=prep.features)
-        out[name] = ad.AnnData(X=prep.transform(adata), obs=obs, var=var)
+        done = prep.transform_adata(adata)
+        if name == "rna":  # raw counts and depth stay for foundation-model source encoders
+            obs[N_COUNTS] = done.obs[N_COUNTS].to_numpy()
+        out[name] = ad.AnnData(X=done.X, obs=obs, var=var, layers=dict(done.layers) if name == "rna" else None)
     log.info("multiome preprocessing: %d genes, %d of %d peaks kept (open in >= %.0f %% of training cells)",
              len(fitted["rna"].features), len(fitted["atac"].features), data.atac.n_vars, 100 * cfg.min_peak_fraction)
     return MultiomeData(rna=out["rna"], atac=out["atac"]), fitted

@@ -199,8 +199,7 @@ def score(loaded: Any, cells: Any, *, cfg: EvaluateConfig) -> dict[str, float]:
         from xmodal.data.multiome import MultiomeData
         from xmodal.stages.evaluate_multiome import evaluate_phases
 
-        mods = {m: ad.AnnData(X=loaded.preprocessors[m].transform(getattr(cells, m)), obs=getattr(cells, m).obs.copy())
-                for m in ("rna", "atac")}
+        mods = {m: loaded.preprocessors[m].transform_adata(getattr(cells, m)) for m in ("rna", "atac")}
         return evaluate_phases(loaded.model, MultiomeData(**mods), split="test")
     from xmodal.stages.evaluate import evaluate_alignment
 

@@ -60,7 +60,7 @@ with warnings.catch_warnings(record=True) as _caught:
                 raise ValueError(f"params['input'] must be 'processed' or 'raw', got {kind!r}")
             if kind == "raw":
                 model_input = self.preprocess(model_input, modality=modality)
-            if not hasattr(model_input, "tocsr"):  # sparse peaks stay sparse
+            if not hasattr(model_input, "tocsr") and not hasattr(model_input, "obs"):  # sparse and AnnData stay
                 model_input = np.asarray(model_input, dtype=np.float64)
             if hasattr(self.model, "predict_proba"):
                 return self.model.predict_proba(model_input, modality=modality).astype(np.float64)
@@ -77,7 +77,9 @@ with warnings.catch_warnings(record=True) as _caught:
                 raise TypeError("raw input must be a pandas DataFrame whose columns are feature names")
             adata = ad.AnnData(X=frame.to_numpy(dtype=np.float64),
                                var=pd.DataFrame(index=frame.columns.astype(str)))
-            return self.preprocessors[modality].transform(adata)
+            prep = self.preprocessors[modality]
+            # multiome: an AnnData with the raw counts kept, for a foundation-model source encoder
+            return prep.transform_adata(adata) if hasattr(prep, "transform_adata") else prep.transform(adata)
 
 for _w in _caught:
     if "type hints to the `predict` method" not in str(_w.message):

@@ -92,3 +92,45 @@ def test_v1_dictionaries_pool_by_mean_and_errors_say_what_to_fix(tmp_path: Path)
     v2 = GeneformerEncoder(_model(tmp_path / "v2"))
     with pytest.raises(XmodalInputError, match="none of the 2 genes"):
         v2.tokenize(np.ones((1, 2)), ["X", "Y"])
+
+
+def test_dualdann_trains_on_geneformer_embeddings_and_round_trips(tmp_path: Path) -> None:
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from xmodal.config import MultiomePreprocessConfig
+    from xmodal.data.multiome import synthetic_multiome
+    from xmodal.methods import load_model
+    from xmodal.methods.dualdann import DualDANN, DualDANNConfig
+    from xmodal.stages.evaluate_multiome import evaluate_phases
+    from xmodal.stages.preprocess_multiome import preprocess_multiome, without_test
+
+    raw = synthetic_multiome(n_cells=120, n_background_genes=30, n_background_peaks=100, domains=("a", "b"), seed=6)
+    data = preprocess_multiome(raw, cfg=MultiomePreprocessConfig(n_top_genes=None))[0]
+    assert "counts" in data.rna.layers
+    assert "n_counts" in data.rna.obs
+    genes = list(map(str, data.rna.var_names))
+    folder = tmp_path / "gf"
+    folder.mkdir()
+    tokens = {**SPECIAL, **{g: 4 + i for i, g in enumerate(genes)}}  # the data's gene names are the ids here
+    for name, obj in (("token_dictionary.pkl", tokens), ("gene_median_dictionary.pkl", dict.fromkeys(genes, 2.0))):
+        with open(folder / name, "wb") as fh:
+            pickle.dump(obj, fh)
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig(vocab_size=len(tokens), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=32, max_position_embeddings=64)).save_pretrained(folder)
+    cfg = DualDANNConfig(source_encoder="geneformer", geneformer_path=str(folder),
+                         embedding_cache=str(tmp_path / "cache"), shared_dim=16, peak_hidden=8,
+                         peak_intermediate=16, cls_hidden=8, disc_hidden=8, batch_size=32, epochs=2, eval_every=1)
+    model = DualDANN(cfg).fit(without_test(data), seed=0)
+    assert list((tmp_path / "cache").glob("geneformer-*.npy"))
+    probs = model.predict_proba(data.rna, modality="rna")
+    assert probs.shape == (data.rna.n_obs, 3)
+    with pytest.raises(XmodalInputError, match="needs raw counts"):
+        model.predict_proba(data.rna.X, modality="rna")
+    saved = model.save(tmp_path / "m")
+    assert not (saved / "source_pca.npz").exists()  # the foundation model stays in its own folder
+    loaded = load_model(saved)
+    np.testing.assert_allclose(loaded.predict_proba(data.rna, modality="rna"), probs, atol=1e-6)
+    metrics = evaluate_phases(loaded, data, split="test")
+    assert 0.0 <= metrics["target_rna_macro_f1"] <= 1.0

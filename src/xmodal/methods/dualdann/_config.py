@@ -26,6 +26,12 @@ class DualDANNConfig(StrictModel):
         None, description="geneformer/ensemble: local folder with the model (config + weights) and its token "
         "dictionary; nothing is downloaded"
     )
+    geneformer_pooling: Literal["auto", "cls", "mean"] = Field(
+        "auto", description="geneformer: the cell embedding is the <cls> state (V2; the seed's choice) or the mean "
+        "over the gene tokens; auto: <cls> when the dictionary has it")
+    embedding_cache: str | None = Field(
+        ".cache/xmodal/embeddings", description="foundation-model embeddings are cached here (relative to the "
+        "working directory), keyed by model and tokens; null: no cache")
     scfoundation_path: str | None = Field(
         None, description="scfoundation/ensemble: local folder with the model and its gene list"
     )

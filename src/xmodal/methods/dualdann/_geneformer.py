@@ -101,6 +101,7 @@ class GeneformerEncoder:
         self.pooling, self.batch_size = pooling, batch_size
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self._model: Any = None
+        self._digest: bytes | None = None
 
     # -------------------------------------------------------------- model
     @property
@@ -190,12 +191,21 @@ class GeneformerEncoder:
         return Tokenized(input_ids=input_ids, attention_mask=mask, n_genes=n_genes)
 
     # ---------------------------------------------------------- embedding
+    def _model_digest(self) -> bytes:
+        """SHA-256 over the folder's files (names and contents), computed once per encoder."""
+        if self._digest is None:
+            h = hashlib.sha256()
+            for f in sorted(self.path.iterdir()):
+                if f.is_file():
+                    h.update(f.name.encode())
+                    with open(f, "rb") as fh:
+                        for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                            h.update(block)
+            self._digest = h.digest()
+        return self._digest
+
     def _cache_key(self, tokens: Tokenized) -> str:
-        h = hashlib.sha256()
-        for f in sorted(self.path.iterdir()):
-            if f.is_file():
-                h.update(f.name.encode())
-                h.update(hashlib.sha256(f.read_bytes()).digest())
+        h = hashlib.sha256(self._model_digest())
         h.update(self.pooling.encode())
         h.update(np.ascontiguousarray(tokens.input_ids).tobytes())
         h.update(str(tokens.input_ids.shape).encode())

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -17,7 +18,12 @@ from xmodal.errors import ConfigError, XmodalInputError
 from xmodal.methods._base import read_model_meta, write_model_meta
 from xmodal.methods.dualdann._config import DualDANNConfig
 from xmodal.methods.dualdann._module import DualDANNModule
-from xmodal.methods.dualdann._source import PCAEncoder, check_source_encoder
+from xmodal.methods.dualdann._source import (
+    GeneformerSource,
+    PCAEncoder,
+    build_source_encoder,
+    load_source_encoder,
+)
 from xmodal.methods.dualdann._trainer import Peaks, Trainer, TrainingData, predict_peaks
 from xmodal.nn import PeakEncoder
 
@@ -84,7 +90,7 @@ class DualDANN:
     def __init__(self, config: DualDANNConfig | None = None) -> None:
         self.config = config or DualDANNConfig()
         self.module: DualDANNModule | None = None
-        self.source_encoder: PCAEncoder | None = None
+        self.source_encoder: PCAEncoder | GeneformerSource | None = None
         self.history: list[dict[str, float]] = []
         self.info: dict[str, Any] = {}
 
@@ -151,7 +157,6 @@ class DualDANN:
         Sets ``self.source_encoder`` and the data part of ``self.info``; see :meth:`fit` for the arguments.
         """
         cfg = self.config
-        check_source_encoder(cfg.source_encoder)
         if SPLIT not in data.rna.obs:
             raise XmodalInputError("the data have no `split`", fix="run `xmodal preprocess` first")
         source, target = resolve_domains(data.domains, source=source_domain, target=target_domain)
@@ -161,8 +166,8 @@ class DualDANN:
         if len(src) == 0 or len(val) == 0:
             raise XmodalInputError(f"no training cells in {source!r} or no validation cells in {target!r}",
                                    fix="check preprocess.multiome fractions and the domain names")
-        rna_src = sp.csr_matrix(data.rna.X)[src]
-        self.source_encoder = PCAEncoder.fit(rna_src, n_components=cfg.source_pcs)
+        rna_src = data.rna[src]
+        self.source_encoder = build_source_encoder(cfg, rna_src)
         atac = sp.csr_matrix(data.atac.X)
         pool, labels, adapted = [src], [_codes(data, src)], None
         if cfg.adapt and target != source:
@@ -185,13 +190,15 @@ class DualDANN:
         return Trainer(module, cfg, training, classes=list(PHASES), seed=seed, device=device)
 
     # -------------------------------------------------------------- predict
-    def _check_fitted(self) -> tuple[DualDANNModule, PCAEncoder]:
+    def _check_fitted(self) -> tuple[DualDANNModule, PCAEncoder | GeneformerSource]:
         if self.module is None or self.source_encoder is None:
             raise RuntimeError("DualDANN is not fitted: call fit() or load() first")
         return self.module, self.source_encoder
 
     def _check_width(self, x: Any, modality: str) -> None:
         expected = len(self.info.get(f"features_{modality}", [])) or None
+        if isinstance(x, ad.AnnData):
+            x = x.X
         if expected is not None and x.shape[1] != expected:
             raise XmodalInputError(f"{modality} has {x.shape[1]} features, the model was trained on {expected}",
                                    fix="preprocess new data with the training data's preprocessor")
@@ -203,7 +210,8 @@ class DualDANN:
         Parameters
         ----------
         x
-            Processed cells × features of ``modality``: peaks ``(n, P)`` or expression ``(n, g)``.
+            Processed cells of ``modality``: peaks ``(n, P)`` or expression ``(n, g)``, as a matrix or an
+            ``AnnData`` (a foundation-model source encoder needs the AnnData, with ``layers["counts"]``).
         modality
             ``"atac"`` (through the peak encoder) or ``"rna"`` (through the source encoder).
         """
@@ -211,6 +219,8 @@ class DualDANN:
         if modality not in ("atac", "rna"):
             raise ValueError(f"modality must be 'atac' or 'rna', got {modality!r}")
         self._check_width(x, modality)
+        if isinstance(x, ad.AnnData) and modality == "atac":
+            x = x.X
         if modality == "atac":
             return predict_peaks(module, Peaks(x, mode=self.config.input, device=torch.device("cpu")))
         was = module.training
@@ -235,6 +245,8 @@ class DualDANN:
         try:
             if modality == "rna":
                 return module.shared_source(torch.from_numpy(encoder.transform(x))).numpy()
+            if isinstance(x, ad.AnnData):
+                x = x.X
             peaks = Peaks(x, mode=self.config.input, device=torch.device("cpu"))
             n = peaks.shape[0]
             parts = [module.shared_target(peaks.batch(np.arange(i, min(i + 1024, n)))) for i in range(0, n, 1024)]
@@ -248,15 +260,17 @@ class DualDANN:
 
     # ----------------------------------------------------------- save/load
     def save(self, path: str | Path) -> Path:
-        """Write ``model.json``, ``history.json``, ``weights.pt``, ``source_pca.npz`` and ``loss_curves.png``."""
+        """Write ``model.json``, ``history.json``, ``weights.pt``, ``loss_curves.png`` and, for the PCA source
+        encoder, ``source_pca.npz`` (a foundation model stays in its folder, named by the config)."""
         module, encoder = self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         write_model_meta(path, method=self.method, config=self.config, info=self.info, history=self.history,
                          dims=[encoder.dim, len(self.info["features_atac"])])
         torch.save(module.state_dict(), path / WEIGHTS)
-        with open(path / SOURCE, "wb") as fh:
-            np.savez(fh, mean=encoder.mean, components=encoder.components)
+        if isinstance(encoder, PCAEncoder):  # a foundation model is not copied: config names its folder
+            with open(path / SOURCE, "wb") as fh:
+                np.savez(fh, mean=encoder.mean, components=encoder.components)
         self.plot_history(path / "loss_curves.png")
         return path
 
@@ -266,8 +280,11 @@ class DualDANN:
         path = Path(path)
         meta = read_model_meta(path, method=cls.method)
         model = cls(DualDANNConfig.model_validate(meta["config"]))
-        with np.load(path / SOURCE) as arrays:
-            model.source_encoder = PCAEncoder(mean=arrays["mean"], components=arrays["components"])
+        if model.config.source_encoder == "pca":
+            with np.load(path / SOURCE) as arrays:
+                model.source_encoder = PCAEncoder(mean=arrays["mean"], components=arrays["components"])
+        else:
+            model.source_encoder = load_source_encoder(model.config)
         source_dim, n_peaks = meta["dims"]
         module = model._build(source_dim, n_peaks)
         module.load_state_dict(torch.load(path / WEIGHTS, map_location="cpu", weights_only=True))

@@ -1,20 +1,24 @@
 """Source (RNA) encoders of dualdann: fixed embeddings computed once, before the networks train.
 
 ``pca`` is the offline default: principal components of the normalised expression, fitted on the
-source domain's training cells only. Seed 001 used frozen foundation models (Geneformer,
-scFoundation, their concatenation). Geneformer's loading and rank-value tokenisation are in
-:mod:`._geneformer`, not yet wired into training; scFoundation's loading path is not built. Asking
-for either is a configuration error that says so.
+source domain's training cells only. ``geneformer`` embeds the raw counts (``layers["counts"]`` and
+``obs["n_counts"]``, which ``preprocess`` keeps) with a frozen local Geneformer (:mod:`._geneformer`).
+Seed 001 also used scFoundation and the concatenation of both (``ensemble``); scFoundation's loading
+path is not built, and asking for it is a configuration error that says so.
+
+Every encoder takes the RNA as an ``AnnData`` (PCA also a matrix) and returns ``(n, dim)`` float32.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from xmodal.errors import ConfigError
+from xmodal.errors import ConfigError, XmodalInputError
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,10 @@ class PCAEncoder:
         signs = np.sign(vt[np.arange(k), np.abs(vt).argmax(axis=1)])
         return cls(mean=mean.astype(np.float32), components=(vt * signs[:, None]).astype(np.float32))
 
-    def transform(self, x: np.ndarray | sp.spmatrix) -> np.ndarray:
-        """``(n, g)`` → scores ``(n, k)`` float32."""
+    def transform(self, x: np.ndarray | sp.spmatrix | ad.AnnData) -> np.ndarray:
+        """``(n, g)`` (a matrix, or an AnnData's ``X``) → scores ``(n, k)`` float32."""
+        if isinstance(x, ad.AnnData):
+            x = x.X
         dense = np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
         if dense.shape[1] != self.components.shape[1]:
             raise ValueError(f"expected {self.components.shape[1]} genes, got {dense.shape[1]}")
@@ -56,14 +62,55 @@ class PCAEncoder:
         return int(self.components.shape[0])
 
 
-def check_source_encoder(kind: str) -> None:
-    """Raise a :class:`ConfigError` for source encoders that cannot train yet."""
+class GeneformerSource:
+    """Frozen Geneformer embeddings of raw counts (see :class:`~._geneformer.GeneformerEncoder`)."""
+
+    def __init__(self, path: str, *, pooling: str = "auto", cache_dir: str | None = None) -> None:
+        from xmodal.methods.dualdann._geneformer import GeneformerEncoder
+
+        self.encoder = GeneformerEncoder(path, pooling=pooling, cache_dir=cache_dir)
+
+    @property
+    def dim(self) -> int:
+        """Embedding width (the model's hidden size)."""
+        return self.encoder.dim
+
+    def transform(self, rna: Any) -> np.ndarray:
+        """``AnnData`` with ``layers["counts"]`` ``(n, g)`` (and ``obs["n_counts"]``) → embeddings ``(n, dim)``."""
+        if not isinstance(rna, ad.AnnData) or "counts" not in rna.layers:
+            raise XmodalInputError("the geneformer source encoder needs raw counts: an AnnData with "
+                                   "layers['counts']", fix="pass the RNA as `xmodal preprocess` writes it")
+        n_counts = rna.obs["n_counts"].to_numpy() if "n_counts" in rna.obs else None
+        return self.encoder.embed(rna.layers["counts"], list(map(str, rna.var_names)), n_counts=n_counts)
+
+
+def build_source_encoder(config: Any, rna_train: ad.AnnData) -> PCAEncoder | GeneformerSource:
+    """The configured source encoder, fitted on the source domain's training RNA where it learns anything.
+
+    Raises
+    ------
+    ConfigError
+        For ``scfoundation``/``ensemble`` (not built yet), a missing ``geneformer_path``, or missing
+        ``transformers``.
+    """
+    kind = config.source_encoder
+    if kind == "pca":
+        return PCAEncoder.fit(rna_train.X, n_components=config.source_pcs)
     if kind == "geneformer":
-        raise ConfigError(
-            "methods.dualdann.source_encoder: 'geneformer' is not available yet for training (its loading and "
-            "tokenisation code is there, xmodal.methods.dualdann._geneformer.GeneformerEncoder, but the stages do "
-            "not yet pass it raw counts); use `pca`")
-    if kind != "pca":
-        raise ConfigError(
-            f"methods.dualdann.source_encoder: {kind!r} is not available yet (its local-weights loading path is "
-            "still to be built); use `pca`")
+        return load_source_encoder(config)  # type: ignore[return-value]
+    raise ConfigError(f"methods.dualdann.source_encoder: {kind!r} is not available yet (its local-weights loading "
+                      "path is still to be built); use `pca` or `geneformer`")
+
+
+def load_source_encoder(config: Any) -> GeneformerSource:
+    """The frozen foundation-model encoder named by ``config`` (nothing to fit; also used when loading)."""
+    if not config.geneformer_path:
+        raise ConfigError("methods.dualdann.geneformer_path: set it to the local Geneformer folder "
+                          "(source_encoder: geneformer); nothing is downloaded")
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        raise ConfigError("source_encoder geneformer needs the transformers package: "
+                          "pip install 'xmodal[foundation]'") from None
+    return GeneformerSource(config.geneformer_path, pooling=config.geneformer_pooling,
+                            cache_dir=config.embedding_cache)
