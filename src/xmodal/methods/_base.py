@@ -51,6 +51,13 @@ def write_model_meta(path: Path, *, method: str, config: Any, info: dict[str, An
     (path / "history.json").write_text(json.dumps(history, indent=1) + "\n")
 
 
+def read_history(path: str | Path) -> list[dict[str, float]]:
+    """The ``history.json`` of a saved model folder (empty when there is none), as :func:`write_model_meta`
+    wrote it."""
+    history = Path(path) / "history.json"
+    return json.loads(history.read_text()) if history.is_file() else []
+
+
 def load_model(path: str | Path) -> Any:
     """Load a saved model directory back as its own class (looked up in the registry).
 

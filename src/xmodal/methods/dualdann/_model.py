@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 
 from xmodal.data.multiome import DOMAIN, PHASE, PHASES, MultiomeData
 from xmodal.errors import ConfigError, XmodalInputError
-from xmodal.methods._base import read_model_meta, write_model_meta
+from xmodal.methods._base import read_history, read_model_meta, write_model_meta
 from xmodal.methods.dualdann._config import DualDANNConfig
 from xmodal.methods.dualdann._module import DualDANNModule
 from xmodal.methods.dualdann._source import (
@@ -290,8 +289,7 @@ class DualDANN:
         module.load_state_dict(torch.load(path / WEIGHTS, map_location="cpu", weights_only=True))
         model.module = module.eval()
         model.info = meta.get("info", {})
-        history = path / "history.json"
-        model.history = json.loads(history.read_text()) if history.is_file() else []
+        model.history = read_history(path)
         return model
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 
 from xmodal.data import PairedData
 from xmodal.errors import ConfigError, XmodalInputError
-from xmodal.methods._base import read_model_meta, write_model_meta
+from xmodal.methods._base import read_history, read_model_meta, write_model_meta
 from xmodal.methods.geoadvae._config import GeoAdVAEConfig
 from xmodal.methods.geoadvae._module import GeoAdVAEModule
 from xmodal.methods.geoadvae._prior import build_prior
@@ -188,8 +187,7 @@ class GeoAdVAE:
         module.load_state_dict(torch.load(path / WEIGHTS, map_location="cpu", weights_only=True))
         model.module = module.eval()
         model.info = meta.get("info", {})
-        history = path / "history.json"
-        model.history = json.loads(history.read_text()) if history.is_file() else []
+        model.history = read_history(path)
         return model
 
     def _check_fitted(self) -> GeoAdVAEModule:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from xmodal._pot import import_pot as _import_pot
 from xmodal.data import PairedData
 from xmodal.errors import XmodalInputError
 from xmodal.geometry import intra_distances, nearest_neighbors
-from xmodal.methods._base import read_model_meta, write_model_meta
+from xmodal.methods._base import read_history, read_model_meta, write_model_meta
 from xmodal.methods.gwot._config import GWOTConfig
 
 log = logging.getLogger(__name__)
@@ -159,8 +158,7 @@ class GWOT:
         model = cls(GWOTConfig.model_validate(meta["config"]))
         model.info = meta.get("info", {})
         model.arrays = {name: np.load(path / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
-        history = path / "history.json"
-        model.history = json.loads(history.read_text()) if history.is_file() else []
+        model.history = read_history(path)
         return model
 
     def _check_fitted(self) -> None:
