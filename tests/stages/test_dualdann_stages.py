@@ -126,5 +126,11 @@ def test_errors_exit_2_and_write_nothing(project: Path, capsys: pytest.CaptureFi
     assert _cli(root, "preprocess", "--dataset", "mo") == 0
     assert _cli(root, "train", "--dataset", "mo", "--method", "dualdann",
                 "--set", "methods.dualdann.source_encoder=scfoundation") == 2
-    assert "not available yet" in capsys.readouterr().err
+    assert "scfoundation_path: set it" in capsys.readouterr().err
+    assert _cli(root, "train", "--dataset", "mo", "--method", "dualdann",
+                "--set", "methods.dualdann.source_encoder=scfoundation",
+                "--set", "methods.dualdann.scfoundation_path=weights/scfoundation") == 2
+    err = capsys.readouterr().err
+    assert "weights/scfoundation/models.ckpt" in err
+    assert "checkpoint not found" in err
     assert not (root / "models/mo/dualdann").exists()

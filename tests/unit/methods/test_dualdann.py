@@ -138,8 +138,10 @@ def test_flags_the_seed_could_not_switch_off_are_plain_booleans(tmp_path: Path) 
 
 
 def test_configuration_errors(data: MultiomeData) -> None:
-    with pytest.raises(ConfigError, match="not available yet"):
+    with pytest.raises(ConfigError, match="scfoundation_path: set it"):
         _fit(data, source_encoder="scfoundation")
+    with pytest.raises(ConfigError, match=r"geneformer_path: set it .*source_encoder: ensemble"):
+        _fit(data, source_encoder="ensemble", scfoundation_path="anywhere")
     with pytest.raises(ConfigError, match="geneformer_path: set it"):
         _fit(data, source_encoder="geneformer")
     with pytest.raises(ConfigError, match="target_domain 'x'"):

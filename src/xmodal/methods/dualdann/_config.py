@@ -18,8 +18,8 @@ class DualDANNConfig(StrictModel):
 
     # source (RNA) embeddings
     source_encoder: Literal["pca", "geneformer", "scfoundation", "ensemble"] = Field(
-        "pca", description="how RNA becomes the fixed source embedding: pca (offline default) or a local foundation "
-        "model (see source_model_path)"
+        "pca", description="how RNA becomes the fixed source embedding: pca (offline default), a local foundation "
+        "model (geneformer, scfoundation) or both concatenated (ensemble)"
     )
     source_pcs: int = Field(50, ge=2, description="pca: components, fitted on the training cells only")
     geneformer_path: str | None = Field(
@@ -33,8 +33,17 @@ class DualDANNConfig(StrictModel):
         ".cache/xmodal/embeddings", description="foundation-model embeddings are cached here (relative to the "
         "working directory), keyed by model and tokens; null: no cache")
     scfoundation_path: str | None = Field(
-        None, description="scfoundation/ensemble: local folder with the model and its gene list"
+        None, description="scfoundation/ensemble: local folder with models.ckpt and OS_scRNA_gene_index.19264.tsv; "
+        "nothing is downloaded"
     )
+    scfoundation_key: Literal["cell", "rde", "gene"] = Field(
+        "cell", description="scfoundation: which model of the released checkpoint (cell: cell embeddings)")
+    scfoundation_pooling: Literal["max", "all"] = Field(
+        "max", description="scfoundation: max over the tokens (768 for the released model, the seed's size) or "
+        "[S, T, max, mean] (4×)")
+    scfoundation_resolution: str = Field(
+        "t4", pattern=r"^[tfa]\d+(\.\d+)?$", description="scfoundation: the target-resolution token (tgthighres): "
+        "t<k> a fixed log10 depth, f<k> a fold of the cell's depth, a<k> added to its log10 depth")
     # target (peak) encoder
     peak_encoder: Literal["mlp", "dae", "vae", "contrastive", "hybrid"] = Field(
         "hybrid", description="the ATAC encoder; dae/vae/contrastive also train their own objective"

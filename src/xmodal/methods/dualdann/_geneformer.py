@@ -25,7 +25,6 @@ last layer over the gene tokens (``pooling="mean"``; V1 has no ``<cls>``). Nothi
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from xmodal.errors import XmodalInputError
+from xmodal.methods.dualdann._cache import cache_key, cached, files_digest
 
 log = logging.getLogger(__name__)
 TOKENS, MEDIANS, NAMES = "token_dictionary.pkl", "gene_median_dictionary.pkl", "gene_name_id_dict.pkl"
@@ -194,22 +194,8 @@ class GeneformerEncoder:
     def _model_digest(self) -> bytes:
         """SHA-256 over the folder's files (names and contents), computed once per encoder."""
         if self._digest is None:
-            h = hashlib.sha256()
-            for f in sorted(self.path.iterdir()):
-                if f.is_file():
-                    h.update(f.name.encode())
-                    with open(f, "rb") as fh:
-                        for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                            h.update(block)
-            self._digest = h.digest()
+            self._digest = files_digest(f for f in self.path.iterdir() if f.is_file())
         return self._digest
-
-    def _cache_key(self, tokens: Tokenized) -> str:
-        h = hashlib.sha256(self._model_digest())
-        h.update(self.pooling.encode())
-        h.update(np.ascontiguousarray(tokens.input_ids).tobytes())
-        h.update(str(tokens.input_ids.shape).encode())
-        return h.hexdigest()
 
     def embed(self, counts: np.ndarray | sp.spmatrix, genes: list[str], *,
               n_counts: np.ndarray | None = None) -> np.ndarray:
@@ -217,16 +203,18 @@ class GeneformerEncoder:
 
         A cached result is returned when the same model and tokens were embedded before.
         """
+        tokens = self.tokenize(counts, genes, n_counts=n_counts)
+
+        def key() -> str:
+            return cache_key(self._model_digest(), self.pooling, np.ascontiguousarray(tokens.input_ids).tobytes(),
+                             str(tokens.input_ids.shape))
+
+        return cached(self.cache_dir, "geneformer", key, lambda: self._forward(tokens))
+
+    def _forward(self, tokens: Tokenized) -> np.ndarray:
         import torch
         from tqdm.auto import tqdm
 
-        tokens = self.tokenize(counts, genes, n_counts=n_counts)
-        cached = None
-        if self.cache_dir is not None:
-            cached = self.cache_dir / f"geneformer-{self._cache_key(tokens)}.npy"
-            if cached.is_file():
-                log.info("geneformer: %d cell embeddings from the cache %s", len(tokens.input_ids), cached)
-                return np.load(cached)
         model = self.model
         parts = []
         with torch.no_grad():
@@ -244,11 +232,4 @@ class GeneformerEncoder:
                         genes_mask[torch.arange(len(mask)), mask.sum(dim=1) - 1] = 0
                     weights = genes_mask.unsqueeze(-1).to(hidden.dtype)
                     parts.append((hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0))
-        out = torch.cat(parts).numpy().astype(np.float32) if parts else np.zeros((0, self.dim), np.float32)
-        if cached is not None:
-            from xmodal._io import atomic_file
-
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_file(cached) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, out)
-        return out
+        return torch.cat(parts).numpy().astype(np.float32) if parts else np.zeros((0, self.dim), np.float32)

@@ -18,8 +18,8 @@ from xmodal.methods._base import read_history, read_model_meta, write_model_meta
 from xmodal.methods.dualdann._config import DualDANNConfig
 from xmodal.methods.dualdann._module import DualDANNModule
 from xmodal.methods.dualdann._source import (
-    GeneformerSource,
     PCAEncoder,
+    SourceEncoder,
     build_source_encoder,
     load_source_encoder,
 )
@@ -89,7 +89,7 @@ class DualDANN:
     def __init__(self, config: DualDANNConfig | None = None) -> None:
         self.config = config or DualDANNConfig()
         self.module: DualDANNModule | None = None
-        self.source_encoder: PCAEncoder | GeneformerSource | None = None
+        self.source_encoder: SourceEncoder | None = None
         self.history: list[dict[str, float]] = []
         self.info: dict[str, Any] = {}
 
@@ -189,7 +189,7 @@ class DualDANN:
         return Trainer(module, cfg, training, classes=list(PHASES), seed=seed, device=device)
 
     # -------------------------------------------------------------- predict
-    def _check_fitted(self) -> tuple[DualDANNModule, PCAEncoder | GeneformerSource]:
+    def _check_fitted(self) -> tuple[DualDANNModule, SourceEncoder]:
         if self.module is None or self.source_encoder is None:
             raise RuntimeError("DualDANN is not fitted: call fit() or load() first")
         return self.module, self.source_encoder

@@ -2,9 +2,9 @@
 
 ``pca`` is the offline default: principal components of the normalised expression, fitted on the
 source domain's training cells only. ``geneformer`` embeds the raw counts (``layers["counts"]`` and
-``obs["n_counts"]``, which ``preprocess`` keeps) with a frozen local Geneformer (:mod:`._geneformer`).
-Seed 001 also used scFoundation and the concatenation of both (``ensemble``); scFoundation's loading
-path is not built, and asking for it is a configuration error that says so.
+``obs["n_counts"]``, which ``preprocess`` keeps) with a frozen local Geneformer (:mod:`._geneformer`),
+``scfoundation`` with a frozen local scFoundation (:mod:`._scfoundation`), and ``ensemble`` concatenates
+the two (seed 001: Geneformer-316M 1 152 + scFoundation 768 = 1 920 dimensions).
 
 Every encoder takes the RNA as an ``AnnData`` (PCA also a matrix) and returns ``(n, dim)`` float32.
 """
@@ -62,6 +62,13 @@ class PCAEncoder:
         return int(self.components.shape[0])
 
 
+def _counts(rna: Any, kind: str) -> ad.AnnData:
+    if not isinstance(rna, ad.AnnData) or "counts" not in rna.layers:
+        raise XmodalInputError(f"the {kind} source encoder needs raw counts: an AnnData with layers['counts']",
+                               fix="pass the RNA as `xmodal preprocess` writes it")
+    return rna
+
+
 class GeneformerSource:
     """Frozen Geneformer embeddings of raw counts (see :class:`~._geneformer.GeneformerEncoder`)."""
 
@@ -77,36 +84,80 @@ class GeneformerSource:
 
     def transform(self, rna: Any) -> np.ndarray:
         """``AnnData`` with ``layers["counts"]`` ``(n, g)`` (and ``obs["n_counts"]``) → embeddings ``(n, dim)``."""
-        if not isinstance(rna, ad.AnnData) or "counts" not in rna.layers:
-            raise XmodalInputError("the geneformer source encoder needs raw counts: an AnnData with "
-                                   "layers['counts']", fix="pass the RNA as `xmodal preprocess` writes it")
+        rna = _counts(rna, "geneformer")
         n_counts = rna.obs["n_counts"].to_numpy() if "n_counts" in rna.obs else None
         return self.encoder.embed(rna.layers["counts"], list(map(str, rna.var_names)), n_counts=n_counts)
 
 
-def build_source_encoder(config: Any, rna_train: ad.AnnData) -> PCAEncoder | GeneformerSource:
+class ScFoundationSource:
+    """Frozen scFoundation embeddings of raw counts (see :class:`~._scfoundation.ScFoundationEncoder`)."""
+
+    def __init__(self, path: str, *, key: str = "cell", pooling: str = "max", resolution: str = "t4",
+                 cache_dir: str | None = None) -> None:
+        from xmodal.methods.dualdann._scfoundation import ScFoundationEncoder
+
+        self.encoder = ScFoundationEncoder(path, key=key, pooling=pooling, resolution=resolution,
+                                           cache_dir=cache_dir)
+
+    @property
+    def dim(self) -> int:
+        """Embedding width (``hidden_dim``, or 4× with ``all`` pooling)."""
+        return self.encoder.dim
+
+    def transform(self, rna: Any) -> np.ndarray:
+        """``AnnData`` with ``layers["counts"]`` ``(n, g)``, genes named by symbol → embeddings ``(n, dim)``."""
+        rna = _counts(rna, "scfoundation")
+        return self.encoder.embed(rna.layers["counts"], list(map(str, rna.var_names)))
+
+
+@dataclass(frozen=True)
+class EnsembleSource:
+    """Several frozen encoders side by side: their embeddings concatenated, in order (seed 001's ensemble)."""
+
+    parts: tuple[GeneformerSource | ScFoundationSource, ...]
+
+    @property
+    def dim(self) -> int:
+        """Sum of the parts' widths."""
+        return sum(p.dim for p in self.parts)
+
+    def transform(self, rna: Any) -> np.ndarray:
+        """``AnnData`` with raw counts ``(n, g)`` → ``(n, Σ dim)``: each part's embeddings, concatenated."""
+        return np.concatenate([p.transform(rna) for p in self.parts], axis=1)
+
+
+SourceEncoder = PCAEncoder | GeneformerSource | ScFoundationSource | EnsembleSource
+
+
+def build_source_encoder(config: Any, rna_train: ad.AnnData) -> SourceEncoder:
     """The configured source encoder, fitted on the source domain's training RNA where it learns anything.
 
     Raises
     ------
     ConfigError
-        For ``scfoundation``/``ensemble`` (not built yet), a missing ``geneformer_path``, or missing
-        ``transformers``.
+        For a foundation model whose path is not set, or missing ``transformers`` (Geneformer).
     """
-    kind = config.source_encoder
-    if kind == "pca":
+    if config.source_encoder == "pca":
         return PCAEncoder.fit(rna_train.X, n_components=config.source_pcs)
+    return load_source_encoder(config)
+
+
+def load_source_encoder(config: Any) -> GeneformerSource | ScFoundationSource | EnsembleSource:
+    """The frozen foundation-model encoder(s) named by ``config`` (nothing to fit; also used when loading)."""
+    kind = config.source_encoder
+    if kind == "ensemble":
+        return EnsembleSource(parts=(_geneformer(config), _scfoundation(config)))
     if kind == "geneformer":
-        return load_source_encoder(config)  # type: ignore[return-value]
-    raise ConfigError(f"methods.dualdann.source_encoder: {kind!r} is not available yet (its local-weights loading "
-                      "path is still to be built); use `pca` or `geneformer`")
+        return _geneformer(config)
+    if kind == "scfoundation":
+        return _scfoundation(config)
+    raise ConfigError(f"methods.dualdann.source_encoder: {kind!r} has no frozen model to load")
 
 
-def load_source_encoder(config: Any) -> GeneformerSource:
-    """The frozen foundation-model encoder named by ``config`` (nothing to fit; also used when loading)."""
+def _geneformer(config: Any) -> GeneformerSource:
     if not config.geneformer_path:
-        raise ConfigError("methods.dualdann.geneformer_path: set it to the local Geneformer folder "
-                          "(source_encoder: geneformer); nothing is downloaded")
+        raise ConfigError(f"methods.dualdann.geneformer_path: set it to the local Geneformer folder "
+                          f"(source_encoder: {config.source_encoder}); nothing is downloaded")
     try:
         import transformers  # noqa: F401
     except ImportError:
@@ -114,3 +165,13 @@ def load_source_encoder(config: Any) -> GeneformerSource:
                           "pip install 'xmodal[foundation]'") from None
     return GeneformerSource(config.geneformer_path, pooling=config.geneformer_pooling,
                             cache_dir=config.embedding_cache)
+
+
+def _scfoundation(config: Any) -> ScFoundationSource:
+    if not config.scfoundation_path:
+        raise ConfigError(f"methods.dualdann.scfoundation_path: set it to the local scFoundation folder "
+                          f"(models.ckpt and its gene list; source_encoder: {config.source_encoder}); "
+                          "nothing is downloaded")
+    return ScFoundationSource(config.scfoundation_path, key=config.scfoundation_key,
+                              pooling=config.scfoundation_pooling, resolution=config.scfoundation_resolution,
+                              cache_dir=config.embedding_cache)
