@@ -242,6 +242,13 @@ class MultiomePreprocessConfig(StrictModel):
                                      "training cells")
     n_top_genes: int | None = Field(2000, ge=10, description="keep the most variable genes (training cells); "
                                     "null keeps all")
+    peak_impute: Literal["zero", "learned"] = Field(
+        "zero", description="reference peaks a domain did not measure (no peak overlapping them): zero (the "
+        "seed's default) or learned — predicted from its measured peaks by a low-rank ridge map fitted on the "
+        "training cells of domains that measured both")
+    peak_mapper_rank: int = Field(256, ge=1, description="learned: width of the mapper's SVD adapter")
+    peak_mapper_alpha: float = Field(1.0, gt=0, description="learned: ridge penalty, relative to the mean score "
+                                     "variance")
     seed: int = 0
 
     @model_validator(mode="after")

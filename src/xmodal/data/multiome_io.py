@@ -295,7 +295,9 @@ def load_multiome(source: Any, *, root: str | Path = ".", seed: int = 0) -> Mult
     MultiomeData
         All domains stacked (``obs["domain"]``), with a ``phase`` per cell: given, or scored from the
         S and G2/M genes (:func:`~xmodal.data.multiome_prep.score_phases`; ``obs["phase_scored"]`` says
-        which). Later domains' peaks are carried onto the first domain's by genomic overlap.
+        which). Later domains' peaks are carried onto the first domain's by genomic overlap; when
+        some reference peak found no overlap, ``atac.var["measured[<domain>]"]`` (bool) says, per
+        domain, which peaks were measured and which are zero-imputed (see :class:`~xmodal.data.multiome_prep.PeakMapper`).
     """
     from xmodal.config import MultiomeFilesSource, SyntheticMultiomeSource
     from xmodal.data.multiome import synthetic_multiome
@@ -318,17 +320,26 @@ def load_multiome(source: Any, *, root: str | Path = ".", seed: int = 0) -> Mult
     read = [_read_domain(d, root=Path(root), seed=seed) for d in source.domains]
     reference = list(read[0].atac.var_names)
     aligned = [read[0]]
+    measured = {read[0].domains[0]: np.ones(len(reference), dtype=bool)}
     for d in read[1:]:
+        measured[d.domains[0]] = np.ones(len(reference), dtype=bool)
         if list(d.atac.var_names) != reference:
             from xmodal.data.multiome_prep import map_peaks
 
-            x, share = map_peaks(reference, d.atac, min_overlap=source.peak_min_overlap)
-            if share == 0:
+            x, matched = map_peaks(reference, d.atac, min_overlap=source.peak_min_overlap)
+            if not matched.any():
                 raise XmodalInputError(f"domain {d.domains[0]!r}: none of its peaks overlaps a peak of "
                                        f"{read[0].domains[0]!r}", fix="check that both use the same genome build")
+            measured[d.domains[0]] = matched
             d = MultiomeData(rna=d.rna, atac=ad.AnnData(X=x, obs=d.atac.obs.copy(), var=read[0].atac.var.copy()))
         aligned.append(_common_genes(d, read[0]))
-    return concat_domains(aligned)
+    data = concat_domains(aligned)
+    if not all(m.all() for m in measured.values()):  # record what coordinate mapping left at zero
+        from xmodal.data.multiome_prep import MEASURED
+
+        for name, mask in measured.items():
+            data.atac.var[MEASURED.format(name)] = mask
+    return data
 
 
 def _common_genes(data: MultiomeData, reference: MultiomeData) -> MultiomeData:

@@ -5,6 +5,8 @@
 - :func:`frequent_peaks`: peaks open in at least a share of (training) cells;
 - :func:`map_peaks`: carry another dataset's peaks onto reference peaks by genomic overlap (unmatched
   reference peaks stay zero);
+- :class:`PeakMapper`: the learned alternative to those zeros — predicts the reference peaks a dataset
+  did not measure from the ones it did, fitted on cells that measured both;
 - :func:`score_phases`: cell-cycle phases from S and G2/M gene scores when a dataset has no labels;
 - :func:`split_per_domain`: stratified train/validation/test split inside every domain.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import anndata as ad
 import numpy as np
@@ -94,7 +97,8 @@ def parse_peaks(names: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["chrom", "start", "end"])
 
 
-def map_peaks(reference: Sequence[str], query: ad.AnnData, *, min_overlap: float = 0.5) -> tuple[sp.csr_matrix, float]:
+def map_peaks(reference: Sequence[str], query: ad.AnnData, *,
+              min_overlap: float = 0.5) -> tuple[sp.csr_matrix, np.ndarray]:
     """Express ``query``'s peak counts on the ``reference`` peaks by genomic overlap.
 
     A query peak feeds a reference peak when they overlap by at least ``min_overlap`` of the
@@ -113,8 +117,8 @@ def map_peaks(reference: Sequence[str], query: ad.AnnData, *, min_overlap: float
     Returns
     -------
     tuple
-        Counts on the reference peaks ``(n, p_ref)`` (CSR float32) and the share of reference
-        peaks that received a query peak.
+        Counts on the reference peaks ``(n, p_ref)`` (CSR float32) and which reference peaks received
+        a query peak ``(p_ref,)`` bool (the others are zero-imputed).
     """
     if not 0 < min_overlap <= 1:
         raise ValueError(f"min_overlap must be in (0, 1], got {min_overlap}")
@@ -137,9 +141,155 @@ def map_peaks(reference: Sequence[str], query: ad.AnnData, *, min_overlap: float
                     cols.append(r_idx[k])
     link = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(qry), len(ref)))
     mapped = sp.csr_matrix(sp.csr_matrix(query.X) @ link, dtype=np.float32)
-    share = float(np.unique(cols).size / max(len(ref), 1))
-    log.info("peak mapping: %d of %d reference peaks matched (%.1f %%)", np.unique(cols).size, len(ref), 100 * share)
-    return mapped, share
+    matched = np.zeros(len(ref), dtype=bool)
+    matched[np.unique(np.asarray(cols, dtype=np.int64))] = True
+    log.info("peak mapping: %d of %d reference peaks matched (%.1f %%)", matched.sum(), len(ref),
+             100 * matched.mean() if len(ref) else 0.0)
+    return mapped, matched
+
+
+MEASURED = "measured[{}]"  # atac.var column: which reference peaks a domain measured (peak mapping)
+
+
+@dataclass(frozen=True)
+class PeakMapper:
+    """Predicts the peaks a dataset did not measure from those it did (the learned peak mapper).
+
+    Coordinate mapping leaves every reference peak that no peak of a dataset overlaps at zero. The mapper
+    instead learns, on cells that measured both, a low-rank linear map from the measured peaks to the
+    unmeasured ones in the space the model sees (normalised values): a truncated SVD of the measured peaks
+    (a ``rank``-dimensional adapter, the seed's 25 027 → 256 idea) followed by ridge regression,
+    predictions clipped at zero. :func:`mapper_views` builds its fitting pairs.
+
+    Attributes
+    ----------
+    measured, unmeasured
+        Feature positions (into the preprocessor's kept peaks) of the inputs ``(m,)`` and outputs ``(u,)``.
+    basis
+        SVD directions ``(m, k)``.
+    score_mean
+        Mean of the fitting cells' scores ``(k,)``.
+    coef
+        Ridge coefficients ``(k, u)``.
+    intercept
+        Mean of the fitting cells' outputs ``(u,)``.
+    """
+
+    measured: np.ndarray
+    unmeasured: np.ndarray
+    basis: np.ndarray
+    score_mean: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    @classmethod
+    def fit(cls, inputs: sp.spmatrix | np.ndarray, outputs: np.ndarray, *, measured: np.ndarray, rank: int = 256,
+            alpha: float = 1.0, seed: int = 0) -> PeakMapper:
+        """Fit on cells that measured every peak.
+
+        Parameters
+        ----------
+        inputs
+            The fitting cells' measured peaks as the mapped dataset would show them ``(n, m)``.
+        outputs
+            Their unmeasured peaks, the targets ``(n, u)``.
+        measured
+            ``(p,)`` bool over the kept peaks: ``m`` True (inputs), ``u`` False (outputs).
+        rank
+            Width of the adapter (capped at ``min(n, m) - 1``).
+        alpha
+            Ridge penalty, relative to the mean variance of the scores.
+        seed
+            Seeds the randomised SVD.
+        """
+        from sklearn.utils.extmath import randomized_svd
+
+        measured = np.asarray(measured, dtype=bool)
+        positions, targets = np.flatnonzero(measured), np.flatnonzero(~measured)
+        x = sp.csr_matrix(inputs, dtype=np.float64)
+        y = np.asarray(outputs, dtype=np.float64)
+        if len(positions) < 2 or len(targets) == 0 or x.shape[0] < 3:
+            raise XmodalInputError(f"the peak mapper needs ≥ 2 measured peaks, ≥ 1 unmeasured peak and ≥ 3 fitting "
+                                   f"cells (got {len(positions)}, {len(targets)}, {x.shape[0]})",
+                                   fix="use preprocess.multiome.peak_impute: zero")
+        if x.shape != (y.shape[0], len(positions)) or y.shape[1] != len(targets):
+            raise ValueError(f"inputs {x.shape} / outputs {y.shape} do not match the mask ({len(positions)} measured, "
+                             f"{len(targets)} not)")
+        k = max(1, min(rank, len(positions) - 1, x.shape[0] - 1))
+        _, _, vt = randomized_svd(x, n_components=k, random_state=seed)
+        basis = vt.T
+        scores = np.asarray(x @ basis)
+        score_mean = scores.mean(axis=0)
+        centred = scores - score_mean
+        intercept = y.mean(axis=0)
+        gram = centred.T @ centred
+        penalty = alpha * max(float(np.trace(gram)) / k, 1e-12)
+        coef = np.linalg.solve(gram + penalty * np.eye(k), centred.T @ (y - intercept))
+        return cls(measured=positions, unmeasured=targets, basis=basis.astype(np.float32),
+                   score_mean=score_mean.astype(np.float32), coef=coef.astype(np.float32),
+                   intercept=intercept.astype(np.float32))
+
+    def predict(self, inputs: sp.spmatrix | np.ndarray) -> np.ndarray:
+        """Measured peaks ``(n, m)`` → predicted unmeasured peaks ``(n, u)`` float32, ≥ 0."""
+        x = sp.csr_matrix(inputs, dtype=np.float32)
+        return np.clip((np.asarray(x @ self.basis) - self.score_mean) @ self.coef + self.intercept, 0.0, None)
+
+    def apply(self, x: sp.spmatrix, *, renormalize: bool) -> sp.csr_matrix:
+        """``(n, p)`` with the unmeasured peaks replaced by :meth:`predict` of the measured ones → CSR float32.
+
+        ``renormalize``: scale each row back to unit L2 norm (for data normalised by CPM → log1p → L2).
+        """
+        x = sp.csr_matrix(x, dtype=np.float32)
+        predicted = self.predict(x[:, self.measured])
+        keep = np.ones(x.shape[1], dtype=np.float32)
+        keep[self.unmeasured] = 0.0
+        n, u = predicted.shape
+        filled = sp.csr_matrix((predicted.ravel(), (np.repeat(np.arange(n), u), np.tile(self.unmeasured, n))),
+                               shape=x.shape, dtype=np.float32)
+        out = sp.csr_matrix(x.multiply(keep[None, :]) + filled, dtype=np.float32)
+        out.eliminate_zeros()
+        if renormalize:
+            norms = np.sqrt(np.asarray(out.multiply(out).sum(axis=1)).ravel())
+            out = sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ out, dtype=np.float32)
+        return out
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The fitted arrays, for ``np.savez``."""
+        return {f: getattr(self, f) for f in ("measured", "unmeasured", "basis", "score_mean", "coef", "intercept")}
+
+
+def mapper_views(counts: sp.spmatrix, measured: np.ndarray, *, normalize: bool) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Fitting pairs for a :class:`PeakMapper` from cells that measured every peak.
+
+    The inputs are what a dataset that measured only ``measured`` would show after preprocessing (the other
+    peaks zero, then CPM → log1p → L2 when ``normalize``); the outputs are the unmeasured peaks on the same
+    scale (log1p of counts per million of the measured depth, divided by the same L2 norm), so that the
+    predictions slot in beside the inputs before the row is renormalised.
+
+    Parameters
+    ----------
+    counts
+        Raw counts of the fitting cells over the kept peaks ``(n, p)``.
+    measured
+        ``(p,)`` bool.
+
+    Returns
+    -------
+    tuple
+        Inputs ``(n, m)`` CSR and outputs ``(n, u)`` dense.
+    """
+    x = sp.csr_matrix(counts, dtype=np.float64)
+    measured = np.asarray(measured, dtype=bool)
+    seen, unseen = x[:, np.flatnonzero(measured)], np.asarray(x[:, np.flatnonzero(~measured)].toarray())
+    if not normalize:
+        return sp.csr_matrix(seen, dtype=np.float32), unseen.astype(np.float32)
+    depth = np.maximum(np.asarray(seen.sum(axis=1)).ravel(), 1e-12)
+    logged = sp.csr_matrix(sp.diags(1e6 / depth) @ seen)
+    logged.data = np.log1p(logged.data)
+    norm = np.maximum(np.sqrt(np.asarray(logged.multiply(logged).sum(axis=1)).ravel()), 1e-12)
+    inputs = sp.csr_matrix(sp.diags(1.0 / norm) @ logged, dtype=np.float32)
+    outputs = np.log1p(unseen * (1e6 / depth)[:, None]) / norm[:, None]
+    return inputs, outputs.astype(np.float32)
 
 
 def score_phases(rna: ad.AnnData, *, s_genes: Sequence[str] = S_GENES, g2m_genes: Sequence[str] = G2M_GENES,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anndata as ad
@@ -26,8 +26,11 @@ from xmodal.config import MultiomePreprocessConfig, Params
 from xmodal.data.multiome import DOMAIN, PHASE, MultiomeData
 from xmodal.data.multiome_io import read_multiome, write_multiome
 from xmodal.data.multiome_prep import (
+    MEASURED,
+    PeakMapper,
     frequent_peaks,
     looks_normalized,
+    mapper_views,
     normalize_cpm_log1p_l2,
     split_per_domain,
 )
@@ -54,6 +57,24 @@ class MultiomePreprocessor:
 
     features: np.ndarray
     normalize: bool
+    mappers: dict[str, PeakMapper] = field(default_factory=dict)
+
+    def _finish(self, chosen: sp.csr_matrix, obs: pd.DataFrame) -> sp.csr_matrix:
+        """Normalise the selected raw values; then the cells of a domain with a learned peak mapper get its
+        predictions for the peaks that domain did not measure (rows renormalised)."""
+        x = normalize_cpm_log1p_l2(chosen, force=True) if self.normalize else chosen
+        if not self.mappers or DOMAIN not in obs:
+            return x
+        domains = obs[DOMAIN].astype(str).to_numpy()
+        order, blocks = [], []
+        for name in [*self.mappers, None]:
+            rows = np.flatnonzero(~np.isin(domains, list(self.mappers)) if name is None else domains == name)
+            if len(rows):
+                order.append(rows)
+                blocks.append(x[rows] if name is None else self.mappers[name].apply(x[rows],
+                                                                                    renormalize=self.normalize))
+        stacked = sp.csr_matrix(sp.vstack(blocks), dtype=np.float32)
+        return sp.csr_matrix(stacked[np.argsort(np.concatenate(order))])
 
     def _select(self, adata: ad.AnnData, *, fill_missing: bool) -> sp.csr_matrix:
         """The kept features of ``adata`` in order, raw ``(n, d_kept)``; missing ones zero or an error."""
@@ -79,8 +100,7 @@ class MultiomePreprocessor:
         fill_missing
             Missing features become zeros (peaks not called in new data) instead of an error.
         """
-        chosen = self._select(adata, fill_missing=fill_missing)
-        return normalize_cpm_log1p_l2(chosen, force=True) if self.normalize else chosen
+        return self._finish(self._select(adata, fill_missing=fill_missing), adata.obs)
 
     def transform_adata(self, adata: ad.AnnData, *, fill_missing: bool = False) -> ad.AnnData:
         """:meth:`transform` as an AnnData: ``X`` normalised ``(n, d_kept)``, ``layers["counts"]`` the kept raw
@@ -89,20 +109,29 @@ class MultiomePreprocessor:
         kept = self._select(adata, fill_missing=fill_missing)
         obs = adata.obs.copy()
         obs[N_COUNTS] = np.asarray(sp.csr_matrix(adata.X).sum(axis=1), dtype=np.float64).ravel()
-        x = normalize_cpm_log1p_l2(kept, force=True) if self.normalize else kept
+        x = self._finish(kept, obs)
         return ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=self.features), layers={COUNTS: kept})
 
     def save(self, directory: Path) -> None:
         """Write ``meta.json`` into ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"kind": "multiome", "normalize": self.normalize, "features": self.features.tolist()}
+        mappers = [{"domain": name, "file": f"peak_mapper_{i}.npz"} for i, name in enumerate(self.mappers)]
+        for entry in mappers:
+            np.savez(directory / entry["file"], **self.mappers[entry["domain"]].arrays())
+        meta = {"kind": "multiome", "normalize": self.normalize, "features": self.features.tolist(),
+                "peak_mappers": mappers}
         (directory / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 
     @classmethod
     def load(cls, directory: str | Path) -> MultiomePreprocessor:
         """Read what :meth:`save` wrote."""
         meta = json.loads((Path(directory) / "meta.json").read_text())
-        return cls(features=np.asarray(meta["features"], dtype=str), normalize=bool(meta["normalize"]))
+        mappers = {}
+        for entry in meta.get("peak_mappers", []):
+            with np.load(Path(directory) / entry["file"]) as arrays:
+                mappers[str(entry["domain"])] = PeakMapper(**{k: arrays[k] for k in arrays.files})
+        return cls(features=np.asarray(meta["features"], dtype=str), normalize=bool(meta["normalize"]),
+                   mappers=mappers)
 
 
 @dataclass(frozen=True)
@@ -134,9 +163,43 @@ def fit_preprocessors(data: MultiomeData, train: np.ndarray, *,
     def normalize(x: sp.spmatrix) -> bool:
         return cfg.normalize == "yes" or (cfg.normalize == "auto" and not looks_normalized(x))
 
+    atac_normalize = normalize(sp.csr_matrix(atac_train.X))
     return {"rna": MultiomePreprocessor(features=genes, normalize=normalize(rna_train)),
             "atac": MultiomePreprocessor(features=np.asarray(data.atac.var_names[keep_peaks], dtype=str),
-                                         normalize=normalize(sp.csr_matrix(atac_train.X)))}
+                                         normalize=atac_normalize,
+                                         mappers=fit_peak_mappers(data, train, keep_peaks, normalize=atac_normalize,
+                                                                  cfg=cfg))}
+
+
+def fit_peak_mappers(data: MultiomeData, train: np.ndarray, keep_peaks: np.ndarray, *, normalize: bool,
+                     cfg: MultiomePreprocessConfig) -> dict[str, PeakMapper]:
+    """With ``peak_impute: learned``, one :class:`PeakMapper` per domain that did not measure every kept peak.
+
+    Each is fitted on the raw counts of the **training** cells of the domains that measured every kept peak
+    (the reference domain at least); ``atac.var["measured[<domain>]"]`` (written by ``ingest``) says which.
+    ``normalize``: whether the ATAC preprocessor normalises (the mapper works on the values it produces).
+    """
+    if cfg.peak_impute != "learned":
+        return {}
+    kept = data.atac.var.iloc[np.flatnonzero(keep_peaks)]
+    masks = {name: kept[MEASURED.format(name)].to_numpy(dtype=bool) for name in data.domains
+             if MEASURED.format(name) in kept}
+    partial = {name: mask for name, mask in masks.items() if not mask.all()}
+    if not partial:
+        log.info("peak_impute learned: every domain measured every kept peak; nothing to impute")
+        return {}
+    complete = [name for name, mask in masks.items() if mask.all()]
+    domains = data.atac.obs[DOMAIN].astype(str).to_numpy()
+    rows = train & np.isin(domains, complete)
+    x = sp.csr_matrix(data.atac.X, dtype=np.float32)[rows][:, np.flatnonzero(keep_peaks)]
+    mappers = {}
+    for name, mask in partial.items():
+        inputs, outputs = mapper_views(x, mask, normalize=normalize)
+        mappers[name] = PeakMapper.fit(inputs, outputs, measured=mask, rank=cfg.peak_mapper_rank,
+                                       alpha=cfg.peak_mapper_alpha, seed=cfg.seed)
+        log.info("peak mapper for %s: %d unmeasured peaks predicted from %d (rank %d, fitted on %d training cells "
+                 "of %s)", name, (~mask).sum(), mask.sum(), mappers[name].basis.shape[1], rows.sum(), complete)
+    return mappers
 
 
 def preprocess_multiome(data: MultiomeData, *, cfg: MultiomePreprocessConfig
@@ -198,5 +261,5 @@ def without_test(data: MultiomeData) -> MultiomeData:
     return MultiomeData(rna=data.rna[keep].copy(), atac=data.atac[keep].copy())
 
 
-__all__ = ["MultiomePreprocessResult", "MultiomePreprocessor", "fit_preprocessors", "preprocess_multiome", "run",
+__all__ = ["MultiomePreprocessResult", "MultiomePreprocessor", "fit_peak_mappers", "fit_preprocessors", "preprocess_multiome", "run",
            "without_test"]
