@@ -101,10 +101,12 @@ def test_lifecycle_writes_what_a_user_reads(project: Path, capsys: pytest.Captur
         pyfunc = mlflow.pyfunc.load_model("models:/xmodal-dualdann-mo@champion")
         raw = read_multiome(root / "data/ingested/mo").atac
         probs = pyfunc.predict(raw.to_df(), params={"modality": "atac", "input": "raw"})
+        named = pyfunc.predict(raw.to_df(), params={"modality": "atac", "input": "raw", "domain": "line_b"})
     finally:
         mlflow.set_tracking_uri(None)
     expected = predictions.loc[raw.obs_names, ["p_G1_atac", "p_S_atac", "p_G2M_atac"]].to_numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-5)
+    np.testing.assert_array_equal(named, probs)  # no peak mapper for a line that measured every peak
 
 
 def test_errors_exit_2_and_write_nothing(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

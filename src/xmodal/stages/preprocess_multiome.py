@@ -76,11 +76,24 @@ class MultiomePreprocessor:
         stacked = sp.csr_matrix(sp.vstack(blocks), dtype=np.float32)
         return sp.csr_matrix(stacked[np.argsort(np.concatenate(order))])
 
+    def _mapped(self, missing: np.ndarray, obs: pd.DataFrame) -> bool:
+        """Whether every cell's domain has a peak mapper that predicts all the ``missing`` features."""
+        if not self.mappers or DOMAIN not in obs or not len(obs):
+            return False
+        for name in obs[DOMAIN].astype(str).unique():
+            if name not in self.mappers:
+                return False
+            predicted = np.zeros(len(self.features), dtype=bool)
+            predicted[self.mappers[name].unmeasured] = True
+            if (missing & ~predicted).any():
+                return False
+        return True
+
     def _select(self, adata: ad.AnnData, *, fill_missing: bool) -> sp.csr_matrix:
         """The kept features of ``adata`` in order, raw ``(n, d_kept)``; missing ones zero or an error."""
         index = pd.Index(adata.var_names.astype(str)).get_indexer(self.features)
         missing = index < 0
-        if missing.any() and not fill_missing:
+        if missing.any() and not fill_missing and not self._mapped(missing, adata.obs):
             raise XmodalInputError(
                 f"{int(missing.sum())} of the {len(self.features)} features the model needs are missing "
                 f"(first: {self.features[missing][0]!r})",

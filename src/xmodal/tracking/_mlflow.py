@@ -292,7 +292,8 @@ def _signature() -> Any:
     return ModelSignature(
         inputs=None,
         outputs=Schema([TensorSpec(np.dtype("float64"), (-1, -1), name="embedding")]),
-        params=ParamSchema([ParamSpec("modality", "string", "a"), ParamSpec("input", "string", "processed")]),
+        params=ParamSchema([ParamSpec("modality", "string", "a"), ParamSpec("input", "string", "processed"),
+                            ParamSpec("domain", "string", "")]),
     )
 
 

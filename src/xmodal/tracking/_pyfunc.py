@@ -28,7 +28,9 @@ with warnings.catch_warnings(record=True) as _caught:
 
         - ``modality``: ``"a"`` (default) or ``"b"``;
         - ``input``: ``"processed"`` (default; features as in ``data/processed``, in order) or ``"raw"``
-          (a DataFrame whose columns include the raw features the logged preprocessor kept; it is applied first).
+          (a DataFrame whose columns include the raw features the logged preprocessor kept; it is applied first);
+        - ``domain`` (multiome, raw input): the cell line the cells come from; when the preprocessor has a
+          learned peak mapper for it, the peaks that line did not measure may be absent and are predicted.
 
         After loading, ``.model`` is the model as its own class and ``.preprocessors`` maps modality → fitted
         :class:`~xmodal.stages.preprocess.ModalityPreprocessor` (empty if none was logged).
@@ -59,15 +61,18 @@ with warnings.catch_warnings(record=True) as _caught:
             if kind not in ("processed", "raw"):
                 raise ValueError(f"params['input'] must be 'processed' or 'raw', got {kind!r}")
             if kind == "raw":
-                model_input = self.preprocess(model_input, modality=modality)
+                model_input = self.preprocess(model_input, modality=modality, domain=params.get("domain") or None)
             if not hasattr(model_input, "tocsr") and not hasattr(model_input, "obs"):  # sparse and AnnData stay
                 model_input = np.asarray(model_input, dtype=np.float64)
             if hasattr(self.model, "predict_proba"):
                 return self.model.predict_proba(model_input, modality=modality).astype(np.float64)
             return self.model.transform(model_input, modality=modality)
 
-        def preprocess(self, frame: Any, *, modality: str) -> np.ndarray:
-            """Apply the logged preprocessor of ``modality`` to a DataFrame of raw features → ``(n, d_processed)``."""
+        def preprocess(self, frame: Any, *, modality: str, domain: str | None = None) -> np.ndarray:
+            """Apply the logged preprocessor of ``modality`` to a DataFrame of raw features → ``(n, d_processed)``.
+
+            ``domain`` (multiome) names the cells' cell line, so that its learned peak mapper applies.
+            """
             import anndata as ad
             import pandas as pd
 
@@ -77,6 +82,8 @@ with warnings.catch_warnings(record=True) as _caught:
                 raise TypeError("raw input must be a pandas DataFrame whose columns are feature names")
             adata = ad.AnnData(X=frame.to_numpy(dtype=np.float64),
                                var=pd.DataFrame(index=frame.columns.astype(str)))
+            if domain is not None:
+                adata.obs["domain"] = str(domain)
             prep = self.preprocessors[modality]
             # multiome: an AnnData with the raw counts kept, for a foundation-model source encoder
             return prep.transform_adata(adata) if hasattr(prep, "transform_adata") else prep.transform(adata)

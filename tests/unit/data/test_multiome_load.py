@@ -169,3 +169,10 @@ def test_learned_peak_mapper_predicts_the_peaks_a_domain_did_not_measure(two_lin
     loaded = MultiomePreprocessor.load(tmp_path / "prep")
     new = data.atac[cells].copy()
     np.testing.assert_allclose(loaded.transform(new).toarray(), learned.atac.X[cells].toarray(), atol=1e-6)
+    # raw cells of that line without the peaks it never measured: accepted only when the line is named
+    unmeasured = fitted["atac"].features[fitted["atac"].mappers["sup"].unmeasured]
+    bare = new[:, ~new.var_names.isin(unmeasured)].copy()
+    np.testing.assert_allclose(loaded.transform(bare).toarray(), learned.atac.X[cells].toarray(), atol=1e-6)
+    bare.obs = bare.obs.drop(columns="domain")
+    with pytest.raises(XmodalInputError, match="features the model needs are missing"):
+        loaded.transform(bare)
