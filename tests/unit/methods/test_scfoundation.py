@@ -163,6 +163,23 @@ def test_a_converted_single_model_checkpoint_loads_the_same(tmp_path: Path) -> N
                                   ScFoundationEncoder(released).embed(counts, genes))
 
 
+class _Note:
+    """A Python object in a checkpoint (as Lightning-era checkpoints hold): not loadable with weights_only."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def test_a_checkpoint_with_python_objects_is_still_read(tmp_path: Path) -> None:
+    folder = _model(tmp_path / "sf")
+    counts, genes = _counts()
+    expected = ScFoundationEncoder(folder).embed(counts, genes)
+    entry = {"config": _config(), "state_dict": {f"model.{k}": v for k, v in _weights().items()},
+             "note": _Note("trainer state")}
+    torch.save({"cell": entry}, folder / "models.ckpt")
+    np.testing.assert_array_equal(ScFoundationEncoder(folder).embed(counts, genes), expected)
+
+
 def test_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(XmodalInputError, match="checkpoint not found"):
         ScFoundationEncoder(tmp_path)

@@ -30,6 +30,7 @@ files, the options and the input values.
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,7 +149,13 @@ def read_checkpoint(path: Path, *, key: str) -> tuple[dict[str, Any], dict[str, 
         Unreadable file, unknown layout, missing variant, or an encoder that is not a transformer.
     """
     try:
-        found = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            found = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            # a checkpoint saved with Python objects beside the tensors: the local file the user named is trusted,
+            # as scFoundation's own loader does
+            log.warning("%s holds Python objects beyond tensors and configs; loading it in full", path)
+            found = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
         raise XmodalInputError(f"cannot read the scFoundation checkpoint ({type(exc).__name__}: {exc})", path=path,
                                fix="use the released models.ckpt as downloaded") from None
