@@ -141,6 +141,7 @@ def test_batched_embeddings_equal_the_one_cell_at_a_time_reference(tmp_path: Pat
 def test_embeddings_are_deterministic_and_cached(tmp_path: Path) -> None:
     folder = _model(tmp_path / "sf")
     counts, genes = _counts()
+    assert ScFoundationEncoder(folder).batch_size == 1  # on CPU one cell per pass: no padding to compute
     z = ScFoundationEncoder(folder, cache_dir=tmp_path / "cache").embed(counts, genes)
     np.testing.assert_array_equal(z, ScFoundationEncoder(folder).embed(counts, genes))
     assert len(list((tmp_path / "cache").glob("scfoundation-*.npy"))) == 1

@@ -76,10 +76,12 @@ class GeneformerEncoder:
         Cells per forward pass.
     cache_dir
         Where embeddings are cached (``None``: no cache).
+    device
+        ``cpu`` or ``cuda``.
     """
 
     def __init__(self, path: str | Path, *, pooling: str = "auto", batch_size: int = 32,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, device: str = "cpu") -> None:
         self.path = Path(path)
         if not (self.path / "config.json").is_file():
             raise XmodalInputError("not a Geneformer model folder (no config.json)", path=self.path,
@@ -98,7 +100,7 @@ class GeneformerEncoder:
         if pooling == "cls" and not self.special:
             raise XmodalInputError("pooling `cls` needs a <cls> token (Geneformer V2); this dictionary has none",
                                    path=self.path / TOKENS, fix="use pooling `mean`")
-        self.pooling, self.batch_size = pooling, batch_size
+        self.pooling, self.batch_size, self.device = pooling, batch_size, device
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self._model: Any = None
         self._digest: bytes | None = None
@@ -111,7 +113,7 @@ class GeneformerEncoder:
             from transformers import BertModel
 
             try:
-                self._model = BertModel.from_pretrained(str(self.path), local_files_only=True).eval()
+                self._model = BertModel.from_pretrained(str(self.path), local_files_only=True).eval().to(self.device)
             except OSError as exc:
                 raise XmodalInputError(f"cannot load the Geneformer weights ({exc})", path=self.path,
                                        fix="the folder needs config.json and model.safetensors or "
@@ -220,8 +222,8 @@ class GeneformerEncoder:
         with torch.no_grad():
             for i in tqdm(range(0, len(tokens.input_ids), self.batch_size), desc="geneformer", unit="batch",
                           disable=None, leave=False):
-                ids = torch.from_numpy(tokens.input_ids[i:i + self.batch_size])
-                mask = torch.from_numpy(tokens.attention_mask[i:i + self.batch_size])
+                ids = torch.from_numpy(tokens.input_ids[i:i + self.batch_size]).to(self.device)
+                mask = torch.from_numpy(tokens.attention_mask[i:i + self.batch_size]).to(self.device)
                 hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
                 if self.pooling == "cls":
                     parts.append(hidden[:, 0])
@@ -229,7 +231,7 @@ class GeneformerEncoder:
                     genes_mask = mask.clone()
                     if self.special:  # <cls> and <eos> are not genes
                         genes_mask[:, 0] = 0
-                        genes_mask[torch.arange(len(mask)), mask.sum(dim=1) - 1] = 0
+                        genes_mask[torch.arange(len(mask), device=mask.device), mask.sum(dim=1) - 1] = 0
                     weights = genes_mask.unsqueeze(-1).to(hidden.dtype)
                     parts.append((hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0))
-        return torch.cat(parts).numpy().astype(np.float32) if parts else np.zeros((0, self.dim), np.float32)
+        return torch.cat(parts).cpu().numpy().astype(np.float32) if parts else np.zeros((0, self.dim), np.float32)

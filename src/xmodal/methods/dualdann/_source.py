@@ -72,10 +72,10 @@ def _counts(rna: Any, kind: str) -> ad.AnnData:
 class GeneformerSource:
     """Frozen Geneformer embeddings of raw counts (see :class:`~._geneformer.GeneformerEncoder`)."""
 
-    def __init__(self, path: str, *, pooling: str = "auto", cache_dir: str | None = None) -> None:
+    def __init__(self, path: str, *, pooling: str = "auto", cache_dir: str | None = None, device: str = "cpu") -> None:
         from xmodal.methods.dualdann._geneformer import GeneformerEncoder
 
-        self.encoder = GeneformerEncoder(path, pooling=pooling, cache_dir=cache_dir)
+        self.encoder = GeneformerEncoder(path, pooling=pooling, cache_dir=cache_dir, device=device)
 
     @property
     def dim(self) -> int:
@@ -93,11 +93,11 @@ class ScFoundationSource:
     """Frozen scFoundation embeddings of raw counts (see :class:`~._scfoundation.ScFoundationEncoder`)."""
 
     def __init__(self, path: str, *, key: str = "cell", pooling: str = "max", resolution: str = "t4",
-                 cache_dir: str | None = None) -> None:
+                 cache_dir: str | None = None, device: str = "cpu") -> None:
         from xmodal.methods.dualdann._scfoundation import ScFoundationEncoder
 
         self.encoder = ScFoundationEncoder(path, key=key, pooling=pooling, resolution=resolution,
-                                           cache_dir=cache_dir)
+                                           cache_dir=cache_dir, device=device)
 
     @property
     def dim(self) -> int:
@@ -164,7 +164,7 @@ def _geneformer(config: Any) -> GeneformerSource:
         raise ConfigError("source_encoder geneformer needs the transformers package: "
                           "pip install 'xmodal[foundation]'") from None
     return GeneformerSource(config.geneformer_path, pooling=config.geneformer_pooling,
-                            cache_dir=config.embedding_cache)
+                            cache_dir=config.embedding_cache, device=_device(config))
 
 
 def _scfoundation(config: Any) -> ScFoundationSource:
@@ -174,4 +174,12 @@ def _scfoundation(config: Any) -> ScFoundationSource:
                           "nothing is downloaded")
     return ScFoundationSource(config.scfoundation_path, key=config.scfoundation_key,
                               pooling=config.scfoundation_pooling, resolution=config.scfoundation_resolution,
-                              cache_dir=config.embedding_cache)
+                              cache_dir=config.embedding_cache, device=_device(config))
+
+
+def _device(config: Any) -> str:
+    """Where a frozen foundation model runs: CUDA when the config allows it and a device is there, else CPU (a
+    model trained on a GPU still serves on a CPU-only machine)."""
+    import torch
+
+    return "cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"
