@@ -62,6 +62,7 @@ def test_embeddings_are_deterministic_pooled_and_cached(tmp_path: Path) -> None:
     folder = _model(tmp_path / "gf")
     rng = np.random.default_rng(0)
     counts = rng.poisson(2.0, size=(5, 12))
+    assert GeneformerEncoder(folder).batch_size == 1  # on CPU one cell per pass (measured faster than batches)
     enc = GeneformerEncoder(folder, cache_dir=tmp_path / "cache", batch_size=2)
     z = enc.embed(counts, GENES)
     assert z.shape == (5, 16)

@@ -73,14 +73,15 @@ class GeneformerEncoder:
         ``cls`` (needs a ``<cls>`` token) or ``mean`` over the gene tokens; ``auto``: ``cls`` when the
         dictionary has it.
     batch_size
-        Cells per forward pass.
+        Cells per forward pass; ``None``: 1 on CPU (measured faster there than padded batches:
+        ``benchmarks/foundation_embed.py``), 32 on CUDA.
     cache_dir
         Where embeddings are cached (``None``: no cache).
     device
         ``cpu`` or ``cuda``.
     """
 
-    def __init__(self, path: str | Path, *, pooling: str = "auto", batch_size: int = 32,
+    def __init__(self, path: str | Path, *, pooling: str = "auto", batch_size: int | None = None,
                  cache_dir: str | Path | None = None, device: str = "cpu") -> None:
         self.path = Path(path)
         if not (self.path / "config.json").is_file():
@@ -100,7 +101,8 @@ class GeneformerEncoder:
         if pooling == "cls" and not self.special:
             raise XmodalInputError("pooling `cls` needs a <cls> token (Geneformer V2); this dictionary has none",
                                    path=self.path / TOKENS, fix="use pooling `mean`")
-        self.pooling, self.batch_size, self.device = pooling, batch_size, device
+        self.pooling, self.device = pooling, device
+        self.batch_size = batch_size or (1 if str(device).startswith("cpu") else 32)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self._model: Any = None
         self._digest: bytes | None = None

@@ -206,7 +206,7 @@ class ScFoundationEncoder:
         The T token: ``t<k>``, ``f<k>`` or ``a<k>`` (scFoundation's ``tgthighres``; default ``t4``).
     batch_size
         Cells per forward pass; ``None``: 1 on CPU (measured faster there than padded batches:
-        ``benchmarks/scfoundation_embed.py``), 16 on CUDA.
+        ``benchmarks/foundation_embed.py``), 16 on CUDA.
     cache_dir
         Where embeddings are cached (``None``: no cache).
     device
