@@ -58,13 +58,21 @@ def normalize_cpm_log1p_l2(x: np.ndarray | sp.spmatrix, *, force: bool = False) 
     if not force and looks_normalized(m):
         log.info("data look normalised already (max < 20, non-integer values): left as they are")
         return m.astype(np.float32)
-    totals = np.asarray(m.sum(axis=1)).ravel()
-    scale = np.divide(1e6, totals, out=np.zeros_like(totals), where=totals > 0)
-    m = sp.diags(scale) @ m
-    m.data = np.log1p(m.data)
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-    m = sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ m
-    return sp.csr_matrix(m, dtype=np.float32)
+    logged = sp.csr_matrix(sp.diags(_per_million(m)) @ m)
+    logged.data = np.log1p(logged.data)
+    return sp.csr_matrix(sp.diags(_inverse_norms(logged)) @ logged, dtype=np.float32)
+
+
+def _per_million(m: sp.spmatrix) -> np.ndarray:
+    """``1e6 / row total`` ``(n,)``; 0 for rows without counts."""
+    totals = np.asarray(m.sum(axis=1), dtype=np.float64).ravel()
+    return np.divide(1e6, totals, out=np.zeros_like(totals), where=totals > 0)
+
+
+def _inverse_norms(m: sp.spmatrix) -> np.ndarray:
+    """``1 / row L2 norm`` ``(n,)``; 0 for all-zero rows."""
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1), dtype=np.float64).ravel())
+    return np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
 
 
 def frequent_peaks(atac: ad.AnnData, *, min_fraction: float = 0.05) -> np.ndarray:
@@ -249,8 +257,7 @@ class PeakMapper:
         out = sp.csr_matrix(x.multiply(keep[None, :]) + filled, dtype=np.float32)
         out.eliminate_zeros()
         if renormalize:
-            norms = np.sqrt(np.asarray(out.multiply(out).sum(axis=1)).ravel())
-            out = sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ out, dtype=np.float32)
+            out = sp.csr_matrix(sp.diags(_inverse_norms(out)) @ out, dtype=np.float32)
         return out
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -283,12 +290,12 @@ def mapper_views(counts: sp.spmatrix, measured: np.ndarray, *, normalize: bool) 
     seen, unseen = x[:, np.flatnonzero(measured)], np.asarray(x[:, np.flatnonzero(~measured)].toarray())
     if not normalize:
         return sp.csr_matrix(seen, dtype=np.float32), unseen.astype(np.float32)
-    depth = np.maximum(np.asarray(seen.sum(axis=1)).ravel(), 1e-12)
-    logged = sp.csr_matrix(sp.diags(1e6 / depth) @ seen)
+    scale = _per_million(seen)  # per million of the measured depth, as the mapped dataset's cells are
+    logged = sp.csr_matrix(sp.diags(scale) @ seen)
     logged.data = np.log1p(logged.data)
-    norm = np.maximum(np.sqrt(np.asarray(logged.multiply(logged).sum(axis=1)).ravel()), 1e-12)
-    inputs = sp.csr_matrix(sp.diags(1.0 / norm) @ logged, dtype=np.float32)
-    outputs = np.log1p(unseen * (1e6 / depth)[:, None]) / norm[:, None]
+    inverse = _inverse_norms(logged)
+    inputs = sp.csr_matrix(sp.diags(inverse) @ logged, dtype=np.float32)
+    outputs = np.log1p(unseen * scale[:, None]) * inverse[:, None]
     return inputs, outputs.astype(np.float32)
 
 
