@@ -188,8 +188,9 @@ def fit_peak_mappers(data: MultiomeData, train: np.ndarray, keep_peaks: np.ndarr
                      cfg: MultiomePreprocessConfig) -> dict[str, PeakMapper]:
     """With ``peak_impute: learned``, one :class:`PeakMapper` per domain that did not measure every kept peak.
 
-    Each is fitted on the raw counts of the **training** cells of the domains that measured every kept peak
-    (the reference domain at least); ``atac.var["measured[<domain>]"]`` (written by ``ingest``) says which.
+    Each is fitted on the **training** cells of the domains that measured every kept peak (the reference
+    domain at least; ``atac.var["measured[<domain>]"]``, written by ``ingest``, says which), their raw counts
+    seen as the mapped domain would show them (:func:`~xmodal.data.multiome_prep.mapper_views`).
     ``normalize``: whether the ATAC preprocessor normalises (the mapper works on the values it produces).
     """
     if cfg.peak_impute != "learned":
