@@ -1,15 +1,233 @@
-"""Atomic file and directory output: an interrupted or failed run leaves no half-written output."""
+"""Atomic file and directory output: an interrupted or failed run leaves no half-written output.
+
+A stage writes its output folder into a temporary sibling ``.<name>.tmp-<pid>-<random>`` and swaps it
+into place when it is complete:
+
+* on Linux (and macOS) the swap is one atomic exchange of the two directory entries
+  (``renameat2(RENAME_EXCHANGE)`` / ``renamex_np(RENAME_SWAP)``), so at every instant ``<name>`` is
+  either the whole old output or the whole new one; the old one is removed afterwards;
+* elsewhere it is two renames (old → ``.<name>.old-…``, new → ``<name>``); if the process dies between
+  them, the next stage that looks for ``<name>`` puts the old output back (:func:`restore_interrupted`).
+
+While a writer works, it holds an exclusive ``flock`` on its temporary folder (or file). A temporary
+that nobody holds belongs to a process that died (SIGKILL, power loss): :func:`prepare_output`, which
+every stage calls when it starts, removes it. Output folders and files get the permissions the umask
+gives (``0755``/``0644`` with the usual ``022``), not the ``0700``/``0600`` of :mod:`tempfile`.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import errno
+import fcntl
 import json
+import logging
 import os
+import secrets
 import shutil
-import tempfile
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+_TMP, _OLD = ".tmp-", ".old-"
+
+
+# ------------------------------------------------------------------------------------------ locks
+def _lock(path: Path, *, wait: bool) -> int | None:
+    """An fd holding an exclusive ``flock`` on ``path`` (file or folder), or ``None`` when another process
+    holds it (``wait=False``) or the file system cannot lock."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a link (never what it points to) or a folder tree."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _siblings(target: Path, kind: str) -> list[Path]:
+    prefix = f".{target.name}{kind}"
+    try:
+        return sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix))
+    except OSError:
+        return []
+
+
+# ------------------------------------------------------------------------------------------ recovery
+def restore_interrupted(target: str | Path) -> bool:
+    """Put back an output that a writer moved aside and died before replacing (two-rename platforms).
+
+    Returns
+    -------
+    bool
+        Whether an old output was restored.
+    """
+    target = Path(target)
+    if target.exists() or target.is_symlink():
+        return False
+    for old in reversed(_siblings(target, _OLD)):
+        fd = _lock(old, wait=False)
+        if fd is None and not old.is_symlink():
+            continue  # its writer is alive (or it cannot be locked): leave it
+        try:
+            old.rename(target)
+        except OSError:
+            continue
+        finally:
+            _unlock(fd)
+        log.warning("%s: restored the previous output (a writer died while replacing it)", target)
+        return True
+    return False
+
+
+def remove_stale(target: str | Path) -> list[Path]:
+    """Remove the temporaries beside ``target`` that no live writer holds; return what was removed."""
+    target = Path(target)
+    removed = []
+    for kind in (_TMP, _OLD):
+        for path in _siblings(target, kind):
+            fd = _lock(path, wait=False)
+            if fd is None and not path.is_symlink():
+                continue
+            try:
+                _remove(path)
+            finally:
+                _unlock(fd)
+            removed.append(path)
+    if removed:
+        log.info("%s: removed %d stale temporar%s of an interrupted run (%s)", target, len(removed),
+                 "y" if len(removed) == 1 else "ies", ", ".join(p.name for p in removed))
+    return removed
+
+
+def remove_stale_in(folder: str | Path) -> list[Path]:
+    """Remove the stale temporaries of every entry of ``folder`` (e.g. a checkpoint being written when the
+    process was killed); return what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    names = {p.name[1:].split(_TMP)[0] for p in folder.iterdir() if p.name.startswith(".") and _TMP in p.name}
+    names |= {p.name[1:].split(_OLD)[0] for p in folder.iterdir() if p.name.startswith(".") and _OLD in p.name}
+    return [p for name in sorted(names) for p in remove_stale(folder / name)]
+
+
+def prepare_output(target: str | Path) -> Path:
+    """What a stage calls when it starts: restore an interrupted swap, remove stale temporaries of ``target``.
+
+    Returns
+    -------
+    Path
+        ``target``.
+    """
+    target = Path(target)
+    if target.parent.is_dir():
+        restore_interrupted(target)
+        remove_stale(target)
+    return target
+
+
+# ------------------------------------------------------------------------------------------ swap
+def _exchange_function() -> Callable[[Path, Path], None] | None:
+    """Atomic exchange of two directory entries, or ``None`` where the C library has none."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    except OSError:  # pragma: no cover - no C library
+        return None
+    if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):
+        at_fdcwd, rename_exchange = -100, 2
+        call = libc.renameat2
+        call.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+
+        def exchange(a: Path, b: Path) -> None:
+            if call(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), str(a))
+
+        return exchange
+    if sys.platform == "darwin" and hasattr(libc, "renamex_np"):  # pragma: no cover - not tested here
+        rename_swap = 2
+        call = libc.renamex_np
+        call.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint]
+
+        def exchange(a: Path, b: Path) -> None:
+            if call(os.fsencode(a), os.fsencode(b), rename_swap) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), str(a))
+
+        return exchange
+    return None
+
+
+_EXCHANGE = _exchange_function()
+_NOT_SUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+
+
+def _swap_into_place(new: Path, target: Path) -> None:
+    """Make ``new`` (a complete folder) the ``target``; the old ``target`` (if any) is removed."""
+    if target.exists() or target.is_symlink():
+        if _EXCHANGE is not None:
+            try:
+                _EXCHANGE(new, target)
+            except OSError as exc:
+                if exc.errno not in _NOT_SUPPORTED:
+                    raise
+            else:  # ``new`` now holds the old output
+                _remove(new)
+                return
+        old = target.parent / f".{target.name}{_OLD}{os.getpid()}-{secrets.token_hex(4)}"
+        held = None if target.is_symlink() else _lock(target, wait=True)  # restore_interrupted() waits for us
+        try:
+            target.rename(old)
+            new.rename(target)  # dying before this line: restore_interrupted() puts ``old`` back
+        finally:
+            _unlock(held)
+        _remove(old)
+        return
+    new.rename(target)
+
+
+def _umask() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # pragma: no cover - not Linux
+    os.umask(mask)
+    return mask
+
+
+def _check_target(target: Path) -> None:
+    """Refuse targets that name no entry of their own (``/``, ``.``, ``..``): replacing them would replace
+    their parent. Stage outputs come from :mod:`xmodal.stages._paths`, which also keeps them in their folder."""
+    from xmodal.errors import ConfigError
+
+    if target.name in ("", ".", ".."):
+        raise ConfigError(f"{str(target)!r}: not a place for an output (its last part is {target.name!r}); "
+                          "nothing was written")
 
 
 @contextlib.contextmanager
@@ -19,8 +237,9 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     Parameters
     ----------
     target
-        The output directory. Its parent is created; a previous ``target`` is replaced as a
-        whole on success and left untouched on failure.
+        The output directory. Its parent is created; a previous ``target`` is replaced as a whole on
+        success (a symbolic link is replaced, never followed) and left untouched on failure. Stale
+        temporaries of earlier, interrupted writes of ``target`` are removed first.
 
     Yields
     ------
@@ -28,38 +247,46 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         A temporary directory beside ``target`` to write into.
     """
     target = Path(target)
+    _check_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    prepare_output(target)
+    tmp = target.parent / f".{target.name}{_TMP}{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir(mode=0o777)  # the umask decides, as for any folder the user makes
+    fd = _lock(tmp, wait=True)
     try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        if old.exists():
-            shutil.rmtree(old)
-        target.rename(old)
-    tmp.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        try:
+            yield tmp
+        except BaseException:
+            _remove(tmp)
+            raise
+        _swap_into_place(tmp, target)
+    finally:
+        _unlock(fd)
 
 
 @contextlib.contextmanager
 def atomic_file(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path that is renamed onto ``target`` only if the block succeeds."""
+    """Yield a temporary path that is renamed onto ``target`` only if the block succeeds.
+
+    The file gets the permissions the umask gives; stale temporaries of ``target`` are removed first.
+    """
     target = Path(target)
+    _check_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
+    prepare_output(target)
+    tmp = target.parent / f".{target.name}{_TMP}{os.getpid()}-{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666 & ~_umask())
     try:
-        yield tmp
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, target)
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            yield tmp
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, target)
+    finally:
+        _unlock(fd)
 
 
 def write_json(path: str | Path, obj: Any) -> None:

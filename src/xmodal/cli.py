@@ -205,10 +205,24 @@ def _monitor(params: Params, args: argparse.Namespace) -> None:
             fh.write(f"retrain={'true' if result.retrain else 'false'}\n")
 
 
+def _check_names(args: argparse.Namespace) -> None:
+    """Names given on the command line become paths and registry entries: check them before anything else."""
+    from xmodal._names import check_name
+    from xmodal.methods import get_method
+
+    for option in ("dataset", "registered_as", "new_dataset"):
+        value = getattr(args, option, None)
+        if value is not None:
+            check_name(value, what="dataset", where=f"--{option.replace('_', '-')}")
+    if getattr(args, "method", None) is not None:
+        get_method(args.method)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     from xmodal import stages
     from xmodal.config import load_params
 
+    _check_names(args)
     if args.command == "pipeline":
         return _pipeline(args)
     overrides = list(args.overrides)

@@ -126,7 +126,10 @@ def _format(exc: ValidationError, *, source: str, prefix: tuple[str, ...] = ()) 
     for err in exc.errors():
         parts = [str(p) for p in err["loc"]]
         loc = prefix + tuple(p for i, p in enumerate(parts) if not _is_union_tag(parts, i))
-        path = ".".join(loc) or "<top>"
+        if loc and loc[-1] == "[key]":  # a bad mapping key: name the mapping, then the key
+            path = f"{'.'.join(loc[:-2]) or '<top>'}: key {loc[-2]!r}"
+        else:
+            path = ".".join(loc) or "<top>"
         lines.append(f"{source}: {path}: {_describe(err)}")
     return "\n".join(lines)
 
@@ -153,4 +156,8 @@ def _describe(err: Mapping[str, Any]) -> str:
         if kind.startswith(word):
             return f"{text} (got {got!r})"
     msg = err.get("msg", kind)
+    if kind == "value_error":  # our own validators
+        msg = msg.removeprefix("Value error, ")
+        if repr(got) in msg:  # the message already names the value
+            return msg
     return f"{msg} (got {got!r})" if got is not None and not isinstance(got, dict) else msg

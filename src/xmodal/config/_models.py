@@ -7,16 +7,36 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
     PlainValidator,
     Tag,
+    field_validator,
     model_validator,
 )
 
+from xmodal._names import name_validator
+
 Family = Literal["paired", "multiome"]
+
+DatasetName = Annotated[str, AfterValidator(name_validator("dataset"))]
+"""A dataset name: it becomes a folder under data/, models/ and reports/ (see :mod:`xmodal._names`)."""
+DomainName = Annotated[str, AfterValidator(name_validator("domain"))]
+"""A domain (cell line) name of a multiome dataset: it is stored as a column and group name."""
+ModalityName = Annotated[str, AfterValidator(name_validator("modality"))]
+"""A modality name of a paired dataset: it becomes the modality's group in data.h5mu."""
+
+
+def _distinct_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(names)) != len(names):
+        raise ValueError(f"modality names must differ, got {list(names)}")
+    return names
+
+
+ModalityNames = Annotated[tuple[ModalityName, ModalityName], AfterValidator(_distinct_names)]
 
 
 def _path_or_s3_uri(value: Any) -> Path | str:
@@ -55,7 +75,7 @@ class SyntheticPairedSource(StrictModel):
     pairing: Literal["paired", "unpaired"] = Field(
         "paired", description="paired: every A cell has a known partner in B; unpaired: independent cells"
     )
-    names: tuple[str, str] = ("morphology", "expression")
+    names: ModalityNames = ("morphology", "expression")
     seed: int = Field(0, description="the experiment: cell types, their geometry and both measurement maps")
     batch: int = Field(
         0, ge=0, description="which batch of the experiment: another batch draws new cells of the same cell types, "
@@ -72,7 +92,8 @@ class SyntheticMultiomeSource(StrictModel):
 
     kind: Literal["synthetic_multiome"] = "synthetic_multiome"
     n_cells: int = Field(1000, ge=30, description="cells per domain")
-    domains: tuple[str, ...] = Field(("source", "target"), min_length=1, description="domains (e.g. cell lines)")
+    domains: tuple[DomainName, ...] = Field(("source", "target"), min_length=1,
+                                            description="domains (e.g. cell lines)")
     n_background_genes: int = Field(400, ge=0, description="genes outside the S and G2M programs")
     peaks_per_gene: int = Field(3, ge=1, description="peaks linked to each gene (near its TSS)")
     n_background_peaks: int = Field(1000, ge=0, description="peaks linked to no gene")
@@ -103,7 +124,7 @@ class Pbmc68kSource(StrictModel):
     kind: Literal["pbmc68k_reduced"] = "pbmc68k_reduced"
     label_key: str = Field("bulk_labels", description="obs column used as the cell label")
     fraction_a: float = Field(0.5, gt=0, lt=1, description="share of genes given to panel A")
-    names: tuple[str, str] = ("panel_a", "panel_b")
+    names: ModalityNames = ("panel_a", "panel_b")
     seed: int = 0
 
 
@@ -119,7 +140,7 @@ class CsvPairedSource(StrictModel):
     clusters_b: DataPath | None = Field(None, description="expression cluster labels CSV")
     corr_matrix: DataPath | None = Field(None, description="cluster correlation matrix (B clusters × A clusters)")
     paired: bool = Field(True, description="row i of A and row i of B are the same cell (known pairing)")
-    names: tuple[str, str] = ("morphology", "expression")
+    names: ModalityNames = ("morphology", "expression")
 
 
 class AnnDataSource(StrictModel):
@@ -162,7 +183,7 @@ class DatasetConfig(StrictModel):
 class MultiomeDomainFiles(StrictModel):
     """The files of one domain (e.g. one cell line) of a Multiome dataset."""
 
-    name: str = Field(min_length=1, description="the domain's name (e.g. the cell line), unique in the dataset")
+    name: DomainName = Field(description="the domain's name (e.g. the cell line), unique in the dataset")
     format: Literal["10x_h5", "csv", "h5mu"] = Field(
         description="10x_h5: Cell Ranger ARC filtered_feature_bc_matrix.h5 (path); csv: the seed's tables (rna, atac); "
         "h5mu: modalities rna and atac (path)")
@@ -207,8 +228,8 @@ class MultiomeDatasetConfig(StrictModel):
 
     family: Literal["multiome"] = "multiome"
     source: MultiomeSource = Field(default_factory=SyntheticMultiomeSource)
-    source_domain: str | None = Field(None, description="the labelled domain training starts from (default: the first)")
-    target_domain: str | None = Field(
+    source_domain: DomainName | None = Field(None, description="the labelled domain training starts from (default: the first)")
+    target_domain: DomainName | None = Field(
         None, description="the domain adapted to, whose test cells are the headline (default: the second, else the "
         "source domain itself)")
     description: str = ""
@@ -325,6 +346,20 @@ class RegisterConfig(StrictModel):
         default_factory=dict, description="method → metric → bound; all must pass for promotion"
     )
 
+    @field_validator("model_name_template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        from xmodal._names import MAX_MODEL_NAME, name_problem
+
+        try:
+            example = value.format(method="gwot", dataset="pbmc68k")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"template {value!r}: {exc!s} (use the fields {{method}} and {{dataset}})") from None
+        problem = name_problem(example, max_length=MAX_MODEL_NAME)
+        if problem:
+            raise ValueError(f"template {value!r} gives names like {example!r}, which {problem}")
+        return value
+
 
 DriftStatTest = Literal["ks", "wasserstein", "psi", "anderson", "cramer_von_mises", "mannw", "t_test", "es", "ed",
                         "empirical_mmd", "kl_div", "jensenshannon", "hellinger"]
@@ -389,8 +424,8 @@ class GpuPool(StrictModel):
 class PipelineConfig(StrictModel):
     """Kubeflow pipeline settings (resources, scheduling, secrets); the steps themselves read the rest."""
 
-    dataset: str | None = Field(None, description="default dataset of the compiled pipelines (first of runs)")
-    new_dataset: str | None = Field(None, description="default new data of the retraining pipeline")
+    dataset: DatasetName | None = Field(None, description="default dataset of the compiled pipelines (first of runs)")
+    new_dataset: DatasetName | None = Field(None, description="default new data of the retraining pipeline")
     caching: bool = Field(True, description="KFP execution caching of every task")
     parallelism: int = Field(2, ge=1, description="methods trained at once within one ParallelFor")
     config_map: str = Field("xmodal-config", description="ConfigMap exported as env to every task")
@@ -411,7 +446,7 @@ class PipelineConfig(StrictModel):
 class RunGroup(StrictModel):
     """Which methods ``dvc repro`` runs on which datasets of one family."""
 
-    datasets: list[str]
+    datasets: list[DatasetName]
     methods: list[str]
 
 
@@ -419,7 +454,8 @@ class Params(StrictModel):
     """The whole of ``params.yaml``."""
 
     seed: int = 0
-    datasets: dict[str, AnyDatasetConfig] = Field(default_factory=dict)
+    datasets: dict[DatasetName, AnyDatasetConfig] = Field(
+        default_factory=dict, description="name → dataset; names follow xmodal._names.NAME_RULE")
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     methods: dict[str, Any] = Field(default_factory=dict)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)

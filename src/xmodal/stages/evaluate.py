@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from xmodal._io import atomic_dir, write_json
+from xmodal._io import atomic_dir, prepare_output, write_json
 from xmodal.config import EvaluateConfig, Params
 from xmodal.data import LABEL, PairedData, read_paired
 from xmodal.geometry import pca_2d
@@ -74,10 +74,10 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") ->
 
         return evaluate_multiome.run(params, dataset=dataset, method=method, root=root)  # type: ignore[return-value]
     cfg = params.evaluate
+    out = prepare_output(report_dir(root, dataset, method))
     data = read_paired(processed_dir(root, dataset))
     model = load_model(model_dir(root, dataset, method))
     metrics = {split: evaluate_alignment(model, data.split(split), cfg=cfg) for split in ("validation", "train")}
-    out = report_dir(root, dataset, method)
     with atomic_dir(out) as tmp:
         write_json(tmp / "metrics.json", metrics)
         _plot_embedding(model, data, tmp / "embedding.png", title=f"{method} on {dataset}", cfg=cfg)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xmodal._io import atomic_dir, write_json
+from xmodal._io import atomic_dir, prepare_output, write_json
 from xmodal.config import Params
 from xmodal.data.multiome import DOMAIN, PHASE, PHASES, MultiomeData
 from xmodal.data.multiome_io import read_multiome
@@ -82,6 +82,7 @@ def evaluate_phases(model: Any, data: MultiomeData, *, split: str) -> dict[str, 
 
 def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") -> MultiomeEvaluateResult:
     """Score ``models/<dataset>/<method>`` and write ``reports/<dataset>/<method>/`` (see the module docstring)."""
+    out = prepare_output(report_dir(root, dataset, method))
     data = read_multiome(processed_dir(root, dataset))
     mdir = model_dir(root, dataset, method)
     model = load_model(mdir)
@@ -90,7 +91,6 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") ->
         ablation = load_model(mdir / ABLATION)
         metrics["test"] |= ablation_metrics(metrics["test"], evaluate_phases(ablation, data, split="test"))
     predictions = predict_all(model, data)
-    out = report_dir(root, dataset, method)
     with atomic_dir(out) as tmp:
         write_json(tmp / "metrics.json", metrics)
         predictions.to_csv(tmp / "predictions.csv", index_label="cell")

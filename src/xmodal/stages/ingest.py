@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xmodal._io import atomic_dir
+from xmodal._io import atomic_dir, prepare_output
 from xmodal.config import Params
 from xmodal.data import load_source, write_paired
 from xmodal.stages._paths import ingested_dir
@@ -46,7 +46,7 @@ def run(params: Params, *, dataset: str, root: str | Path = ".", source_root: st
     """
     cfg = params.dataset(dataset)
     source_root = root if source_root is None else source_root
-    out = ingested_dir(root, dataset)
+    out = prepare_output(ingested_dir(root, dataset))
     if cfg.family == "multiome":
         from xmodal.data.multiome_io import load_multiome, write_multiome
 

@@ -32,7 +32,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from xmodal._io import atomic_dir, read_json, write_json
+from xmodal._io import atomic_dir, prepare_output, read_json, write_json
 from xmodal.config import MonitorConfig, Params, PreprocessConfig
 from xmodal.data import SPLIT, PairedData, read_paired
 from xmodal.data._paired import DATA_FILE, SCHEMA_FILE
@@ -328,6 +328,7 @@ def run(params: Params, *, dataset: str, new: str | Path, root: str | Path = "."
         Nothing is written then.
     """
     cfg = params.monitor
+    out = prepare_output(monitor_dir(root, dataset))
     new_path = Path(new) if Path(new).is_absolute() else Path(root) / new
     started = time.perf_counter()
     reference = read_reference(root, dataset=dataset, min_cells=cfg.min_cells)
@@ -377,7 +378,6 @@ def run(params: Params, *, dataset: str, new: str | Path, root: str | Path = "."
     summary = _summary(params, dataset=dataset, new_path=new_path, root=root, decision=decision,
                        modalities=modalities, sizes=sizes, seconds=seconds)
 
-    out = monitor_dir(root, dataset)
     tick = time.perf_counter()
     with atomic_dir(out) as tmp:
         snapshot.save_html(str(tmp / REPORT_FILE))

@@ -12,7 +12,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from xmodal._io import atomic_dir
+from xmodal._io import atomic_dir, prepare_output
 from xmodal.config import Params, PreprocessConfig
 from xmodal.data import LABEL, MATCH, SPLIT, PairedData, read_paired, write_paired
 from xmodal.stages._paths import ingested_dir, processed_dir
@@ -95,10 +95,10 @@ def run(params: Params, *, dataset: str, root: str | Path = ".") -> PreprocessRe
 
         return preprocess_multiome.run(params, dataset=dataset, root=root)  # type: ignore[return-value]
     cfg = params.preprocess
+    out = prepare_output(processed_dir(root, dataset))
     data = read_paired(ingested_dir(root, dataset))
     data = assign_split(data, cfg=cfg)
     processed, fitted = preprocess_paired(data, cfg=cfg)
-    out = processed_dir(root, dataset)
     with atomic_dir(out) as tmp:
         write_paired(processed, tmp)
         for key, prep in fitted.items():

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from xmodal._io import atomic_dir
+from xmodal._io import atomic_dir, prepare_output
 from xmodal.config import MultiomePreprocessConfig, Params
 from xmodal.data.multiome import DOMAIN, PHASE, MultiomeData
 from xmodal.data.multiome_io import read_multiome, write_multiome
@@ -251,9 +251,9 @@ def preprocess_multiome(data: MultiomeData, *, cfg: MultiomePreprocessConfig
 def run(params: Params, *, dataset: str, root: str | Path = ".") -> MultiomePreprocessResult:
     """Preprocess ``data/ingested/<dataset>`` (``multiome``) into ``data/processed/<dataset>``."""
     cfg = params.preprocess.multiome
+    out = prepare_output(processed_dir(root, dataset))
     data = read_multiome(ingested_dir(root, dataset))
     processed, fitted = preprocess_multiome(data, cfg=cfg)
-    out = processed_dir(root, dataset)
     with atomic_dir(out) as tmp:
         write_multiome(processed, tmp)
         for name, prep in fitted.items():

@@ -26,6 +26,7 @@ from typing import Any
 import anndata as ad
 
 from xmodal._io import atomic_file, read_json, write_json
+from xmodal._names import MAX_MODEL_NAME, check_name
 from xmodal.config import EvaluateConfig, GateBound, Params
 from xmodal.data import SPLIT, PairedData, read_paired
 from xmodal.errors import ConfigError, XmodalInputError
@@ -140,11 +141,20 @@ class RegisterResult:
 
 
 def model_name(params: Params, *, dataset: str, method: str) -> str:
-    """The registered model name from ``register.model_name_template``."""
+    """The registered model name from ``register.model_name_template``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown template field, or a name that breaks :data:`xmodal._names.NAME_RULE`.
+    """
+    check_name(dataset, what="dataset", where="register")
     try:
-        return params.registry.model_name_template.format(method=method, dataset=dataset)
-    except (KeyError, IndexError) as exc:
-        raise ConfigError(f"register.model_name_template: unknown field {exc} (use {{method}} and {{dataset}})") from exc
+        name = params.registry.model_name_template.format(method=method, dataset=dataset)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"register.model_name_template: {exc!s} (use the fields {{method}} and {{dataset}})") from exc
+    return check_name(name, what="registered model", where="register.model_name_template",
+                      max_length=MAX_MODEL_NAME)
 
 
 def holdout(root: str | Path, *, dataset: str) -> PairedData:

@@ -8,7 +8,7 @@ from typing import Any
 from xmodal._io import atomic_file, read_json, write_json
 from xmodal.config import Params
 from xmodal.methods import get_method
-from xmodal.stages._paths import registry_dir, report_dir
+from xmodal.stages._paths import registry_dir, report_dir, summary_file
 
 
 def headline(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -43,7 +43,7 @@ def run(params: Params, *, root: str | Path = ".") -> dict[str, Any]:
                 row["registry"] = read_json(decision_file) if decision_file.is_file() else None
                 rows.append(row)
     summary = {"runs": rows}
-    with atomic_file(Path(root) / "reports" / "summary.json") as tmp:
+    with atomic_file(summary_file(root)) as tmp:
         write_json(tmp, summary)
     return summary
 

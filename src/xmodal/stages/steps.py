@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +26,7 @@ from xmodal.config import Params, params_from_dict
 from xmodal.errors import XmodalInputError
 from xmodal.methods._base import read_model_meta
 from xmodal.stages._kfp_task import kfp_task
+from xmodal.stages._paths import ingested_dir, model_dir, processed_dir, report_dir
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,12 @@ def parse_params(params_text: str) -> Params:
 
 
 @contextmanager
-def _scratch_root(links: Mapping[str, str | Path]) -> Iterator[Path]:
-    """A temporary project root in which each relative path of ``links`` points at an input folder."""
+def _scratch_root(links: Callable[[Path], Mapping[Path, str | Path]] | None = None) -> Iterator[Path]:
+    """A temporary project root in which each path ``links(root)`` returns (built by :mod:`xmodal.stages._paths`,
+    so every name in it is checked) is a link to an input folder."""
     root = Path(tempfile.mkdtemp(prefix="xmodal-step-"))
     try:
-        for rel, target in links.items():
-            dest = root / rel
+        for dest, target in (links(root) if links else {}).items():
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(Path(target).resolve(), dest, target_is_directory=True)
         yield root
@@ -92,7 +93,7 @@ def ingest_step(params_text: str, *, dataset: str, output: str | Path, source_ro
     from xmodal.stages import ingest
 
     params = parse_params(params_text)
-    with _scratch_root({}) as root:
+    with _scratch_root() as root:
         result = ingest.run(params, dataset=dataset, root=root, source_root=source_root or Path.cwd())
         _export(result.output, output)
     return result.schema
@@ -104,7 +105,7 @@ def preprocess_step(params_text: str, *, dataset: str, ingested: str | Path, out
     from xmodal.stages import preprocess
 
     params = parse_params(params_text)
-    with _scratch_root({f"data/ingested/{dataset}": ingested}) as root:
+    with _scratch_root(lambda root: {ingested_dir(root, dataset): ingested}) as root:
         result = preprocess.run(params, dataset=dataset, root=root)
         _export(result.output, output)
     return {"n_train": result.n_train, "n_validation": result.n_validation}
@@ -123,7 +124,7 @@ def train_step(params_text: str, *, dataset: str, method: str, processed: str | 
     from xmodal.stages import train
 
     params = parse_params(params_text)
-    with _scratch_root({f"data/processed/{dataset}": processed}) as root:
+    with _scratch_root(lambda root: {processed_dir(root, dataset): processed}) as root:
         result = train.run(params, dataset=dataset, method=method, root=root)
         _export(result.output, output)
     scalars = {k: v for k, v in result.info.items() if isinstance(v, int | float | str)}
@@ -162,8 +163,8 @@ def evaluate_step(
 
     params = parse_params(params_text)
     method = read_model_meta(model)["method"]
-    links = {f"data/processed/{dataset}": processed, f"models/{dataset}/{method}": model}
-    with _scratch_root(links) as root:
+    with _scratch_root(lambda root: {processed_dir(root, dataset): processed,
+                                     model_dir(root, dataset, method): model}) as root:
         result = evaluate.run(params, dataset=dataset, method=method, root=root)
         _export(result.output, output)
         if confusion is not None:
@@ -210,8 +211,11 @@ def register_step(
     decisions = []
     for model, evaluation in zip(models, evaluations, strict=True):
         method = read_model_meta(model)["method"]
-        links = {f"data/ingested/{dataset}": ingested, f"data/processed/{dataset}": processed,
-                 f"models/{dataset}/{method}": model, f"reports/{dataset}/{method}": evaluation}
+        def links(root: Path, method: str = method, model: str | Path = model,
+                  evaluation: str | Path = evaluation) -> dict[Path, str | Path]:
+            return {ingested_dir(root, dataset): ingested, processed_dir(root, dataset): processed,
+                    model_dir(root, dataset, method): model, report_dir(root, dataset, method): evaluation}
+
         with _scratch_root(links) as root:
             decisions.append(register.run(params, dataset=dataset, method=method, root=root,
                                           registered_as=registered_as or None).decision)
@@ -249,8 +253,8 @@ def monitor_step(
     from xmodal.stages import monitor
 
     params = parse_params(params_text)
-    links = {f"data/ingested/{dataset}": ingested, f"data/processed/{dataset}": processed}
-    with _scratch_root(links) as root:
+    with _scratch_root(lambda root: {ingested_dir(root, dataset): ingested,
+                                     processed_dir(root, dataset): processed}) as root:
         result = monitor.run(params, dataset=dataset, new=Path(new).resolve(), root=root)
         _export(result.output, output)
     if metrics is not None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xmodal._io import atomic_dir
+from xmodal._io import atomic_dir, prepare_output, remove_stale_in
 from xmodal.config import Params
 from xmodal.data import read_paired
 from xmodal.errors import ConfigError
@@ -81,6 +81,9 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".", re
     if resume and not spec.resumable:
         raise ConfigError(f"method {method!r} does not checkpoint its training; run without --resume")
     config = params.method(method)
+    out = prepare_output(model_dir(root, dataset, method))
+    if spec.resumable:  # a checkpoint being written when the last run was killed
+        remove_stale_in(checkpoint_dir(root, dataset, method))
     train = load_training_data(params, dataset=dataset, method=method, root=root)
     fit_kw = training_kwargs(params, dataset=dataset)
     resume_kw = {"checkpoint_dir": checkpoint_dir(root, dataset, method), "resume": resume} if spec.resumable else {}
@@ -89,7 +92,6 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".", re
     if spec.ablation:
         log.info("train %s/%s: the ablation (%s) with the same settings", dataset, method, spec.ablation)
         ablation = spec.model_cls()(config.model_copy(update=spec.ablation)).fit(train, seed=params.seed, **fit_kw)
-    out = model_dir(root, dataset, method)
     with atomic_dir(out) as tmp:
         model.save(tmp)
         if ablation is not None:

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xmodal._io import atomic_dir, read_json, write_json
+from xmodal._io import atomic_dir, prepare_output, read_json, write_json
 from xmodal.config import Params
 from xmodal.errors import ConfigError, XmodalInputError
 from xmodal.methods import get_method
+from xmodal.stages._paths import tune_dir
 
 log = logging.getLogger(__name__)
 BEST_PARAMS = "best_params.json"
@@ -39,11 +40,6 @@ class TuneResult:
     best_params: dict[str, Any]
     n_trials: int
     n_pruned: int
-
-
-def tune_dir(root: str | Path, dataset: str, method: str) -> Path:
-    """``reports/tune/<dataset>/<method>``: ``best_params.json``, ``trials.csv``, ``tune_history.png``."""
-    return Path(root) / "reports" / "tune" / dataset / method
 
 
 def _storage(uri: str, root: str | Path) -> str:
@@ -84,6 +80,7 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".", tr
         raise ConfigError(f"method {method!r} has no search space; tuning works for "
                           f"{sorted(m for m, s in _methods().items() if s.search_space)}")
     cfg = params.tune
+    out = prepare_output(tune_dir(root, dataset, method))
     data = load_training_data(params, dataset=dataset, method=method, root=root)
     space = spec.search_space_fn()
     base = params.method(method).model_dump()
@@ -144,7 +141,6 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".", tr
                "best_trial": best.number, "params": best.user_attrs["used"], "overrides": fixed,
                "n_trials": len(states), "n_complete": len(complete), "n_pruned": pruned, "study": study_name,
                "storage": cfg.storage, "mlflow_parent_run": runs.parent_id}
-    out = tune_dir(root, dataset, method)
     with atomic_dir(out) as tmp:
         write_json(tmp / BEST_PARAMS, summary)
         frame = study.trials_dataframe(attrs=("number", "value", "state", "params"))
