@@ -9,6 +9,8 @@ from typing import Any
 from xmodal.errors import XmodalInputError
 
 MODEL_JSON = "model.json"
+RETRAIN = "the model folder is damaged or incomplete: train it again (`xmodal train` or `dvc repro`)"
+"""The fix of every error about an unreadable saved model."""
 
 
 def read_model_meta(path: str | Path, *, method: str | None = None) -> dict[str, Any]:
@@ -31,7 +33,12 @@ def read_model_meta(path: str | Path, *, method: str | None = None) -> dict[str,
         raise XmodalInputError(
             "not a saved xmodal model (no model.json)", path=path, fix="point to a `models/<dataset>/<method>` folder"
         )
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise XmodalInputError(f"not readable JSON ({exc})", path=meta_path, fix=RETRAIN) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("method"), str):
+        raise XmodalInputError("not an xmodal model.json (no `method`)", path=meta_path, fix=RETRAIN)
     if method is not None and meta.get("method") != method:
         raise XmodalInputError(f"model is a {meta.get('method')!r}, not {method!r}", path=path)
     return meta
@@ -71,10 +78,22 @@ def load_model(path: str | Path) -> Any:
     object
         The model instance, e.g. :class:`xmodal.methods.gwot.GWOT`.
     """
+    from xmodal.errors import ConfigError
     from xmodal.methods._registry import get_method
 
     meta = read_model_meta(path)
-    return get_method(meta["method"]).model_cls().load(path)
+    try:
+        spec = get_method(meta["method"])
+    except ConfigError as exc:
+        raise XmodalInputError(str(exc), path=Path(path) / MODEL_JSON, fix=RETRAIN) from None
+    try:
+        return spec.model_cls().load(path)
+    except XmodalInputError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError) as exc:  # arrays, JSON, weights
+        raise XmodalInputError(f"cannot load the saved {spec.name} model ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0][:200] if str(exc) else ''})", path=path,
+                               fix=RETRAIN) from None
 
 
 def embed(

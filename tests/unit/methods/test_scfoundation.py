@@ -171,13 +171,17 @@ class _Note:
         self.text = text
 
 
-def test_a_checkpoint_with_python_objects_is_still_read(tmp_path: Path) -> None:
+def test_a_checkpoint_with_python_objects_is_refused_unread_and_numpy_scalars_are_read(tmp_path: Path) -> None:
     folder = _model(tmp_path / "sf")
     counts, genes = _counts()
     expected = ScFoundationEncoder(folder).embed(counts, genes)
-    entry = {"config": _config(), "state_dict": {f"model.{k}": v for k, v in _weights().items()},
-             "note": _Note("trainer state")}
-    torch.save({"cell": entry}, folder / "models.ckpt")
+    entry = {"config": _config(), "state_dict": {f"model.{k}": v for k, v in _weights().items()}}
+    torch.save({"cell": {**entry, "note": _Note("trainer state")}}, folder / "models.ckpt")
+    with pytest.raises(XmodalInputError, match=r"models.ckpt: .*refused to load: the file holds .*_Note"):
+        ScFoundationEncoder(folder).embed(counts, genes)
+    # plain data beyond weights_only's defaults (NumPy scalars and arrays, as configs often hold) is read
+    torch.save({"cell": {**entry, "epoch": np.int64(3), "loss": np.float32(0.5), "bins": np.arange(4)}},
+               folder / "models.ckpt")
     np.testing.assert_array_equal(ScFoundationEncoder(folder).embed(counts, genes), expected)
 
 

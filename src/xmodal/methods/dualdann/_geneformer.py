@@ -26,7 +26,6 @@ last layer over the gene tokens (``pooling="mean"``; V1 has no ``<cls>``). Nothi
 from __future__ import annotations
 
 import logging
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,14 +42,29 @@ TARGET_SUM = 10_000
 
 
 def _load_pickle(path: Path, what: str) -> dict[str, Any]:
+    """One of Geneformer's ``.pkl`` dictionaries, read by a restricted unpickler (plain data only: a file naming
+    any other Python object is refused unread)."""
+    from xmodal._safe_load import load_pickle
+
+    fix = f"put the Geneformer package's {what} into the model folder as {path.name}"
     if not path.is_file():
-        raise XmodalInputError(f"Geneformer {what} not found", path=path,
-                               fix=f"put the Geneformer package's {what} into the model folder as {path.name}")
-    with open(path, "rb") as fh:
-        found = pickle.load(fh)  # noqa: S301 - a local file the user points to, as Geneformer ships it
+        raise XmodalInputError(f"Geneformer {what} not found", path=path, fix=fix)
+    found = load_pickle(path, what=f"Geneformer {what}", fix=fix + " (as the Geneformer package ships it)")
     if not isinstance(found, dict):
-        raise XmodalInputError(f"Geneformer {what} is not a dictionary", path=path)
+        raise XmodalInputError(f"Geneformer {what} is not a dictionary", path=path, fix=fix)
     return found
+
+
+def _typed(path: Path, what: str, kind: type) -> dict[str, Any]:
+    """A Geneformer dictionary with ``str`` keys and ``kind`` values (an entry that is neither is an error)."""
+    out = {}
+    for key, value in _load_pickle(path, what).items():
+        try:
+            out[str(key)] = kind(value)
+        except (TypeError, ValueError):
+            raise XmodalInputError(f"Geneformer {what}: entry {key!r} holds {value!r}, not a {kind.__name__}",
+                                   path=path, fix="use the dictionary as the Geneformer package ships it") from None
+    return out
 
 
 @dataclass(frozen=True)
@@ -87,11 +101,10 @@ class GeneformerEncoder:
         if not (self.path / "config.json").is_file():
             raise XmodalInputError("not a Geneformer model folder (no config.json)", path=self.path,
                                    fix="point methods.dualdann.geneformer_path to the downloaded model folder")
-        self.tokens = {str(k): int(v) for k, v in _load_pickle(self.path / TOKENS, "token dictionary").items()}
-        self.medians = {str(k): float(v) for k, v in _load_pickle(self.path / MEDIANS, "gene median dictionary").items()}
+        self.tokens = _typed(self.path / TOKENS, "token dictionary", int)
+        self.medians = _typed(self.path / MEDIANS, "gene median dictionary", float)
         names = self.path / NAMES
-        self.symbols = {str(k): str(v) for k, v in _load_pickle(names, "gene name dictionary").items()} \
-            if names.is_file() else {}
+        self.symbols = _typed(names, "gene name dictionary", str) if names.is_file() else {}
         for special in ("<pad>",):
             if special not in self.tokens:
                 raise XmodalInputError(f"the token dictionary has no {special} token", path=self.path / TOKENS)
@@ -166,8 +179,9 @@ class GeneformerEncoder:
         ids = self.gene_ids(list(map(str, genes)))
         known = np.array([i is not None for i in ids])
         if not known.any():
-            raise XmodalInputError(f"none of the {len(genes)} genes is in the Geneformer dictionary (first: "
-                                   f"{genes[0]!r})", fix="name genes by Ensembl id, or add gene_name_id_dict.pkl")
+            raise XmodalInputError(f"none of the {len(genes)} genes of the data is in the Geneformer dictionary "
+                                   f"(first: {genes[0]!r})", path=self.path / TOKENS,
+                                   fix="name genes by Ensembl id, or add gene_name_id_dict.pkl")
         x = sp.csr_matrix(counts, dtype=np.float64)
         totals = np.asarray(x.sum(axis=1)).ravel() if n_counts is None else np.asarray(n_counts, dtype=np.float64)
         medians = np.array([self.medians[i] if i is not None else np.inf for i in ids])

@@ -12,9 +12,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from xmodal._safe_load import load_torch
 from xmodal.data.multiome import DOMAIN, PHASE, PHASES, MultiomeData
 from xmodal.errors import ConfigError, XmodalInputError
-from xmodal.methods._base import read_history, read_model_meta, write_model_meta
+from xmodal.methods._base import RETRAIN, read_history, read_model_meta, write_model_meta
 from xmodal.methods.dualdann._config import DualDANNConfig
 from xmodal.methods.dualdann._module import DualDANNModule
 from xmodal.methods.dualdann._source import (
@@ -286,7 +287,7 @@ class DualDANN:
             model.source_encoder = load_source_encoder(model.config)
         source_dim, n_peaks = meta["dims"]
         module = model._build(source_dim, n_peaks)
-        module.load_state_dict(torch.load(path / WEIGHTS, map_location="cpu", weights_only=True))
+        module.load_state_dict(load_torch(path / WEIGHTS, what="dualdann weights", fix=RETRAIN))
         model.module = module.eval()
         model.info = meta.get("info", {})
         model.history = read_history(path)

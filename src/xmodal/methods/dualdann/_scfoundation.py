@@ -30,7 +30,6 @@ files, the options and the input values.
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,17 +147,13 @@ def read_checkpoint(path: Path, *, key: str) -> tuple[dict[str, Any], dict[str, 
     XmodalInputError
         Unreadable file, unknown layout, missing variant, or an encoder that is not a transformer.
     """
-    try:
-        try:
-            found = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            # a checkpoint saved with Python objects beside the tensors: the local file the user named is trusted,
-            # as scFoundation's own loader does
-            log.warning("%s holds Python objects beyond tensors and configs; loading it in full", path)
-            found = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
-        raise XmodalInputError(f"cannot read the scFoundation checkpoint ({type(exc).__name__}: {exc})", path=path,
-                               fix="use the released models.ckpt as downloaded") from None
+    from xmodal._safe_load import load_torch
+
+    # tensors, containers, numbers and NumPy scalars/arrays only: a checkpoint holding any other Python object is
+    # refused unread (unpickling it could run code), unlike scFoundation's own loader
+    found = load_torch(path, what="cannot read the scFoundation checkpoint", map_location="cpu",
+                       fix="use the released models.ckpt as downloaded, or re-save its `config` and `state_dict` "
+                       "entries alone with torch.save")
     if not isinstance(found, dict):
         raise XmodalInputError("the scFoundation checkpoint is not a dictionary", path=path)
     if "config" not in found:
@@ -296,8 +291,9 @@ class ScFoundationEncoder:
         cols = np.array([index.get(str(g), -1) for g in genes])
         known = cols >= 0
         if not known.any():
-            raise XmodalInputError(f"none of the {len(genes)} genes is in scFoundation's gene list (first: "
-                                   f"{genes[0]!r})", fix="name genes by their symbols (HGNC), as the list does")
+            raise XmodalInputError(f"none of the {len(genes)} genes of the data is in scFoundation's gene list "
+                                   f"(first: {genes[0]!r})", path=self.path / GENE_LIST,
+                                   fix="name genes by their symbols (HGNC), as the list does")
         n_list = len(self.genes)
         x = sp.csr_matrix(counts, dtype=np.float64)[:, np.flatnonzero(known)]
         x = sp.csr_matrix((x.data, cols[known][x.indices], x.indptr), shape=(x.shape[0], n_list))

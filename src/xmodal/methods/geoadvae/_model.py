@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from xmodal._safe_load import load_torch
 from xmodal.data import PairedData
 from xmodal.errors import ConfigError, XmodalInputError
-from xmodal.methods._base import read_history, read_model_meta, write_model_meta
+from xmodal.methods._base import RETRAIN, read_history, read_model_meta, write_model_meta
 from xmodal.methods.geoadvae._config import GeoAdVAEConfig
 from xmodal.methods.geoadvae._module import GeoAdVAEModule
 from xmodal.methods.geoadvae._prior import build_prior
@@ -184,7 +185,7 @@ class GeoAdVAE:
         model = cls(GeoAdVAEConfig.model_validate(meta["config"]))
         dim_a, dim_b = meta["dims"]
         module = GeoAdVAEModule(dim_a, dim_b, model.config)
-        module.load_state_dict(torch.load(path / WEIGHTS, map_location="cpu", weights_only=True))
+        module.load_state_dict(load_torch(path / WEIGHTS, what="geoadvae weights", fix=RETRAIN))
         model.module = module.eval()
         model.info = meta.get("info", {})
         model.history = read_history(path)

@@ -36,6 +36,7 @@ from xmodal.methods.geoadvae._prior import ClusterPrior
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 WEIGHT_KEYS = {"kl": "kl_w", "recon": "recon_x_w", "gan": "gan_w", "gw": "gw_w", "prior": "lambda_p"}
+_STATE_KEYS = ("digest", "step", "history", "module", "opt_gen", "opt_dis", "sched_gen", "sched_dis", "torch_rng")
 
 
 @dataclass
@@ -160,19 +161,39 @@ class Trainer:
         return target
 
     def load_checkpoint(self, path: Path) -> None:
-        """Restore a checkpoint written by :meth:`save_checkpoint` for the same settings and data."""
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        if state.get("digest") != self.digest:
+        """Restore a checkpoint written by :meth:`save_checkpoint` for the same settings and data.
+
+        The file is read with ``weights_only=True`` (tensors and plain types; nothing in it can run), and its
+        settings digest is checked before any state is restored.
+
+        Raises
+        ------
+        XmodalInputError
+            The file is truncated, corrupt, holds anything but tensors and plain data, lacks an entry, or was
+            written with other settings, data shapes or seed.
+        """
+        from xmodal._safe_load import load_torch
+
+        fix = "train without --resume to start over (the checkpoint is then rewritten)"
+        state = load_torch(path, what="geoadvae checkpoint", fix=fix, map_location=self.device)
+        missing = [k for k in _STATE_KEYS if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise XmodalInputError(f"not a geoadvae checkpoint (no {', '.join(missing)})", path=path, fix=fix)
+        if state["digest"] != self.digest:
             raise XmodalInputError(
                 "the checkpoint was written with other settings, data shapes or seed", path=path,
                 fix="resume with the parameters it was started with, or train without --resume to start over")
-        self.module.load_state_dict(state["module"])
-        self.opt_gen.load_state_dict(state["opt_gen"])
-        self.opt_dis.load_state_dict(state["opt_dis"])
-        self.sched_gen.load_state_dict(state["sched_gen"])
-        self.sched_dis.load_state_dict(state["sched_dis"])
-        torch.set_rng_state(state["torch_rng"])
-        self.step, self.history = int(state["step"]), list(state["history"])
+        try:
+            self.module.load_state_dict(state["module"])
+            self.opt_gen.load_state_dict(state["opt_gen"])
+            self.opt_dis.load_state_dict(state["opt_dis"])
+            self.sched_gen.load_state_dict(state["sched_gen"])
+            self.sched_dis.load_state_dict(state["sched_dis"])
+            torch.set_rng_state(state["torch_rng"])
+            self.step, self.history = int(state["step"]), list(state["history"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise XmodalInputError(f"the checkpoint does not fit the model ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0][:200]})", path=path, fix=fix) from None
         log.info("geoadvae: resumed from %s at iteration %d", path, self.step)
 
     # --------------------------------------------------------------- losses
