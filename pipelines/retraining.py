@@ -17,8 +17,8 @@ def build_retraining_pipeline(params: Params, *, params_text: str, dataset: str 
     typically an ``s3://`` source) are both ingested; ``monitor`` compares the new cells with the
     reference's training cells, and only when it says so does the training pipeline run on ``new_dataset``.
     The retrained models join the reference's registered models (``xmodal-<method>-<dataset>``): each
-    becomes the ``challenger`` and replaces the ``champion`` only if it passes the gates and beats it on
-    the new data's held-out cells.
+    becomes the ``challenger`` and replaces the ``champion`` only if it passes the gates on the reference's
+    held-out cells and beats the champion on the new data's held-out cells.
 
     Parameters
     ----------
@@ -37,7 +37,7 @@ def build_retraining_pipeline(params: Params, *, params_text: str, dataset: str 
 
     from xmodal.components import ingest, monitor, preprocess
     from xmodal.pipelines._platform import configure_task
-    from xmodal.pipelines.training import build_training_pipeline, default_dataset
+    from xmodal.pipelines.training import add_training_tasks, default_dataset, method_groups
 
     cfg = params.pipeline
     reference = dataset or default_dataset(params)
@@ -45,7 +45,7 @@ def build_retraining_pipeline(params: Params, *, params_text: str, dataset: str 
     if not incoming:
         raise ConfigError("pipeline.new_dataset: name the dataset of incoming cells (or pass --new-dataset)")
     params.dataset(incoming)
-    training = build_training_pipeline(params, params_text=params_text, dataset=incoming)
+    method_groups(params, dataset=incoming)  # fail early: incoming data without methods
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="drift of new data vs the champion's training data → retrain when it drifted")
@@ -62,8 +62,11 @@ def build_retraining_pipeline(params: Params, *, params_text: str, dataset: str 
                                cfg=cfg, name="monitor")
         check.set_caching_options(enable_caching=False)  # new data arrive under the same name
         with dsl.If(check.outputs["Output"] == True, name="drifted"):  # noqa: E712 (a KFP condition, not Python)
-            # a nested pipeline: its own tasks carry their resources, secrets and retries
-            training(params_text=params_text, dataset=new_dataset, source_root=source_root,
-                     registered_as=dataset).set_display_name("retrain")
+            # the training tasks, registering into the reference's models: their gates are judged on the
+            # reference's held-out cells, which the register task gets from the reference's tasks above
+            add_training_tasks(params, dataset_name=incoming, params_text=params_text, dataset=new_dataset,
+                               source_root=source_root, registered_as=dataset,
+                               reference_ingested=ref.outputs["ingested"],
+                               reference_processed=ref_prep.outputs["processed"], prefix="retrain: ")
 
     return retraining

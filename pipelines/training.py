@@ -43,6 +43,61 @@ def method_groups(params: Params, *, dataset: str) -> list[tuple[TaskResources, 
     return groups
 
 
+def add_training_tasks(params: Params, *, dataset_name: str, params_text: Any, dataset: Any, source_root: Any,
+                       registered_as: Any = "", reference_ingested: Any = None, reference_processed: Any = None,
+                       prefix: str = "") -> Any:
+    """Add ingest → preprocess → ParallelFor {train → evaluate} → register to the pipeline being defined.
+
+    Parameters
+    ----------
+    params
+        Parsed parameters (``pipeline:`` resources, ``runs`` methods).
+    dataset_name
+        The dataset the methods are chosen for now (the default of the pipeline parameter ``dataset``).
+    params_text, dataset, source_root, registered_as
+        Pipeline parameters (or values) the tasks receive.
+    reference_ingested, reference_processed
+        The registered dataset's ingested and processed folders (task outputs), when the models join another
+        dataset's registered models: the register step judges the gates on its held-out cells.
+    prefix
+        Prepended to the tasks' display names.
+
+    Returns
+    -------
+    kfp PipelineTask
+        The register task.
+    """
+    from kfp import dsl
+
+    from xmodal.components import evaluate, ingest, preprocess, register, train
+    from xmodal.pipelines._platform import configure_task
+
+    cfg = params.pipeline
+    ing = configure_task(ingest(params_text=params_text, dataset=dataset, source_root=source_root),
+                         cfg=cfg, name=f"{prefix}ingest")
+    prep = configure_task(preprocess(params_text=params_text, dataset=dataset, ingested=ing.outputs["ingested"]),
+                          cfg=cfg, name=f"{prefix}preprocess")
+    references = {} if reference_ingested is None else {"reference_ingested": reference_ingested,
+                                                        "reference_processed": reference_processed}
+    reg = None
+    for resources, methods in method_groups(params, dataset=dataset_name):
+        with dsl.ParallelFor(items=methods, parallelism=cfg.parallelism) as method:
+            tr = configure_task(train(params_text=params_text, dataset=dataset, method=method,
+                                      processed=prep.outputs["processed"]),
+                                cfg=cfg, resources=resources, name=f"{prefix}train")
+            ev = configure_task(evaluate(params_text=params_text, dataset=dataset,
+                                         processed=prep.outputs["processed"], model=tr.outputs["model"]),
+                                cfg=cfg, name=f"{prefix}evaluate")
+        reg = configure_task(register(params_text=params_text, dataset=dataset, ingested=ing.outputs["ingested"],
+                                      processed=prep.outputs["processed"],
+                                      models=dsl.Collected(tr.outputs["model"]),
+                                      evaluations=dsl.Collected(ev.outputs["evaluation"]),
+                                      registered_as=registered_as, **references),
+                             cfg=cfg, name=f"{prefix}register")
+        reg.set_caching_options(enable_caching=False)  # the registry is a side effect: never skip it
+    return reg
+
+
 def build_training_pipeline(params: Params, *, params_text: str, dataset: str | None = None) -> Any:
     """Build the training pipeline for one dataset.
 
@@ -55,7 +110,9 @@ def build_training_pipeline(params: Params, *, params_text: str, dataset: str | 
         every step parses (a run may pass another).
     dataset
         Default of the pipeline parameter ``dataset`` (see :func:`default_dataset`). The pipeline parameter
-        ``registered_as`` (empty by default) makes the new versions join another dataset's registered models.
+        ``registered_as`` (empty by default) makes the new versions join another dataset's registered models
+        (their gates are then judged on that dataset's held-out cells, which this pipeline does not produce:
+        the retraining pipeline passes them).
 
     Returns
     -------
@@ -64,35 +121,14 @@ def build_training_pipeline(params: Params, *, params_text: str, dataset: str | 
     """
     from kfp import dsl
 
-    from xmodal.components import evaluate, ingest, preprocess, register, train
-    from xmodal.pipelines._platform import configure_task
-
-    cfg = params.pipeline
     ds = dataset or default_dataset(params)
-    groups = method_groups(params, dataset=ds)
+    method_groups(params, dataset=ds)  # fail early: a dataset without methods
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="ingest → preprocess → (train → evaluate) per method → register in MLflow")
     def training(params_text: str = params_text, dataset: str = ds, source_root: str = "",
                  registered_as: str = "") -> None:
-        ing = configure_task(ingest(params_text=params_text, dataset=dataset, source_root=source_root),
-                             cfg=cfg, name="ingest")
-        prep = configure_task(preprocess(params_text=params_text, dataset=dataset, ingested=ing.outputs["ingested"]),
-                              cfg=cfg, name="preprocess")
-        for resources, methods in groups:
-            with dsl.ParallelFor(items=methods, parallelism=cfg.parallelism) as method:
-                tr = configure_task(train(params_text=params_text, dataset=dataset, method=method,
-                                          processed=prep.outputs["processed"]),
-                                    cfg=cfg, resources=resources, name="train")
-                ev = configure_task(evaluate(params_text=params_text, dataset=dataset,
-                                             processed=prep.outputs["processed"], model=tr.outputs["model"]),
-                                    cfg=cfg, name="evaluate")
-            reg = configure_task(register(params_text=params_text, dataset=dataset, ingested=ing.outputs["ingested"],
-                                          processed=prep.outputs["processed"],
-                                          models=dsl.Collected(tr.outputs["model"]),
-                                          evaluations=dsl.Collected(ev.outputs["evaluation"]),
-                                          registered_as=registered_as),
-                                 cfg=cfg, name="register")
-            reg.set_caching_options(enable_caching=False)  # the registry is a side effect: never skip it
+        add_training_tasks(params, dataset_name=ds, params_text=params_text, dataset=dataset,
+                           source_root=source_root, registered_as=registered_as)
 
     return training

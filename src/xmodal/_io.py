@@ -296,10 +296,36 @@ def write_json(path: str | Path, obj: Any) -> None:
         fh.write("\n")
 
 
-def read_json(path: str | Path) -> Any:
-    """Read a JSON file."""
-    with Path(path).open() as fh:
-        return json.load(fh)
+def update_json(path: str | Path, **entries: Any) -> dict[str, Any]:
+    """Add ``entries`` to the JSON object in ``path`` (rewritten as :func:`write_json` writes); return it."""
+    content = read_json(path)
+    content.update(entries)
+    write_json(path, content)
+    return content
+
+
+def read_json(path: str | Path, *, fix: str = "the file is damaged: re-run the stage that writes it "
+              "(`dvc repro`)") -> Any:
+    """Read a JSON file that xmodal (or the user) wrote.
+
+    Raises
+    ------
+    XmodalInputError
+        The file is missing, unreadable or not valid JSON (naming the file, the line and ``fix``).
+    """
+    from xmodal.errors import XmodalInputError
+
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise XmodalInputError("file not found", path=path, fix=fix) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise XmodalInputError(f"cannot read the file as UTF-8 text ({exc})", path=path, fix=fix) from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise XmodalInputError(f"not valid JSON ({exc})", path=path, fix=fix) from None
 
 
 def _finite(obj: Any) -> Any:

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 2 bad input or parameters (one message on stderr, nothing written);
 1 a failed task of a local pipeline run (one message naming the task), a diverged training (one message
-naming the loss term) or an unexpected error.
+naming the loss term) or an unexpected error; 130 interrupted by Ctrl-C (143 by SIGTERM, as Kubernetes
+stops a pod), with nothing half-written left behind and, for a training that checkpoints, how to resume.
 """
 
 from __future__ import annotations
@@ -107,16 +108,61 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (Kubernetes stopping the pod): unwinds like Ctrl-C, so temporaries are removed."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also used as the console script)."""
+    import signal
+
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         return _dispatch(args)
     except (XmodalInputError, ConfigError, PipelineRunError, TrainingDivergedError) as exc:
         sys.stderr.write(f"xmodal {args.command}: error: {exc}\n")
         return 1 if isinstance(exc, PipelineRunError | TrainingDivergedError) else 2
+    except (KeyboardInterrupt, Terminated) as exc:
+        sys.stderr.write(f"xmodal {args.command}: error: interrupted; {_after_interrupt(args)}\n")
+        return 143 if isinstance(exc, Terminated) else 130
+    except MemoryError:
+        sys.stderr.write(f"xmodal {args.command}: error: out of memory; nothing was written. Fix: use less data or "
+                         "smaller models (lower the sizes in params.yaml), or run on a machine with more memory\n")
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _after_interrupt(args: argparse.Namespace) -> str:
+    """What an interrupted command left, and how to go on."""
+    if args.command == "train":
+        from xmodal.methods import METHODS
+
+        spec = METHODS.get(args.method)
+        again = f"xmodal train --dataset {args.dataset} --method {args.method}"
+        if spec is not None and spec.resumable:
+            return f"resume with `{again} --resume` (it continues from the last checkpoint)"
+        return f"no model was written; `{again}` starts over ({args.method} does not checkpoint)"
+    if args.command == "register":
+        return ("the registry may hold a version without its aliases; register again (the same model reuses its "
+                "version, and the decision is made again)")
+    if args.command == "tune":
+        return "the study keeps its finished trials; the same `xmodal tune` command continues it"
+    return "nothing was written (outputs are replaced only when a stage completes); run the command again"
 
 
 def _pipeline_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

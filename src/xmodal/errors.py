@@ -6,6 +6,8 @@ message on stderr; every stage writes atomically, so nothing half-written is lef
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -77,10 +79,31 @@ class XmodalInputError(XmodalError):
             where.append(f"row {self.row}")
         if self.column is not None:
             where.append(f"column {self.column!r}" if isinstance(self.column, str) else f"column {self.column}")
-        head = self.path or "<input>"
+        head = [self.path] if self.path else []
         if where:
-            head += ": " + ", ".join(where)
-        msg = f"{head}: {self.problem}"
+            head.append(", ".join(where))
+        msg = ": ".join([*head, self.problem])
         if self.fix:
             msg += f". Fix: {self.fix}"
         return msg
+
+    def at(self, path: str | Path) -> XmodalInputError:
+        """The same error, placed in ``path`` when it names no file yet."""
+        if self.path is not None:
+            return self
+        return XmodalInputError(self.problem, path=path, row=self.row, column=self.column, fix=self.fix)
+
+
+@contextlib.contextmanager
+def reading(path: str | Path) -> Iterator[None]:
+    """Inside the block, an :class:`XmodalInputError` that names no file is placed in ``path``.
+
+    A stage wraps the work on one input in it, so that errors raised by code that sees only arrays
+    (a preprocessor, a model) still name the file the bad data came from.
+    """
+    try:
+        yield
+    except XmodalInputError as exc:
+        if exc.path is not None:
+            raise
+        raise exc.at(path) from None

@@ -94,12 +94,17 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        Shape ``(n, 2)`` (fewer columns if ``min(n, d) < 2``); each component's sign is fixed so that its
-        largest-magnitude loading is positive, so the picture does not flip between runs.
+        Shape ``(n, 2)`` (a second column of zeros when ``min(n, d) < 2``, e.g. a one-feature embedding); each
+        component's sign is fixed so that its largest-magnitude loading is positive, so the picture does not flip
+        between runs.
     """
     x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
     centred = x - x.mean(axis=0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     components = vt[:2]
     signs = np.sign(components[np.arange(len(components)), np.abs(components).argmax(axis=1)])
-    return centred @ (components * signs[:, None]).T
+    signs[signs == 0] = 1.0
+    xy = centred @ (components * signs[:, None]).T
+    return np.hstack([xy, np.zeros((len(xy), 2 - xy.shape[1]))]) if xy.shape[1] < 2 else xy

@@ -121,10 +121,13 @@ def test_retraining_runs_training_only_under_the_drift_condition(two_batches: Pa
     assert {"monitor", "ingest", "ingest-2", "preprocess"} <= set(root_tasks)
     condition = next(t for t in root_tasks.values() if "triggerPolicy" in t)
     assert "monitor" in condition["triggerPolicy"]["condition"]
-    assert condition["dependentTasks"] == ["monitor"]
+    # the branch waits for monitor, and for the reference's folders its register task judges the gates on
+    assert condition["dependentTasks"] == ["ingest", "monitor", "preprocess"]
     branch = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
-    nested = spec["components"][next(iter(branch.values()))["componentRef"]["name"]]["dag"]["tasks"]
-    assert {"ingest", "preprocess", "register"} <= set(nested)  # the whole training pipeline, nested
+    assert {"ingest-3", "preprocess-2", "register"} <= set(branch)  # the training tasks, in the branch
+    register_inputs = branch["register"]["inputs"]["artifacts"]
+    assert register_inputs["reference_ingested"]["componentInputArtifact"].endswith("ingest-ingested")
+    assert register_inputs["reference_processed"]["componentInputArtifact"].endswith("preprocess-processed")
     assert spec["root"]["inputDefinitions"]["parameters"]["new_dataset"]["defaultValue"] == "batch2"
 
 

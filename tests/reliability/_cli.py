@@ -67,6 +67,17 @@ def tree(folder: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
+def tiny_params() -> dict[str, Any]:
+    """A copy of ``TINY_PARAMS`` of ``tests/conftest.py`` (for fixtures wider than one test)."""
+    import copy
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_xmodal_tests_conftest", Path(__file__).parents[1] / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return copy.deepcopy(module.TINY_PARAMS)
+
+
 def write_params(root: Path, params: dict[str, Any], name: str = "params.yaml") -> Path:
     path = root / name
     path.write_text(yaml.safe_dump(params, sort_keys=False))

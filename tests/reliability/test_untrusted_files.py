@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from _cli import assert_refused, xmodal
+from _cli import assert_refused, tiny_params, write_params, xmodal
 
 GEOADVAE = {"dim": 16, "latent_dim": 4, "max_iter": 30, "batch_size": 16, "phase_durations": [10, 10, 10],
             "prior_clusters": 4, "prior_loss_warmup": 5, "checkpoint_every": 10, "log_every": 5}
@@ -59,9 +59,29 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(geo_project: Path, sent
     assert not (geo_project / "models").exists()
 
 
+@pytest.fixture(scope="module")
+def trained_geo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with geoadvae trained once (its checkpoint and model), copied by each test that damages them."""
+    root = tmp_path_factory.mktemp("trained")
+    params = tiny_params()
+    params["methods"]["geoadvae"] = GEOADVAE
+    write_params(root, params)
+    for stage in ("ingest", "preprocess"):
+        assert xmodal(root, stage, "--dataset", "tiny").rc == 0
+    assert xmodal(root, "train", "--dataset", "tiny", "--method", "geoadvae").rc == 0
+    return root
+
+
+@pytest.fixture
+def geo_trained(trained_geo: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(trained_geo, tmp_path / "project", symlinks=True))
+
+
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "a tensor", "no optimiser"])
-def test_a_damaged_checkpoint_is_exit_2_naming_the_file(geo_project: Path, damage: str) -> None:
-    assert xmodal(geo_project, "train", "--dataset", "tiny", "--method", "geoadvae").rc == 0
+def test_a_damaged_checkpoint_is_exit_2_naming_the_file(geo_trained: Path, damage: str) -> None:
+    geo_project = geo_trained
     ckpt = geo_project / "checkpoints/tiny/geoadvae/checkpoint.pt"
     good = ckpt.read_bytes()
     if damage == "truncated":
@@ -81,8 +101,8 @@ def test_a_damaged_checkpoint_is_exit_2_naming_the_file(geo_project: Path, damag
     assert (geo_project / "models/tiny/geoadvae/weights.pt").read_bytes() == model
 
 
-def test_saved_model_weights_that_would_run_code_are_refused(geo_project: Path, sentinel: Path) -> None:
-    assert xmodal(geo_project, "train", "--dataset", "tiny", "--method", "geoadvae").rc == 0
+def test_saved_model_weights_that_would_run_code_are_refused(geo_trained: Path, sentinel: Path) -> None:
+    geo_project = geo_trained
     weights = geo_project / "models/tiny/geoadvae/weights.pt"
     torch.save({"payload": Payload(sentinel)}, weights)
     assert_refused(xmodal(geo_project, "evaluate", "--dataset", "tiny", "--method", "geoadvae"),

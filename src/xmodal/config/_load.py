@@ -48,12 +48,55 @@ def load_params(path: str | Path = "params.yaml", *, overrides: Iterable[str] = 
     if not path.is_file():
         raise ConfigError(f"{path}: parameter file not found (run from the project root or pass --params)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file (byte {exc.start} is not UTF-8); give the YAML params file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the parameter file ({exc.strerror})") from None
+    raw = parse_yaml(text, source=str(path)) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
     return params_from_dict(apply_overrides(raw, overrides), source=str(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: let PyYAML's own check report it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"found the key {key!r} a second time "
+                    f"(first on line {seen[key].line + 1}); remove one of them", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _UniqueKeyLoader.construct_mapping)
+
+
+def parse_yaml(text: str, *, source: str) -> Any:
+    """Parse YAML text safely (no Python objects), refusing duplicate keys.
+
+    Raises
+    ------
+    ConfigError
+        ``<source>: not valid YAML (line L, column C): <problem>``.
+    """
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        raise ConfigError(f"{source}: not valid YAML{where}: {problem}" + (f", {context}" if context else "")) from None
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -72,7 +115,9 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
             if not isinstance(nxt, dict):
                 raise ConfigError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
             node = nxt
-        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+        if any(not part.strip() for part in parts):
+            raise ConfigError(f"override {item!r}: an empty part in the dotted key")
+        node[parts[-1]] = parse_yaml(value, source=f"override {item!r}") if value.strip() else None
     return out
 
 

@@ -30,6 +30,11 @@ ModalityName = Annotated[str, AfterValidator(name_validator("modality"))]
 """A modality name of a paired dataset: it becomes the modality's group in data.h5mu."""
 
 
+Kind = Literal["auto", "counts", "continuous"]
+"""What a paired modality holds: ``counts`` (non-negative integers; anything else is refused at ingest, and
+log1p applies), ``continuous``, or ``auto`` (counts when every value is a non-negative integer)."""
+
+
 def _distinct_names(names: tuple[str, ...]) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise ValueError(f"modality names must differ, got {list(names)}")
@@ -55,7 +60,7 @@ DataPath = Annotated[Path | str, PlainValidator(_path_or_s3_uri, json_schema_inp
 class StrictModel(BaseModel):
     """Base of every parameter model: unknown keys are errors, instances are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,6 +146,7 @@ class CsvPairedSource(StrictModel):
     corr_matrix: DataPath | None = Field(None, description="cluster correlation matrix (B clusters × A clusters)")
     paired: bool = Field(True, description="row i of A and row i of B are the same cell (known pairing)")
     names: ModalityNames = ("morphology", "expression")
+    kinds: tuple[Kind, Kind] = Field(("auto", "auto"), description="what A and B hold: counts, continuous or auto")
 
 
 class AnnDataSource(StrictModel):
@@ -153,6 +159,7 @@ class AnnDataSource(StrictModel):
     modalities: tuple[str, str] | None = Field(None, description="which two modalities of the .h5mu")
     label_key: str | None = Field(None, description="obs column holding cell labels")
     match_key: str | None = Field(None, description="obs column of A naming the partner cell in B")
+    kinds: tuple[Kind, Kind] = Field(("auto", "auto"), description="what A and B hold: counts, continuous or auto")
 
     @model_validator(mode="after")
     def _one_layout(self) -> AnnDataSource:
@@ -211,6 +218,9 @@ class MultiomeFilesSource(StrictModel):
     peak_min_overlap: float = Field(
         0.5, gt=0, le=1, description="a peak of a later domain feeds a reference peak when they overlap by this "
         "share of the shorter one (unmatched reference peaks are zero)")
+    cell_ids: Literal["auto", "prefix", "as_is"] = Field(
+        "auto", description="cell ids must be unique across domains (10x barcodes repeat between runs): auto writes "
+        "every id as <domain>:<id> when some id repeats, prefix always does, as_is refuses a repeated id")
 
     @model_validator(mode="after")
     def _distinct(self) -> MultiomeFilesSource:
@@ -291,6 +301,15 @@ class PreprocessConfig(StrictModel):
     scale: bool = Field(True, description="z-score each feature")
     n_pcs: int | None = Field(30, ge=2, description="PCA per modality; null keeps the features")
     seed: int = 0
+    min_cells_per_split: int = Field(
+        5, ge=1, description="fewest cells each split (train, validation, test) of each modality (paired) or "
+        "domain (multiome) must hold; fewer is an error at preprocess")
+    min_cells_per_class: int = Field(
+        3, ge=1, description="fewest cells a label (paired) or phase (multiome, per domain) must have; a rarer "
+        "class is an error at preprocess (merge or drop it, or lower this)")
+    min_features: int = Field(
+        2, ge=1, description="fewest features of a modality that must vary over the training cells after "
+        "preprocessing (constant features are dropped)")
     multiome: MultiomePreprocessConfig = Field(
         default_factory=MultiomePreprocessConfig, description="the multiome family's own preprocessing")
 

@@ -47,15 +47,16 @@ def load_source(source: object, *, root: object = ".") -> PairedData:
     PairedData
         Validated data; bad input raises :class:`~xmodal.errors.XmodalInputError`.
     """
+    from dataclasses import replace
     from pathlib import Path
 
     from xmodal.config import AnnDataSource, CsvPairedSource, Pbmc68kSource, SyntheticPairedSource
     from xmodal.data.readers import read_paired_anndata, read_paired_csv, validate_paired
 
     if isinstance(source, SyntheticPairedSource):
-        data = synthetic_paired(source)
+        data = replace(synthetic_paired(source), kinds=("continuous", "counts"))
     elif isinstance(source, Pbmc68kSource):
-        data = pbmc68k_paired(source)
+        data = replace(pbmc68k_paired(source), kinds=("continuous", "continuous"))
     elif isinstance(source, CsvPairedSource):
         return read_paired_csv(source, root=Path(str(root)))
     elif isinstance(source, AnnDataSource):

@@ -42,12 +42,16 @@ class PairedData:
         Human names of the modalities, e.g. ``("morphology", "expression")``.
     corr_matrix
         Optional cluster-level correlation (B clusters × A clusters), the seed-000 prior.
+    kinds
+        What each modality holds: ``counts`` (non-negative integers: log1p applies, negatives are refused)
+        or ``continuous``; declared in the source or inferred at ingest (``None``: not known, older files).
     """
 
     a: ad.AnnData
     b: ad.AnnData
     names: tuple[str, str] = ("a", "b")
     corr_matrix: pd.DataFrame | None = None
+    kinds: tuple[str, str] | None = None
 
     @property
     def has_labels(self) -> bool:
@@ -95,6 +99,8 @@ class PairedData:
                 "sha256": content_hash(adata),
                 "obs_columns": sorted(map(str, adata.obs.columns)),
             }
+            if self.kinds is not None:
+                mods[key]["kind"] = self.kinds["ab".index(key)]
         return {
             "family": "paired",
             "schema_version": SCHEMA_VERSION,
@@ -140,6 +146,8 @@ def write_paired(data: PairedData, directory: str | Path) -> dict[str, Any]:
     from xmodal._io import write_json
 
     uns: dict[str, Any] = {"xmodal": {"family": "paired", "modalities": list(data.names)}}
+    if data.kinds is not None:
+        uns["xmodal"]["kinds"] = list(data.kinds)
     if data.corr_matrix is not None:
         uns["xmodal_corr"] = {
             "values": data.corr_matrix.to_numpy(dtype=np.float64),
@@ -185,4 +193,6 @@ def read_paired(directory_or_file: str | Path) -> PairedData:
         c = mdata.uns["xmodal_corr"]
         corr = pd.DataFrame(np.asarray(c["values"]), index=list(c["rows"]), columns=list(c["columns"]))
     a, b = mdata.mod[names[0]].copy(), mdata.mod[names[1]].copy()
-    return PairedData(a=a, b=b, names=(names[0], names[1]), corr_matrix=corr)
+    kinds = meta.get("kinds")
+    kinds = (str(kinds[0]), str(kinds[1])) if kinds is not None and len(kinds) == 2 else None
+    return PairedData(a=a, b=b, names=(names[0], names[1]), corr_matrix=corr, kinds=kinds)

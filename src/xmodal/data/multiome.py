@@ -76,6 +76,18 @@ class MultiomeData:
         return replace(self, rna=self.rna[mask].copy(), atac=self.atac[mask].copy())
 
 
+def _check_size(cfg: SyntheticMultiomeSource) -> None:
+    """Refuse sizes this machine cannot hold (dense float64 work arrays per domain, then sparse results)."""
+    from xmodal._resources import check_memory
+
+    n_genes = len(S_GENES) + len(G2M_GENES) + cfg.n_background_genes
+    n_features = n_genes * (1 + cfg.peaks_per_gene) + cfg.n_background_peaks
+    per_domain = 4 * 8 * cfg.n_cells * n_features
+    check_memory(per_domain + 12 * 0.3 * cfg.n_cells * len(cfg.domains) * n_features,
+                 what=f"synthetic multiome data of {len(cfg.domains)} × {cfg.n_cells:,} cells × {n_features:,} "
+                 "features", fix="lower source.n_cells, n_background_genes, n_background_peaks or peaks_per_gene")
+
+
 def synthetic_multiome(config: SyntheticMultiomeSource | None = None, **overrides: object) -> MultiomeData:
     """Generate Multiome-like data with planted cell-cycle programs and a planted domain shift.
 
@@ -104,6 +116,7 @@ def synthetic_multiome(config: SyntheticMultiomeSource | None = None, **override
         ``rna.var["program"]`` is ``S``, ``G2M`` or ``""``; ``atac.var["gene"]`` the linked gene.
     """
     cfg = (config or SyntheticMultiomeSource()).model_copy(update=overrides)
+    _check_size(cfg)
     rng = np.random.default_rng(cfg.seed)
     genes = [*S_GENES, *G2M_GENES, *(f"GENE{j:04d}" for j in range(cfg.n_background_genes))]
     program = np.array(["S"] * len(S_GENES) + ["G2M"] * len(G2M_GENES) + [""] * cfg.n_background_genes)

@@ -58,14 +58,23 @@ def read_10x_multiome(path: str | Path, *, domain: str, phases: pd.Series | None
     """
     import scanpy as sc
 
+    from xmodal.data._formats import describe, instead, sniff_hdf5
+
     path = Path(path)
+    kind = sniff_hdf5(path)
+    if kind != "10x_h5":
+        raise XmodalInputError(f"format 10x_h5 expects a Cell Ranger ARC matrix, but the file is {describe(kind)}",
+                               path=path, fix=f"give Cell Ranger ARC's filtered_feature_bc_matrix.h5{instead(kind)}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             both = sc.read_10x_h5(path, gex_only=False)
-    except (OSError, KeyError, ValueError) as exc:
-        raise XmodalInputError(f"not a readable 10x feature-barcode matrix ({exc})", path=path,
-                               fix="give Cell Ranger ARC's filtered_feature_bc_matrix.h5") from None
+    except Exception as exc:  # noqa: BLE001 - h5py/scanpy raise many types for a damaged matrix
+        raise XmodalInputError(f"not a readable 10x feature-barcode matrix ({type(exc).__name__}: {exc})", path=path,
+                               fix="give Cell Ranger ARC's filtered_feature_bc_matrix.h5, complete") from None
+    if "feature_types" not in both.var:
+        raise XmodalInputError("the matrix has no feature types (a Cell Ranger 2 or gene-only matrix)", path=path,
+                               fix="give the joint ARC matrix (Gene Expression + Peaks) of Cell Ranger ARC")
     kinds = both.var["feature_types"].astype(str)
     missing = [k for k in (GEX, PEAKS) if not (kinds == k).any()]
     if missing:
@@ -119,7 +128,7 @@ def read_multiome_csv(rna: str | Path, atac: str | Path, *, domain: str,
         raise XmodalInputError(exc.problem, path=t_atac.path, row=1, column=exc.column, fix=exc.fix) from None
     phases = None
     if labels is not None:
-        phases = _read_labels(Path(labels), t_rna.ids)
+        phases = read_phase_labels(labels, t_rna.ids)
     data = _with_domain(ad.AnnData(X=x_rna, obs=pd.DataFrame(index=t_rna.ids), var=pd.DataFrame(index=t_rna.columns)),
                         ad.AnnData(X=x_atac, obs=pd.DataFrame(index=t_rna.ids),
                                    var=pd.DataFrame(index=t_atac.columns)),
@@ -128,25 +137,44 @@ def read_multiome_csv(rna: str | Path, atac: str | Path, *, domain: str,
     return data
 
 
-def _read_labels(path: Path, ids: Sequence[str]) -> pd.Series:
-    from xmodal.data.readers import _check_file
+def read_phase_labels(path: str | Path, ids: Sequence[str]) -> pd.Series:
+    """Read a labels CSV (cell id column first, a ``phase`` column) for the cells ``ids``.
 
+    Structure is checked as for every xmodal CSV (ragged lines, duplicate or empty ids, text that is not
+    UTF-8), then each phase: it must be one of :data:`~xmodal.data.multiome.PHASES`, and every cell of ``ids``
+    needs one (extra rows for other cells are ignored).
+
+    Returns
+    -------
+    pandas.Series
+        The phase of every cell of ``ids``, indexed by them.
+
+    Raises
+    ------
+    XmodalInputError
+        Naming the labels file, the line and the column, the bad value and the fix.
+    """
+    from xmodal.data.readers import _check_file, _read_table
+
+    path = Path(path)
     _check_file(path, "labels", path.parent)
-    frame = pd.read_csv(path, index_col=0, dtype=str, keep_default_na=False)
-    if PHASE not in frame.columns:
-        raise XmodalInputError(f"labels: no `{PHASE}` column (columns: {list(frame.columns)})", path=path,
+    table = _read_table(path, "labels", header="required")
+    if PHASE not in table.columns:
+        raise XmodalInputError(f"labels: no `{PHASE}` column (columns: {table.columns})", path=path, row=1,
                                fix="name the column holding G1/S/G2M `phase`")
-    frame.index = frame.index.astype(str)
-    missing = [c for c in ids if c not in frame.index]
+    j = table.columns.index(PHASE)
+    phases = pd.Series([str(v).strip() for v in table.cells[:, j]], index=pd.Index(table.ids, dtype=object))
+    for i, value in enumerate(phases):
+        if value not in PHASES:
+            what = "empty phase" if value == "" else f"unknown phase {value!r}"
+            raise XmodalInputError(f"labels: {what} for cell {table.ids[i]!r}", path=path, row=int(table.lines[i]),
+                                   column=PHASE, fix=f"use one of {list(PHASES)}")
+    missing = [c for c in ids if c not in phases.index]
     if missing:
-        raise XmodalInputError(f"labels: {len(missing)} cells have no label (first: {missing[0]!r})", path=path,
+        raise XmodalInputError(f"labels: {len(missing)} of the {len(ids)} cells have no label (first: "
+                               f"{missing[0]!r})", path=path,
                                fix="give every cell a phase, or leave labels out to score phases from genes")
-    bad = frame.index[~frame[PHASE].isin(PHASES)]
-    if len(bad):
-        row = int(np.flatnonzero(frame.index == bad[0])[0]) + 2
-        raise XmodalInputError(f"labels: unknown phase {frame.loc[bad[0], PHASE]!r}", path=path, row=row,
-                               column=PHASE, fix=f"use one of {list(PHASES)}")
-    return frame[PHASE]
+    return phases.loc[list(ids)]
 
 
 def validate_multiome(data: MultiomeData, *, source: str | None = None) -> None:
@@ -172,12 +200,30 @@ def validate_multiome(data: MultiomeData, *, source: str | None = None) -> None:
                 f"{name}: value {x.data[k]} of cell {adata.obs_names[row]!r} is not a non-negative count",
                 path=source, row=row + 1, column=str(adata.var_names[x.indices[k]]),
                 fix="give raw or normalised non-negative values without NaN/inf")
-    parse_peaks(list(data.atac.var_names))
+    try:
+        parse_peaks(list(data.atac.var_names))
+    except XmodalInputError as exc:
+        raise XmodalInputError(f"atac: {exc.problem} (peak {exc.column} of {data.atac.n_vars})", path=source,
+                               fix=exc.fix) from None
     if PHASE in data.rna.obs:
-        unknown = sorted(set(data.rna.obs[PHASE].astype(str)) - set(PHASES) - {"nan"})
-        if unknown or data.rna.obs[PHASE].isna().any():
-            raise XmodalInputError(f"phases must be {list(PHASES)}; found {unknown or ['missing']}", path=source,
-                                   column=PHASE, fix="correct the labels, or leave them out to score them")
+        check_phases(data.rna.obs[PHASE], source=source)
+
+
+def check_phases(phases: pd.Series, *, source: str | Path | None) -> None:
+    """Every value of ``phases`` (indexed by cell) must be one of :data:`~xmodal.data.multiome.PHASES`.
+
+    Raises
+    ------
+    XmodalInputError
+        Naming ``source``, the first bad cell (its 1-based row) and its value.
+    """
+    values = phases.astype(object).to_numpy()
+    for i, value in enumerate(values):
+        if pd.isna(value) or str(value) not in PHASES:
+            what = "no phase" if pd.isna(value) or str(value).strip() == "" else f"unknown phase {str(value)!r}"
+            raise XmodalInputError(f"obs[{PHASE!r}]: {what} for cell {str(phases.index[i])!r}", path=source,
+                                   row=i + 1, column=PHASE,
+                                   fix=f"use one of {list(PHASES)}, or leave the phases out to score them from genes")
 
 
 def concat_domains(datasets: Sequence[MultiomeData]) -> MultiomeData:
@@ -254,16 +300,23 @@ def read_multiome(directory_or_file: str | Path) -> MultiomeData:
     return MultiomeData(rna=mdata.mod["rna"].copy(), atac=mdata.mod["atac"].copy())
 
 
-def _read_h5mu_domain(path: Path, *, domain: str, phases: pd.Series | None) -> MultiomeData:
+def _read_h5mu_domain(path: Path, *, domain: str, phases: pd.Series | None,
+                      with_phases: bool = True) -> MultiomeData:
     import mudata as md
 
+    from xmodal.data._formats import describe, instead, sniff_hdf5
+
+    kind = sniff_hdf5(path)
+    if kind != "h5mu":
+        raise XmodalInputError(f"format h5mu expects an .h5mu with modalities rna and atac, but the file is "
+                               f"{describe(kind)}", path=path, fix=f"give an .h5mu with rna and atac{instead(kind)}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         try:
             mdata = md.read_h5mu(path)
-        except (OSError, KeyError, ValueError) as exc:
-            raise XmodalInputError(f"not a readable .h5mu file ({exc})", path=path,
-                                   fix="give an .h5mu with modalities `rna` and `atac`") from None
+        except Exception as exc:  # noqa: BLE001 - h5py/mudata raise many types for a damaged file
+            raise XmodalInputError(f"not a readable .h5mu file ({type(exc).__name__}: {exc})", path=path,
+                                   fix="give an .h5mu with modalities `rna` and `atac`, complete") from None
     if not {"rna", "atac"} <= set(mdata.mod):
         raise XmodalInputError(f"the .h5mu has modalities {sorted(mdata.mod)}, not `rna` and `atac`", path=path,
                                fix="name the expression modality `rna` and the peaks `atac`")
@@ -271,7 +324,8 @@ def _read_h5mu_domain(path: Path, *, domain: str, phases: pd.Series | None) -> M
     if not rna.obs_names.equals(atac.obs_names):
         raise XmodalInputError("modalities rna and atac hold different cells (or another order)", path=path,
                                fix="keep the cells measured in both, in the same order")
-    if phases is None and PHASE in rna.obs:
+    if phases is None and with_phases and PHASE in rna.obs:
+        check_phases(rna.obs[PHASE], source=path)
         phases = rna.obs[PHASE].astype(str)
     data = _with_domain(rna, atac, domain, phases)
     validate_multiome(data, source=str(path))
@@ -317,29 +371,70 @@ def load_multiome(source: Any, *, root: str | Path = ".", seed: int = 0) -> Mult
             domains = [d.model_copy(update={f: local[f"{i}.{f}"] for f in ("path", "rna", "atac", "labels")
                                             if f"{i}.{f}" in local}) for i, d in enumerate(source.domains)]
             return load_multiome(source.model_copy(update={"domains": domains}), root=root, seed=seed)
+    from xmodal.data.readers import _resolve
+    from xmodal.errors import reading
+
     read = [_read_domain(d, root=Path(root), seed=seed) for d in source.domains]
+    files = [_resolve(Path(str(d.path if d.path is not None else d.atac)), Path(root)) for d in source.domains]
     reference = list(read[0].atac.var_names)
     aligned = [read[0]]
     measured = {read[0].domains[0]: np.ones(len(reference), dtype=bool)}
-    for d in read[1:]:
+    for d, file in zip(read[1:], files[1:], strict=True):
         measured[d.domains[0]] = np.ones(len(reference), dtype=bool)
-        if list(d.atac.var_names) != reference:
-            from xmodal.data.multiome_prep import map_peaks
+        with reading(file):
+            if list(d.atac.var_names) != reference:
+                from xmodal.data.multiome_prep import map_peaks
 
-            x, matched = map_peaks(reference, d.atac, min_overlap=source.peak_min_overlap)
-            if not matched.any():
-                raise XmodalInputError(f"domain {d.domains[0]!r}: none of its peaks overlaps a peak of "
-                                       f"{read[0].domains[0]!r}", fix="check that both use the same genome build")
-            measured[d.domains[0]] = matched
-            d = MultiomeData(rna=d.rna, atac=ad.AnnData(X=x, obs=d.atac.obs.copy(), var=read[0].atac.var.copy()))
-        aligned.append(_common_genes(d, read[0]))
-    data = concat_domains(aligned)
+                x, matched = map_peaks(reference, d.atac, min_overlap=source.peak_min_overlap)
+                if not matched.any():
+                    raise XmodalInputError(f"domain {d.domains[0]!r}: none of its peaks overlaps a peak of "
+                                           f"{read[0].domains[0]!r} ({files[0]})",
+                                           fix="check that both use the same genome build")
+                measured[d.domains[0]] = matched
+                d = MultiomeData(rna=d.rna, atac=ad.AnnData(X=x, obs=d.atac.obs.copy(),
+                                                            var=read[0].atac.var.copy()))
+            aligned.append(_common_genes(d, read[0]))
+    data = concat_domains(_unique_ids(aligned, files=files, mode=source.cell_ids))
     if not all(m.all() for m in measured.values()):  # record what coordinate mapping left at zero
         from xmodal.data.multiome_prep import MEASURED
 
         for name, mask in measured.items():
             data.atac.var[MEASURED.format(name)] = mask
     return data
+
+
+def _unique_ids(domains: list[MultiomeData], *, files: Sequence[Path], mode: str) -> list[MultiomeData]:
+    """The domains with cell ids unique across them (10x barcodes repeat between runs).
+
+    ``mode``: ``as_is`` refuses a repeated id; ``prefix`` writes every id as ``<domain>:<id>``; ``auto`` does so
+    only when some id repeats (logged), and keeps the ids otherwise.
+    """
+    seen: dict[str, int] = {}
+    clash = None
+    for k, d in enumerate(domains):
+        for cid in map(str, d.rna.obs_names):
+            if cid in seen and clash is None:
+                clash = (cid, seen[cid], k)
+            seen.setdefault(cid, k)
+    if mode == "as_is" and clash is not None:
+        cid, first, second = clash
+        raise XmodalInputError(f"cell id {cid!r} is in domain {domains[first].domains[0]!r} ({files[first]}) and in "
+                               f"domain {domains[second].domains[0]!r}", path=files[second],
+                               fix="give every cell an id unique across domains, or set source.cell_ids: prefix "
+                               "(ids become <domain>:<id>) or auto")
+    if mode == "prefix" or (mode == "auto" and clash is not None):
+        if clash is not None:
+            log.info("cell id %r appears in two domains: every id is written as <domain>:<id> (source.cell_ids: %s)",
+                     clash[0], mode)
+        out = []
+        for d in domains:
+            name = d.domains[0]
+            ids = [f"{name}:{cid}" for cid in map(str, d.rna.obs_names)]
+            rna, atac = d.rna.copy(), d.atac.copy()
+            rna.obs_names = atac.obs_names = pd.Index(ids, dtype=object)
+            out.append(MultiomeData(rna=rna, atac=atac))
+        return out
+    return domains
 
 
 def _common_genes(data: MultiomeData, reference: MultiomeData) -> MultiomeData:
@@ -368,15 +463,13 @@ def _read_domain(files: Any, *, root: Path, seed: int) -> MultiomeData:
     if files.format == "csv":
         data = read_multiome_csv(paths["rna"], paths["atac"], domain=files.name, labels=paths.get("labels"))
     else:
-        phases = None
-        if "labels" in paths:
-            frame = pd.read_csv(paths["labels"], index_col=0, dtype=str, keep_default_na=False)
-            phases = frame[PHASE] if PHASE in frame.columns else None
-            if phases is None:
-                raise XmodalInputError(f"labels: no `{PHASE}` column (columns: {list(frame.columns)})",
-                                       path=paths["labels"], fix="name the column holding G1/S/G2M `phase`")
-        reader = read_10x_multiome if files.format == "10x_h5" else _read_h5mu_domain
-        data = reader(paths["path"], domain=files.name, phases=phases)
+        if files.format == "10x_h5":
+            data = read_10x_multiome(paths["path"], domain=files.name)
+        else:  # an .h5mu may carry its own phases: a labels file overrides them
+            data = _read_h5mu_domain(paths["path"], domain=files.name, phases=None, with_phases="labels" not in paths)
+        if "labels" in paths:  # the labels file names the cells (barcodes) of the matrix
+            phases = read_phase_labels(paths["labels"], list(map(str, data.rna.obs_names)))
+            data = _with_domain(data.rna, data.atac, files.name, phases)
     if PHASE in data.rna.obs:
         return _mark_scored(data, scored=False)
     from xmodal.data.multiome_prep import score_phases

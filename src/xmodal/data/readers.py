@@ -22,10 +22,11 @@ the file has no header row.
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,13 +40,17 @@ from xmodal.config._models import AnnDataSource, CsvPairedSource
 from xmodal.data._paired import CLUSTER, LABEL, MATCH, PairedData
 from xmodal.errors import XmodalInputError
 
-__all__ = ["CLUSTER_ID", "read_paired_anndata", "read_paired_csv", "validate_paired"]
+__all__ = ["CLUSTER_ID", "assign_kinds", "read_paired_anndata", "read_paired_csv", "validate_paired"]
+
+log = logging.getLogger(__name__)
 
 CLUSTER_ID = "cluster_id"
 """``obs`` column with the integer cluster id extracted from ``obs["cluster"]`` (-1: no digits)."""
 
 _HeaderMode = Literal["yes", "no", "auto", "required"]
 _MISSING_TOKENS = frozenset({"na", "n/a", "nan", "-nan", "+nan", "null", "none", "missing"})
+#: label values that mean "no label" (a blank label must not become a class of its own)
+_BLANK_LABELS = frozenset({"", "na", "n/a", "nan", "-nan", "null"})
 _DIGITS = re.compile(r"\d+")
 _PARSER_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
@@ -413,6 +418,18 @@ def _read_annotation(
     column: int | str = (str(raw[0, 0]).strip() or 1) if has_header else 1
     value_col = 0 if single else 1
     values = np.array([str(v).strip() for v in data[:, value_col]], dtype=object)
+    value_column: int | str = (str(raw[0, value_col]).strip() or value_col + 1) if has_header else value_col + 1
+    for i, value in enumerate(values):
+        if value.lower() in _BLANK_LABELS:
+            raise XmodalInputError(
+                f"{role}: {'empty' if value == '' else repr(value) + ' (missing)'} value"
+                + ("" if single else f" for cell {str(data[i, 0]).strip()!r}"),
+                path=path,
+                row=int(data_lines[i]),
+                column=value_column,
+                fix="give every cell a value (e.g. 'unassigned' for cells without a type), or drop the cell "
+                "from the data",
+            )
     file_ids = [str(v).strip() for v in data[:, 0]]
     if not single:
         first_seen: dict[str, int] = {}
@@ -616,7 +633,8 @@ def read_paired_csv(source: CsvPairedSource, *, root: Path = Path(".")) -> Paire
 
     data = PairedData(a=a, b=b, names=(source.names[0], source.names[1]), corr_matrix=corr)
     validate_paired(data, source_paths=(str(pa), str(pb)))
-    return data
+    return assign_kinds(data, declared=source.kinds, source_paths=(pa, pb), rows=(ta.lines, tb.lines),
+                        columns=(ta.column_label, tb.column_label))
 
 
 def _check_row_pairing(ta: _Table, tb: _Table) -> None:
@@ -734,13 +752,22 @@ def read_paired_anndata(source: AnnDataSource, *, root: Path = Path(".")) -> Pai
         _set_match(a, b, source.match_key, path_a, sources[0])
     if source.label_key is not None:
         _set_labels(a, b, source.label_key, (path_a, path_b), sources, source.match_key)
-    return PairedData(a=a, b=b, names=names)
+    return assign_kinds(PairedData(a=a, b=b, names=names), declared=source.kinds, source_paths=sources)
 
 
 def _load(read: Callable[[], Any], path: Path, role: str, suffix: str) -> Any:
+    from xmodal.data._formats import describe, instead, sniff_hdf5
+
+    kind = sniff_hdf5(path)
+    if kind != suffix.lstrip("."):
+        raise XmodalInputError(
+            f"{role}: expected {describe(suffix.lstrip('.'))}, but the file is {describe(kind)}",
+            path=path,
+            fix=f"give {describe(suffix.lstrip('.'))} here{instead(kind)}",
+        )
     try:
         return read()
-    except Exception as exc:  # the h5py/anndata error types vary by version
+    except Exception as exc:  # noqa: BLE001 - the h5py/anndata error types vary by version
         raise XmodalInputError(
             f"{role}: cannot read the file as {suffix} ({type(exc).__name__}: {exc})",
             path=path,
@@ -819,6 +846,7 @@ def _set_labels(
     present = (key in a.obs, key in b.obs)
     for k, adata in enumerate((a, b)):
         if present[k]:
+            _check_labels(adata, paths[k], labels[k], key)
             adata.obs[LABEL] = _as_str(adata.obs[key])
     if all(present):
         return
@@ -836,6 +864,33 @@ def _set_labels(
     src, dst = (a, b) if missing == 1 else (b, a)
     lookup = dict(zip(src.obs_names, src.obs[LABEL], strict=True))
     dst.obs[LABEL] = np.array([lookup.get(p, "") for p in _as_str(dst.obs[MATCH])], dtype=object)
+    unlabelled = np.flatnonzero(dst.obs[LABEL].to_numpy() == "")
+    if len(unlabelled):
+        i = int(unlabelled[0])
+        raise XmodalInputError(
+            f"{labels[missing]}: {len(unlabelled)} cells have no partner in the labelled modality, so no label "
+            f"(first: {str(dst.obs_names[i])!r}); label_key {key!r} is only in {labels[1 - missing]}",
+            path=paths[missing],
+            row=i + 1,
+            column=key,
+            fix=f"add an obs column {key!r} to this modality too, or remove `label_key`",
+        )
+
+
+def _check_labels(adata: ad.AnnData, path: Path, label: str, key: str) -> None:
+    """A blank or NaN label in ``obs[key]`` is missing data, not a class named ``''``: refuse it with the cell's row."""
+    role = label.removeprefix(str(path)).lstrip(":")  # the modality of an .h5mu; nothing for an .h5ad
+    for i, value in enumerate(adata.obs[key].astype(object).to_numpy()):
+        text = "" if pd.isna(value) else str(value).strip()
+        if text.lower() in _BLANK_LABELS:
+            what = "a missing (NaN)" if pd.isna(value) or text else "an empty"
+            raise XmodalInputError(
+                f"{role + ': ' if role else ''}cell {str(adata.obs_names[i])!r} has {what} label in obs[{key!r}]",
+                path=path,
+                row=i + 1,
+                column=key,
+                fix="give every cell a label (e.g. 'unassigned' for cells without a type), or drop those cells",
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -894,6 +949,83 @@ def validate_paired(data: PairedData, *, source_paths: tuple[str, str] | None = 
                 fix="replace NaN/infinite values by finite numbers (impute) or drop the cell or "
                 "the feature before ingest",
             )
+
+
+def assign_kinds(
+    data: PairedData,
+    *,
+    declared: Sequence[str],
+    source_paths: Sequence[str | Path] | None = None,
+    rows: Sequence[np.ndarray | None] = (None, None),
+    columns: Sequence[Callable[[int], int | str] | None] = (None, None),
+) -> PairedData:
+    """Decide (``auto``) or check (``counts``) what each modality holds; return ``data`` with ``kinds`` set.
+
+    Parameters
+    ----------
+    data
+        Validated paired data.
+    declared
+        Per modality: ``counts`` (every value must be a non-negative integer), ``continuous``, or ``auto``
+        (counts exactly when every value is a non-negative integer; a modality that is almost counts, with a
+        few negative or fractional values, is logged as a warning naming the first such value).
+    source_paths
+        The files of A and B, for messages.
+    rows, columns
+        How to name a cell's row (e.g. the CSV line of each cell) and a feature's column in messages;
+        default: 1-based cell position and the feature name.
+
+    Raises
+    ------
+    XmodalInputError
+        A modality declared ``counts`` holds a negative or non-integer value (naming the file, the cell's row,
+        the feature and the value).
+    """
+    paths = source_paths if source_paths is not None else data.names
+    kinds = []
+    for k, (adata, kind) in enumerate(zip((data.a, data.b), declared, strict=True)):
+        name = data.names[k]
+        bad, share = _not_counts(adata.X)
+        if bad is None:
+            kinds.append("continuous" if kind == "continuous" else "counts")
+            continue
+        i, j, value = bad
+        where = {"path": paths[k], "row": int(rows[k][i]) if rows[k] is not None else i + 1,
+                 "column": columns[k](j) if columns[k] is not None else str(adata.var_names[j])}
+        what = "negative" if value < 0 else "not an integer"
+        if kind == "counts":
+            raise XmodalInputError(
+                f"{name}: value {value:g} of cell {str(adata.obs_names[i])!r} is {what}, but the modality is declared "
+                "as counts", **where,
+                fix="give raw counts (non-negative integers), or declare the modality `continuous` in source.kinds")
+        if kind == "auto" and share >= 0.99:
+            log.warning("%s: %.2f %% of the non-zero values are positive integers, as in counts, but cell %r holds "
+                        "%g in %r (%s); it is read as continuous. Declare source.kinds as counts to refuse such "
+                        "values, or as continuous to silence this", name, 100 * share, str(adata.obs_names[i]), value,
+                        str(adata.var_names[j]), paths[k])
+        kinds.append("continuous")
+    return replace(data, kinds=(kinds[0], kinds[1]))
+
+
+def _not_counts(x: object) -> tuple[tuple[int, int, float] | None, float]:
+    """The first value (row-major) that is negative or not an integer, and the share of non-zero values that
+    are positive integers."""
+    if sp.issparse(x):
+        coo = sp.coo_matrix(x)
+        order = np.lexsort((coo.col, coo.row))
+        rows, cols, vals = coo.row[order], coo.col[order], np.asarray(coo.data[order], dtype=np.float64)
+    else:
+        arr = np.asarray(x, dtype=np.float64)
+        flat = arr.ravel()
+        nz = np.flatnonzero(flat)
+        rows, cols = np.divmod(nz, arr.shape[1]) if arr.ndim == 2 and arr.shape[1] else (nz, nz)
+        vals = flat[nz]
+    good = (vals > 0) & (vals == np.round(vals))
+    share = float(good.mean()) if len(vals) else 1.0
+    if good.all():
+        return None, share
+    k = int(np.argmax(~good))
+    return (int(rows[k]), int(cols[k]), float(vals[k])), share
 
 
 def _first_nonfinite(x: object) -> tuple[int, int, float] | None:

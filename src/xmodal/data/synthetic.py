@@ -40,6 +40,7 @@ def synthetic_paired(config: SyntheticPairedSource | None = None, **overrides: o
         partner; ``corr_matrix`` is the correlation of the planted cluster centres (K × K).
     """
     cfg = (config or SyntheticPairedSource()).model_copy(update=overrides)
+    _check_size(cfg)
     rng = np.random.default_rng(cfg.seed)  # the experiment
     k, latent = cfg.n_clusters, cfg.latent_dim
     weights = rng.permutation(np.arange(1, k + 1, dtype=float))
@@ -84,6 +85,17 @@ def synthetic_paired(config: SyntheticPairedSource | None = None, **overrides: o
     names = [f"type_{i}" for i in range(k)]
     corr = pd.DataFrame(np.corrcoef(centres), index=names, columns=names)
     return PairedData(a=a, b=b, names=tuple(cfg.names), corr_matrix=corr)
+
+
+def _check_size(cfg: SyntheticPairedSource) -> None:
+    """Refuse sizes this machine cannot hold (float64 work arrays, about four live at once)."""
+    from xmodal._resources import check_memory
+
+    n_b = cfg.n_cells_b or cfg.n_cells
+    width = cfg.dim_a + cfg.dim_b + cfg.latent_dim + 32
+    check_memory(4 * 8 * (cfg.n_cells + n_b) * width,
+                 what=f"synthetic paired data of {cfg.n_cells:,} + {n_b:,} cells × {cfg.dim_a:,} + {cfg.dim_b:,} "
+                 "features", fix="lower source.n_cells (n_cells_b), dim_a or dim_b of the dataset")
 
 
 def _batch_effect(cfg: SyntheticPairedSource) -> tuple[np.ndarray, np.ndarray]:

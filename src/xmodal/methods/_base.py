@@ -58,11 +58,44 @@ def write_model_meta(path: Path, *, method: str, config: Any, info: dict[str, An
     (path / "history.json").write_text(json.dumps(history, indent=1) + "\n")
 
 
+def first_nonfinite(folder: str | Path) -> tuple[str, int, int] | None:
+    """The first saved array of a model folder holding NaN or infinite values: ``(file/entry, n_bad, n)``.
+
+    Reads ``.npy``/``.npz`` arrays (no pickles) and ``.pt`` state dicts (``weights_only``); ``None`` when every
+    floating-point value is finite.
+    """
+    import numpy as np
+
+    from xmodal._safe_load import load_torch
+
+    folder = Path(folder)
+    for file in sorted(folder.rglob("*")):
+        arrays: dict[str, Any] = {}
+        if file.suffix == ".npy":
+            arrays = {file.relative_to(folder).as_posix(): np.load(file, allow_pickle=False)}
+        elif file.suffix == ".npz":
+            with np.load(file, allow_pickle=False) as found:
+                arrays = {f"{file.relative_to(folder).as_posix()}:{k}": found[k] for k in found.files}
+        elif file.suffix == ".pt":
+            state = load_torch(file, what="model weights", fix=RETRAIN)
+            arrays = {f"{file.relative_to(folder).as_posix()}:{k}": v.detach().cpu().numpy()
+                      for k, v in (state.items() if isinstance(state, dict) else []) if hasattr(v, "detach")}
+        for name, value in arrays.items():
+            value = np.asarray(value)
+            if np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.complexfloating):
+                bad = int((~np.isfinite(value)).sum())
+                if bad:
+                    return name, bad, int(value.size)
+    return None
+
+
 def read_history(path: str | Path) -> list[dict[str, float]]:
     """The ``history.json`` of a saved model folder (empty when there is none), as :func:`write_model_meta`
     wrote it."""
+    from xmodal._io import read_json
+
     history = Path(path) / "history.json"
-    return json.loads(history.read_text()) if history.is_file() else []
+    return read_json(history, fix=RETRAIN) if history.is_file() else []
 
 
 def load_model(path: str | Path) -> Any:

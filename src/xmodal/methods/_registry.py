@@ -44,6 +44,9 @@ class MethodSpec:
         ``module:function`` drawing config overrides from an ``optuna.Trial`` (``xmodal tune``); the
         model's ``fit`` then takes ``callback(epoch, record)`` with ``val_<selection_metric>`` in the
         validated records, and ``info["best_val_<selection_metric>"]``.
+    divergence_fix
+        What to change when a fit ends with non-finite parameters or embeddings (``train`` refuses to save
+        such a model and says this).
     """
 
     name: str
@@ -57,6 +60,7 @@ class MethodSpec:
     resumable: bool = False
     ablation: dict[str, Any] | None = None
     search_space: str | None = None
+    divergence_fix: str = "lower the learning rate, or check the input for extreme values"
 
     def config_cls(self) -> Any:
         """Import and return the config class."""
@@ -86,6 +90,8 @@ METHODS: dict[str, MethodSpec] = {
         greater_is_better=False,
         summary_metrics=("foscttm", "label_transfer_accuracy", "label_transfer_macro_f1", "matching_top1"),
         description="SCOT-style entropic Gromov–Wasserstein alignment (the alignment baseline)",
+        divergence_fix="raise methods.gwot.epsilon (an entropic regularisation this small underflows the "
+        "Sinkhorn iterations on these costs; 5e-3 to 5e-2 is typical)",
     ),
     "geoadvae": MethodSpec(
         name="geoadvae",
@@ -98,6 +104,8 @@ METHODS: dict[str, MethodSpec] = {
         description="per-modality VAEs + latent adversary + differentiable Gromov–Wasserstein + cluster prior "
         "(seed 000)",
         resumable=True,
+        divergence_fix="lower methods.geoadvae.lr or the loss weights (gw_w, gan_w), or check the input for "
+        "extreme values",
     ),
     "dualdann": MethodSpec(
         name="dualdann",
@@ -112,6 +120,7 @@ METHODS: dict[str, MethodSpec] = {
         "(seed 001)",
         ablation={"adapt": False},
         search_space="xmodal.methods.dualdann._search:search_space",
+        divergence_fix="lower methods.dualdann.lr or the adversary's weight, or check the input for extreme values",
     ),
 }
 

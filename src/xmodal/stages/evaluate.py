@@ -12,6 +12,7 @@ import numpy as np
 from xmodal._io import atomic_dir, prepare_output, write_json
 from xmodal.config import EvaluateConfig, Params
 from xmodal.data import LABEL, PairedData, read_paired
+from xmodal.errors import XmodalInputError, reading
 from xmodal.geometry import pca_2d
 from xmodal.methods import load_model
 from xmodal.metrics import foscttm, knn_label_transfer, matching_accuracy, neighborhood_matching
@@ -51,6 +52,11 @@ def evaluate_alignment(model: Any, data: PairedData, *, cfg: EvaluateConfig) -> 
     """
     z_a = model.transform(np.asarray(data.a.X), modality="a")
     z_b = model.transform(np.asarray(data.b.X), modality="b")
+    for key, z in (("a", z_a), ("b", z_b)):
+        if not np.isfinite(z).all():
+            raise XmodalInputError(f"the model embeds {int((~np.isfinite(z)).any(axis=1).sum())} of {len(z)} cells of "
+                                   f"modality {key} at NaN or infinite coordinates",
+                                   fix="train the model again (`xmodal train`); a fit that diverged is not saved")
     ia, ib = data.true_pairs()
     out: dict[str, float] = {"n_a": data.a.n_obs, "n_b": data.b.n_obs, "n_pairs": len(ia)}
     if len(ia) >= 2:
@@ -77,7 +83,8 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") ->
     out = prepare_output(report_dir(root, dataset, method))
     data = read_paired(processed_dir(root, dataset))
     model = load_model(model_dir(root, dataset, method))
-    metrics = {split: evaluate_alignment(model, data.split(split), cfg=cfg) for split in ("validation", "train")}
+    with reading(model_dir(root, dataset, method)):
+        metrics = {split: evaluate_alignment(model, data.split(split), cfg=cfg) for split in ("validation", "train")}
     with atomic_dir(out) as tmp:
         write_json(tmp / "metrics.json", metrics)
         _plot_embedding(model, data, tmp / "embedding.png", title=f"{method} on {dataset}", cfg=cfg)
@@ -120,7 +127,7 @@ def _plot_embedding(model: Any, data: PairedData, path: Path, *, title: str, cfg
                    model.transform(np.asarray(data.b.X), modality="b")])
     rng = np.random.default_rng(cfg.seed)
     idx = rng.permutation(len(z))[: cfg.max_plot_cells]
-    if cfg.embedding_plot == "umap":
+    if cfg.embedding_plot == "umap" and len(idx) >= 30 and z.shape[1] >= 2:  # UMAP needs neighbours and room
         import umap
 
         xy = umap.UMAP(random_state=cfg.seed, n_jobs=1).fit_transform(z[idx])

@@ -27,6 +27,7 @@ from xmodal._io import atomic_dir, prepare_output, write_json
 from xmodal.config import Params
 from xmodal.data.multiome import DOMAIN, PHASE, PHASES, MultiomeData
 from xmodal.data.multiome_io import read_multiome
+from xmodal.errors import reading
 from xmodal.geometry import pca_2d
 from xmodal.methods import load_model
 from xmodal.metrics import classification_metrics, confusion_matrix
@@ -86,11 +87,12 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") ->
     data = read_multiome(processed_dir(root, dataset))
     mdir = model_dir(root, dataset, method)
     model = load_model(mdir)
-    metrics = {split: evaluate_phases(model, data, split=split) for split in ("test", "validation", "train")}
-    if (mdir / ABLATION).is_dir():
-        ablation = load_model(mdir / ABLATION)
-        metrics["test"] |= ablation_metrics(metrics["test"], evaluate_phases(ablation, data, split="test"))
-    predictions = predict_all(model, data)
+    with reading(mdir):
+        metrics = {split: evaluate_phases(model, data, split=split) for split in ("test", "validation", "train")}
+        if (mdir / ABLATION).is_dir():
+            ablation = load_model(mdir / ABLATION)
+            metrics["test"] |= ablation_metrics(metrics["test"], evaluate_phases(ablation, data, split="test"))
+        predictions = predict_all(model, data)
     with atomic_dir(out) as tmp:
         write_json(tmp / "metrics.json", metrics)
         predictions.to_csv(tmp / "predictions.csv", index_label="cell")

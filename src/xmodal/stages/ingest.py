@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xmodal._io import atomic_dir, prepare_output
+from xmodal._io import atomic_dir, prepare_output, update_json
 from xmodal.config import Params
 from xmodal.data import load_source, write_paired
+from xmodal.data._paired import SCHEMA_FILE
 from xmodal.stages._paths import ingested_dir
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,11 @@ class IngestResult:
 
     output: Path
     schema: dict[str, Any]
+
+
+def _settings(params: Params, dataset: str) -> dict[str, Any]:
+    """What ``schema.json`` records of the settings the data were made with (the registry logs these)."""
+    return {"dataset": params.dataset(dataset).model_dump(mode="json"), "seed": params.seed}
 
 
 def run(params: Params, *, dataset: str, root: str | Path = ".", source_root: str | Path | None = None) -> IngestResult:
@@ -52,12 +58,14 @@ def run(params: Params, *, dataset: str, root: str | Path = ".", source_root: st
 
         multiome = load_multiome(cfg.source, root=source_root, seed=params.seed)
         with atomic_dir(out) as tmp:
-            schema = write_multiome(multiome, tmp)
+            write_multiome(multiome, tmp)
+            schema = update_json(tmp / SCHEMA_FILE, settings=_settings(params, dataset))
         log.info("ingest %s: domains %s, rna %s, atac %s → %s", dataset, multiome.domains, multiome.rna.shape,
                  multiome.atac.shape, out)
         return IngestResult(output=out, schema=schema)
     data = load_source(cfg.source, root=source_root)
     with atomic_dir(out) as tmp:
-        schema = write_paired(data, tmp)
+        write_paired(data, tmp)
+        schema = update_json(tmp / SCHEMA_FILE, settings=_settings(params, dataset))
     log.info("ingest %s: A %s, B %s → %s", dataset, data.a.shape, data.b.shape, out)
     return IngestResult(output=out, schema=schema)

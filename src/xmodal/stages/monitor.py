@@ -36,7 +36,7 @@ from xmodal._io import atomic_dir, prepare_output, read_json, write_json
 from xmodal.config import MonitorConfig, Params, PreprocessConfig
 from xmodal.data import SPLIT, PairedData, read_paired
 from xmodal.data._paired import DATA_FILE, SCHEMA_FILE
-from xmodal.errors import XmodalInputError
+from xmodal.errors import XmodalInputError, reading
 from xmodal.stages._paths import ingested_dir, monitor_dir, processed_dir
 from xmodal.stages.preprocess import ModalityPreprocessor, fit_preprocessor
 
@@ -352,9 +352,10 @@ def run(params: Params, *, dataset: str, new: str | Path, root: str | Path = "."
             raise XmodalInputError(f"modality {name!r} of the new data lacks {len(absent)} feature(s) the reference "
                                    f"projection needs: {shown}", path=new_path,
                                    fix="provide new data measured on the reference's features")
-        new_cells = new_cells[subsample(new_cells.n_obs, max_cells=cfg.max_cells, rng=rng)]
+        keep = subsample(new_cells.n_obs, max_cells=cfg.max_cells, rng=rng)
         ref_frames[name] = project(prep, ref_cells[np.sort(order[n_fit:])])
-        new_frames[name] = project(prep, new_cells)
+        with reading(new_path):  # every new cell is checked (a negative count is refused, with its row)
+            new_frames[name] = project(prep, new_cells).iloc[keep].reset_index(drop=True)
         if not np.isfinite(new_frames[name].to_numpy()).all():
             raise XmodalInputError(f"modality {name!r} of the new data has NaN or infinite values", path=new_path,
                                    fix="remove or impute them (run the new data through `xmodal ingest`)")

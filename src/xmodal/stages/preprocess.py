@@ -12,9 +12,11 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from xmodal._io import atomic_dir, prepare_output
+from xmodal._io import atomic_dir, prepare_output, read_json, update_json
 from xmodal.config import Params, PreprocessConfig
 from xmodal.data import LABEL, MATCH, SPLIT, PairedData, read_paired, write_paired
+from xmodal.data._paired import DATA_FILE, SCHEMA_FILE
+from xmodal.errors import XmodalInputError, reading
 from xmodal.stages._paths import ingested_dir, processed_dir
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,9 @@ class ModalityPreprocessor:
     ----------
     log1p
         Whether counts were log1p-transformed.
+    counts
+        Whether the modality holds counts: new cells must then hold non-negative integers (a negative or
+        fractional value is refused rather than clipped).
     features
         Names of the kept input features, shape ``(d_kept,)``.
     mean, scale
@@ -43,20 +48,39 @@ class ModalityPreprocessor:
     components: np.ndarray | None = None
     pca_mean: np.ndarray | None = None
     explained_variance_ratio: list[float] = field(default_factory=list)
+    counts: bool = False
 
     def transform(self, adata: ad.AnnData) -> np.ndarray:
-        """Apply to cells with (at least) the kept features; returns ``(n, n_pcs or d_kept)`` float32."""
+        """Apply to cells with (at least) the kept features; returns ``(n, n_pcs or d_kept)`` float32.
+
+        Raises
+        ------
+        XmodalInputError
+            A kept feature is missing, a value is NaN/infinite, negative where log1p applies, or not an integer
+            in a counts modality (naming the cell's row, the feature and the value).
+        """
         missing = pd.Index(self.features).difference(adata.var_names)
         if len(missing):
-            from xmodal.errors import XmodalInputError
-
             raise XmodalInputError(
-                f"{len(missing)} features the preprocessor needs are missing (first: {missing[0]!r})",
-                fix="provide data with the same features as the training data",
+                f"{len(missing)} of the {len(self.features)} features the preprocessor needs are missing (first: "
+                f"{missing[0]!r})", fix="provide data with the same features as the training data",
             )
         x = _dense(adata[:, list(self.features)].X)
+        bad = ~np.isfinite(x)
         if self.log1p:
-            x = np.log1p(np.clip(x, 0, None))
+            bad |= x < 0
+        if self.counts:
+            bad |= x != np.round(x)
+        if bad.any():
+            i, j = divmod(int(np.argmax(bad.ravel())), x.shape[1])
+            what = ("NaN or infinite" if not np.isfinite(x[i, j]) else "negative" if x[i, j] < 0
+                    else "not an integer, in a counts modality")
+            raise XmodalInputError(f"value {x[i, j]:g} of cell {str(adata.obs_names[i])!r} is {what}", row=i + 1,
+                                   column=str(self.features[j]),
+                                   fix="give the same kind of values as the training data (raw counts for a counts "
+                                   "modality)")
+        if self.log1p:
+            x = np.log1p(x)
         x = (x - self.mean) / self.scale
         if self.components is not None:
             x = (x - self.pca_mean) @ self.components.T
@@ -97,10 +121,14 @@ def run(params: Params, *, dataset: str, root: str | Path = ".") -> PreprocessRe
     cfg = params.preprocess
     out = prepare_output(processed_dir(root, dataset))
     data = read_paired(ingested_dir(root, dataset))
-    data = assign_split(data, cfg=cfg)
-    processed, fitted = preprocess_paired(data, cfg=cfg)
+    with reading(ingested_dir(root, dataset) / DATA_FILE):
+        check_classes(data, min_cells=cfg.min_cells_per_class)
+        data = assign_split(data, cfg=cfg)
+        check_splits(data, min_cells=cfg.min_cells_per_split)
+        processed, fitted = preprocess_paired(data, cfg=cfg)
     with atomic_dir(out) as tmp:
         write_paired(processed, tmp)
+        update_json(tmp / SCHEMA_FILE, settings={"preprocess": params.preprocess.model_dump(mode="json")})
         for key, prep in fitted.items():
             save_preprocessor(prep, tmp / f"preprocessor_{key}")
     counts = {k: processed.modality(k).obs[SPLIT].value_counts() for k in ("a", "b")}
@@ -139,6 +167,49 @@ def assign_split(data: PairedData, *, cfg: PreprocessConfig) -> PairedData:
     return replace(data, a=a, b=b)
 
 
+def check_classes(data: PairedData, *, min_cells: int) -> None:
+    """Every label must have at least ``min_cells`` cells in each modality.
+
+    Raises
+    ------
+    XmodalInputError
+        Naming the rarest too-small label, its modality and its count.
+    """
+    if not data.has_labels:
+        return
+    for k, key in enumerate(("a", "b")):
+        counts = data.modality(key).obs[LABEL].astype(str).value_counts()
+        small = counts[counts < min_cells].sort_values()
+        if len(small):
+            others = f" (and {len(small) - 1} other labels)" if len(small) > 1 else ""
+            raise XmodalInputError(
+                f"modality {key} ({data.names[k]}): label {small.index[0]!r} has {int(small.iloc[0])} cell"
+                f"{'s' if small.iloc[0] != 1 else ''}{others}; every label needs at least {min_cells}",
+                column=LABEL, fix="merge the rare label into a broader one or drop its cells, or lower "
+                "preprocess.min_cells_per_class")
+
+
+def check_splits(data: PairedData, *, min_cells: int) -> None:
+    """Each split of each modality must hold at least ``min_cells`` cells.
+
+    Raises
+    ------
+    XmodalInputError
+        Naming the modality, the split and how many cells it got.
+    """
+    for k, key in enumerate(("a", "b")):
+        adata = data.modality(key)
+        sizes = adata.obs[SPLIT].astype(str).value_counts()
+        for split in ("train", "validation"):
+            n = int(sizes.get(split, 0))
+            if n < min_cells:
+                raise XmodalInputError(
+                    f"modality {key} ({data.names[k]}) has {adata.n_obs} cell{'s' if adata.n_obs != 1 else ''}: its "
+                    f"{split} split gets {n}, at least {min_cells} are needed",
+                    fix="give more cells, or change preprocess.validation_fraction or lower "
+                    "preprocess.min_cells_per_split")
+
+
 def _validation_mask(n: int, labels: np.ndarray | None, fraction: float, rng: np.random.Generator) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == g) for g in np.unique(labels)]
@@ -160,10 +231,11 @@ def preprocess_paired(
         The transformed data (``X``: ``(n, n_pcs)``, obs kept) and the fitted preprocessors ``{"a", "b"}``.
     """
     out, fitted = {}, {}
-    for key in ("a", "b"):
+    for k, key in enumerate(("a", "b")):
         adata = data.modality(key)
         train = adata[adata.obs[SPLIT] == "train"]
-        prep = fit_preprocessor(train, cfg=cfg)
+        prep = fit_preprocessor(train, cfg=cfg, kind=None if data.kinds is None else data.kinds[k],
+                                name=f"modality {key} ({data.names[k]})")
         x = prep.transform(adata)
         names = [f"pc_{i + 1}" for i in range(x.shape[1])] if prep.components is not None else list(prep.features)
         out[key] = ad.AnnData(X=x, obs=adata.obs.copy(), var=pd.DataFrame(index=names))
@@ -171,21 +243,53 @@ def preprocess_paired(
     return replace(data, a=out["a"], b=out["b"]), fitted
 
 
-def fit_preprocessor(train: ad.AnnData, *, cfg: PreprocessConfig) -> ModalityPreprocessor:
-    """Fit log1p (auto: when the values are non-negative integers), top-variance selection, scaling and PCA."""
+def fit_preprocessor(train: ad.AnnData, *, cfg: PreprocessConfig, kind: str | None = None,
+                     name: str = "the modality") -> ModalityPreprocessor:
+    """Fit log1p, top-variance selection, scaling and PCA on the training cells ``train``.
+
+    Parameters
+    ----------
+    train
+        Training cells ``(n, d)``.
+    cfg
+        ``log1p`` (``auto``: for counts with values above 1), ``n_top_features``, ``scale``, ``n_pcs``,
+        ``min_features``.
+    kind
+        ``counts`` or ``continuous`` as ingest recorded it (``None``: inferred from ``train``).
+    name
+        The modality, for messages.
+
+    Raises
+    ------
+    XmodalInputError
+        Fewer than ``cfg.min_features`` features vary on the training cells, or ``log1p: yes`` meets a negative
+        value.
+    """
     x = _dense(train.X)
-    use_log = cfg.log1p == "yes" or (cfg.log1p == "auto" and _looks_like_counts(x))
+    counts = _looks_like_counts(x, strict=False) if kind is None else kind == "counts"
+    use_log = cfg.log1p == "yes" or (cfg.log1p == "auto" and counts and bool(x.size) and float(x.max()) > 1)
+    if use_log and x.size and float(x.min()) < 0:
+        i, j = divmod(int(np.argmin(x.ravel())), x.shape[1])
+        raise XmodalInputError(f"{name}: log1p needs non-negative values, but cell {str(train.obs_names[i])!r} holds "
+                               f"{x[i, j]:g}", row=i + 1, column=str(train.var_names[j]),
+                               fix="set preprocess.log1p to auto or no for data that are not counts")
     if use_log:
         x = np.log1p(x)
     var = x.var(axis=0)
     keep = np.flatnonzero(var > 0)
+    if len(keep) < cfg.min_features:
+        raise XmodalInputError(
+            f"{name}: {len(keep)} of its {x.shape[1]} features vary over the {x.shape[0]} training cells "
+            f"(the other {x.shape[1] - len(keep)} are constant); at least {cfg.min_features} are needed",
+            fix="give features that differ between cells (or more cells), or lower preprocess.min_features")
     if cfg.n_top_features is not None and len(keep) > cfg.n_top_features:
         keep = np.sort(keep[np.argsort(var[keep])[::-1][: cfg.n_top_features]])
     x = x[:, keep]
     mean = x.mean(axis=0) if cfg.scale else np.zeros(x.shape[1])
     scale = x.std(axis=0) if cfg.scale else np.ones(x.shape[1])
     scale[scale == 0] = 1.0
-    prep = ModalityPreprocessor(log1p=use_log, features=np.asarray(train.var_names[keep], dtype=str), mean=mean, scale=scale)
+    prep = ModalityPreprocessor(log1p=use_log, features=np.asarray(train.var_names[keep], dtype=str), mean=mean,
+                                scale=scale, counts=counts)
     n_pcs = cfg.n_pcs
     if n_pcs is not None and n_pcs < min(x.shape):
         from sklearn.decomposition import PCA
@@ -201,6 +305,8 @@ def save_preprocessor(prep: ModalityPreprocessor, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {"log1p": prep.log1p, "explained_variance_ratio": prep.explained_variance_ratio,
                             "features": prep.features.tolist(), "pca": prep.components is not None}
+    if prep.counts:
+        meta["counts"] = True
     (directory / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     for name in ("mean", "scale", "components", "pca_mean"):
         value = getattr(prep, name)
@@ -211,17 +317,18 @@ def save_preprocessor(prep: ModalityPreprocessor, directory: Path) -> None:
 def load_preprocessor(directory: str | Path) -> ModalityPreprocessor:
     """Read a preprocessor written by :func:`save_preprocessor`."""
     directory = Path(directory)
-    meta = json.loads((directory / "meta.json").read_text())
+    meta = read_json(directory / "meta.json")
     arrays = {n: np.load(directory / f"{n}.npy") for n in ("mean", "scale", "components", "pca_mean")
               if (directory / f"{n}.npy").is_file()}
     return ModalityPreprocessor(log1p=meta["log1p"], features=np.asarray(meta["features"], dtype=str),
-                                explained_variance_ratio=meta["explained_variance_ratio"], **arrays)
+                                explained_variance_ratio=meta["explained_variance_ratio"],
+                                counts=bool(meta.get("counts", False)), **arrays)
 
 
 def load_any_preprocessor(directory: str | Path) -> Any:
     """Read a saved preprocessor of either family (``paired``: :class:`ModalityPreprocessor`; ``multiome``:
     :class:`~xmodal.stages.preprocess_multiome.MultiomePreprocessor`)."""
-    meta = json.loads((Path(directory) / "meta.json").read_text())
+    meta = read_json(Path(directory) / "meta.json")
     if meta.get("kind") == "multiome":
         from xmodal.stages.preprocess_multiome import MultiomePreprocessor
 
@@ -229,8 +336,10 @@ def load_any_preprocessor(directory: str | Path) -> Any:
     return load_preprocessor(directory)
 
 
-def _looks_like_counts(x: np.ndarray) -> bool:
-    return bool(x.size) and bool((x >= 0).all()) and bool(np.allclose(x, np.round(x))) and float(x.max()) > 1
+def _looks_like_counts(x: np.ndarray, *, strict: bool = True) -> bool:
+    """Non-negative integers (``strict``: with some value above 1, i.e. not a binary matrix)."""
+    ok = bool(x.size) and bool((x >= 0).all()) and bool(np.allclose(x, np.round(x)))
+    return ok and (not strict or float(x.max()) > 1)
 
 
 def _dense(x: Any) -> np.ndarray:

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from xmodal._io import atomic_dir, prepare_output
+from xmodal._io import atomic_dir, prepare_output, read_json, update_json
 from xmodal.config import MultiomePreprocessConfig, Params
+from xmodal.data._paired import DATA_FILE, SCHEMA_FILE
 from xmodal.data.multiome import DOMAIN, PHASE, MultiomeData
 from xmodal.data.multiome_io import read_multiome, write_multiome
 from xmodal.data.multiome_prep import (
@@ -34,7 +35,7 @@ from xmodal.data.multiome_prep import (
     normalize_cpm_log1p_l2,
     split_per_domain,
 )
-from xmodal.errors import XmodalInputError
+from xmodal.errors import XmodalInputError, reading
 from xmodal.stages._paths import ingested_dir, processed_dir
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class MultiomePreprocessor:
     @classmethod
     def load(cls, directory: str | Path) -> MultiomePreprocessor:
         """Read what :meth:`save` wrote."""
-        meta = json.loads((Path(directory) / "meta.json").read_text())
+        meta = read_json(Path(directory) / "meta.json")
         mappers = {}
         for entry in meta.get("peak_mappers", []):
             with np.load(Path(directory) / entry["file"]) as arrays:
@@ -216,9 +217,49 @@ def fit_peak_mappers(data: MultiomeData, train: np.ndarray, keep_peaks: np.ndarr
     return mappers
 
 
-def preprocess_multiome(data: MultiomeData, *, cfg: MultiomePreprocessConfig
+def check_domains(obs: pd.DataFrame, split: pd.Series, *, min_cells_per_split: int, min_cells_per_class: int) -> None:
+    """Every phase present in a domain has at least ``min_cells_per_class`` cells there, and every split of every
+    domain at least ``min_cells_per_split``.
+
+    Raises
+    ------
+    XmodalInputError
+        Naming the domain, the phase or split, and its count.
+    """
+    domains = obs[DOMAIN].astype(str)
+    for domain in domains.unique():
+        here = (domains == domain).to_numpy()
+        counts = obs.loc[here, PHASE].astype(str).value_counts()
+        small = counts[(counts > 0) & (counts < min_cells_per_class)].sort_values()
+        if len(small):
+            raise XmodalInputError(
+                f"domain {domain!r}: phase {small.index[0]!r} has {int(small.iloc[0])} of its {int(here.sum())} cells; "
+                f"every phase present needs at least {min_cells_per_class}", column=PHASE,
+                fix="give more cells of that phase (or relabel them), or lower preprocess.min_cells_per_class")
+        sizes = split[here].astype(str).value_counts()
+        for name in ("train", "validation", "test"):
+            if int(sizes.get(name, 0)) < min_cells_per_split:
+                raise XmodalInputError(
+                    f"domain {domain!r} has {int(here.sum())} cells: its {name} split gets {int(sizes.get(name, 0))}, "
+                    f"at least {min_cells_per_split} are needed",
+                    fix="give more cells, change preprocess.multiome.validation_fraction / test_fraction, or lower "
+                    "preprocess.min_cells_per_split")
+
+
+def preprocess_multiome(data: MultiomeData, *, cfg: MultiomePreprocessConfig, min_cells_per_split: int = 1,
+                        min_cells_per_class: int = 1, min_features: int = 1
                         ) -> tuple[MultiomeData, dict[str, MultiomePreprocessor]]:
     """Split, then fit and apply the per-modality preprocessors.
+
+    Parameters
+    ----------
+    data
+        Ingested cells of every domain, with ``phase``.
+    cfg
+        Split shares, feature selection and normalisation.
+    min_cells_per_split, min_cells_per_class, min_features
+        The floors of ``preprocess.*`` (see :func:`check_domains`); fewer features of a modality than
+        ``min_features`` varying over the training cells is an error too.
 
     Returns
     -------
@@ -229,8 +270,21 @@ def preprocess_multiome(data: MultiomeData, *, cfg: MultiomePreprocessConfig
     if PHASE not in data.rna.obs:
         raise XmodalInputError("the ingested data carry no `phase`", fix="re-run `xmodal ingest` (it scores phases)")
     split = split_per_domain(data.rna.obs, validation=cfg.validation_fraction, test=cfg.test_fraction, seed=cfg.seed)
+    check_domains(data.rna.obs, split, min_cells_per_split=min_cells_per_split,
+                  min_cells_per_class=min_cells_per_class)
     train = (split == "train").to_numpy()
+    if cfg.normalize == "yes":  # declared raw counts: refuse what is not
+        _check_counts(data)
     fitted = fit_preprocessors(data, train, cfg=cfg)
+    for name in MODALITIES:
+        x = sp.csr_matrix(getattr(data, name)[train][:, list(fitted[name].features)].X, dtype=np.float64)
+        mean = np.asarray(x.mean(axis=0)).ravel()
+        varying = int((np.asarray(x.multiply(x).mean(axis=0)).ravel() - mean**2 > 1e-12).sum())
+        if varying < min_features:
+            raise XmodalInputError(
+                f"{name}: {varying} of the {len(fitted[name].features)} kept features vary over the {int(train.sum())} "
+                f"training cells; at least {min_features} are needed",
+                fix="give features that differ between cells, or lower preprocess.min_features")
     out = {}
     for name in MODALITIES:
         adata = getattr(data, name)
@@ -248,14 +302,36 @@ def preprocess_multiome(data: MultiomeData, *, cfg: MultiomePreprocessConfig
     return MultiomeData(rna=out["rna"], atac=out["atac"]), fitted
 
 
+def _check_counts(data: MultiomeData) -> None:
+    """``normalize: yes`` declares raw counts: a value that is not an integer is an error (with its cell)."""
+    for name in MODALITIES:
+        adata = getattr(data, name)
+        x = sp.csr_matrix(adata.X)
+        bad = x.data != np.round(x.data)
+        if bad.any():
+            k = int(np.argmax(bad))
+            row = int(np.searchsorted(x.indptr, k, side="right") - 1)
+            raise XmodalInputError(
+                f"{name}: value {x.data[k]:g} of cell {str(adata.obs_names[row])!r} is not an integer, but "
+                "preprocess.multiome.normalize: yes treats the data as raw counts", row=row + 1,
+                column=str(adata.var_names[x.indices[k]]),
+                fix="give raw counts, or set preprocess.multiome.normalize to auto (already normalised data are "
+                "then used as they are)")
+
+
 def run(params: Params, *, dataset: str, root: str | Path = ".") -> MultiomePreprocessResult:
     """Preprocess ``data/ingested/<dataset>`` (``multiome``) into ``data/processed/<dataset>``."""
     cfg = params.preprocess.multiome
     out = prepare_output(processed_dir(root, dataset))
     data = read_multiome(ingested_dir(root, dataset))
-    processed, fitted = preprocess_multiome(data, cfg=cfg)
+    floors = params.preprocess
+    with reading(ingested_dir(root, dataset) / DATA_FILE):
+        processed, fitted = preprocess_multiome(data, cfg=cfg, min_cells_per_split=floors.min_cells_per_split,
+                                                min_cells_per_class=floors.min_cells_per_class,
+                                                min_features=floors.min_features)
     with atomic_dir(out) as tmp:
         write_multiome(processed, tmp)
+        update_json(tmp / SCHEMA_FILE, settings={"preprocess": params.preprocess.model_dump(mode="json")})
         for name, prep in fitted.items():
             prep.save(tmp / f"preprocessor_{name}")
     obs = processed.rna.obs

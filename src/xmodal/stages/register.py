@@ -5,13 +5,19 @@ It reads what ``train`` and ``evaluate`` wrote, so the MLflow run records exactl
 
 Promotion rule (all must hold):
 
-1. every gate in ``register.gates.<method>`` passes on the challenger's validation metrics;
+1. every gate in ``register.gates.<method>`` passes on the challenger's metrics on the held-out cells
+   of the registered model's own dataset (``--registered-as`` names it when the challenger was trained on
+   other cells; a challenger that cannot be scored there is rejected);
 2. the challenger beats the current ``champion`` on the method's primary metric by more than
    ``register.min_improvement``, both scored here, by the same code, on the same held-out cells
    (each model through its own logged preprocessor, so a champion fitted on older preprocessing is
-   still compared fairly). With no champion yet, rule 1 alone decides.
+   still compared fairly). With no comparable champion, rule 1 alone decides.
 
 Registering the same model bytes twice logs nothing new: the version carrying that model hash is reused.
+Registry updates of one registered model are serialised by a file lock, so concurrent ``register`` runs
+agree: one version per model hash, one champion, and ``decision.json`` records the aliases it left.
+The MLflow run logs the settings the model was made with, as ``model.json`` and the data's
+``schema.json`` recorded them (not today's ``params.yaml``).
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ from typing import Any
 
 import anndata as ad
 
-from xmodal._io import atomic_file, read_json, write_json
+from xmodal._io import atomic_file, prepare_output, read_json, write_json
 from xmodal._names import MAX_MODEL_NAME, check_name
 from xmodal.config import EvaluateConfig, GateBound, Params
 from xmodal.data import SPLIT, PairedData, read_paired
-from xmodal.errors import ConfigError, XmodalInputError
+from xmodal.data._paired import DATA_FILE
+from xmodal.errors import ConfigError, XmodalInputError, reading
 from xmodal.methods import get_method
 from xmodal.stages._paths import ingested_dir, model_dir, processed_dir, registry_dir, report_dir
 
@@ -71,6 +78,7 @@ def decide(
     greater_is_better: bool,
     gates: dict[str, GateBound],
     min_improvement: float = 0.0,
+    gate_metrics: dict[str, float] | None = None,
 ) -> Decision:
     """Apply the promotion rule to two sets of metrics (pure: no I/O).
 
@@ -86,6 +94,9 @@ def decide(
         Metric → bound; a missing or non-finite metric fails its gate.
     min_improvement
         The challenger must beat the champion by strictly more than this (in the metric's units).
+    gate_metrics
+        The metrics the gates are judged on (default: ``challenger``): the registered model's own dataset's
+        held-out cells, when the challenger was trained on other cells.
 
     Returns
     -------
@@ -100,8 +111,9 @@ def decide(
     """
     reasons: list[str] = []
     results = []
+    judged = challenger if gate_metrics is None else gate_metrics
     for metric, bound in sorted(gates.items()):
-        raw = challenger.get(metric)
+        raw = judged.get(metric)
         value = None if raw is None or not math.isfinite(float(raw)) else float(raw)
         ok = value is not None and (bound.min is None or value >= bound.min) and (bound.max is None or value <= bound.max)
         results.append(GateResult(metric, value, bound.min, bound.max, ok))
@@ -254,117 +266,198 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
         Project root.
     registered_as
         The dataset whose registered model this version joins (default: ``dataset``). A model retrained on
-        new cells (the retraining pipeline) joins the champion's model, so it challenges that champion on the
-        new held-out cells; the MLflow run still records ``dataset`` as its training data.
+        new cells (the retraining pipeline) joins the champion's model: it is compared with that champion on
+        the new held-out cells, and its gates are judged on the registered dataset's own held-out cells
+        (``data/ingested`` and ``data/processed`` of ``registered_as`` must be under ``root``); a model that
+        cannot be scored there is rejected. The MLflow run still records ``dataset`` as its training data.
 
     Returns
     -------
     RegisterResult
         ``reports/registry/<dataset>/<method>/decision.json`` and its content: ``decision``
-        (``promoted`` / ``rejected`` / ``kept``), ``reasons``, gate results, both models' metrics, versions.
+        (``promoted`` / ``rejected`` / ``kept``), ``reasons``, gate results, both models' metrics, versions and
+        the registry's aliases after the decision.
+
+    Notes
+    -----
+    Every registry update of one registered model runs under a lock (:meth:`Tracker.registry_lock`), so two
+    ``register`` processes at once create one version per model hash and agree on the champion; the same
+    model bytes registered again reuse their version.
     """
-    from xmodal.tracking import (
-        Tracker,
-        flatten_params,
-        lineage_tags,
-        model_sha256,
-        resolve_tracking_uri,
-    )
+    from xmodal.tracking import Tracker, model_sha256, resolve_tracking_uri
     from xmodal.tracking._mlflow import resolve_artifact_location
 
     spec = get_method(method)
     cfg = params.registry
     mdir, rdir = model_dir(root, dataset, method), report_dir(root, dataset, method)
+    out = prepare_output(registry_dir(root, dataset, method) / DECISION_FILE)
     metrics_file = rdir / "metrics.json"
     if not (mdir / "model.json").is_file() or not metrics_file.is_file():
         raise XmodalInputError(f"no trained and evaluated {method!r} model for {dataset!r}", path=mdir,
                                fix=f"run `dvc repro` (or `xmodal train` and `xmodal evaluate`) for {dataset}/{method}")
-    multiome = params.dataset(dataset).family == "multiome"
-    cells = holdout_multiome(root, dataset=dataset) if multiome else holdout(root, dataset=dataset)
-    _check_evaluation_is_current(mdir, processed_dir(root, dataset), metrics_file, cells,
-                                 cfg=params.evaluate, metric=spec.primary_metric)
-
-    registry_dataset = registered_as or dataset
+    registry_dataset = check_name(registered_as or dataset, what="dataset", where="--registered-as")
     name = model_name(params, dataset=registry_dataset, method=method)
+    cells = _holdout(params, root, dataset=dataset)
+    with reading(ingested_dir(root, dataset) / DATA_FILE):
+        _check_evaluation_is_current(mdir, processed_dir(root, dataset), metrics_file, cells,
+                                     cfg=params.evaluate, metric=spec.primary_metric)
+    gate_cells: Any = cells
+    gate_problem = None
+    if registry_dataset != dataset:
+        try:
+            gate_cells = _holdout(params, root, dataset=registry_dataset)
+        except (XmodalInputError, ConfigError) as exc:
+            gate_cells, gate_problem = None, f"the held-out cells of {registry_dataset!r} cannot be read ({exc})"
     digest = model_sha256(mdir)
     tracker = Tracker(resolve_tracking_uri(cfg.tracking_uri, root=root), experiment=cfg.experiment,
                       artifact_location=resolve_artifact_location(cfg.artifact_location, root=root))
-
-    ref = tracker.find_version(name, tag=MODEL_HASH_TAG, value=digest)
-    if ref is not None:
-        log.info("register %s/%s: this model is already version %s of %s; nothing new logged",
-                 dataset, method, ref.version, name)
-    else:
-        evaluation = read_json(metrics_file)
-        history_file = mdir / "history.json"
-        run_params = {"seed": params.seed, "dataset": params.dataset(dataset).model_dump(mode="json"),
-                      "preprocess": params.preprocess.model_dump(mode="json"),
-                      "method": params.method(method).model_dump(mode="json"),
-                      "evaluate": params.evaluate.model_dump(mode="json")}
-        ref = tracker.log_model_run(
-            run_name=f"{method}-{dataset}",
-            registered_name=name,
-            # resolved: a pipeline step links its inputs in, and MLflow refuses paths that leave the folder
-            model_dir=mdir.resolve(),
-            preprocessors={p.name.removeprefix("preprocessor_"): p.resolve()
-                           for p in sorted(processed_dir(root, dataset).glob("preprocessor_*")) if p.is_dir()},
-            params=flatten_params(run_params),
-            history=read_json(history_file) if history_file.is_file() else [],
-            metrics={f"{split}/{k}": float(v) for split, values in evaluation.items() for k, v in values.items()
-                     if isinstance(v, int | float) and math.isfinite(float(v))},
-            artifacts_dir=rdir.resolve(),
-            tags={**lineage_tags(root, dataset=dataset), MODEL_HASH_TAG: digest,
-                  "xmodal.method": method, "xmodal.primary_metric": spec.primary_metric},
-        )
-    tracker.set_alias(ref, CHALLENGER)
-    champion = tracker.alias(name, CHAMPION)
-
-    challenger_metrics = score(tracker.load(ref), cells, cfg=params.evaluate)
-    champion_metrics: dict[str, float] | None = None
-    notes: list[str] = []
-    if champion is not None and champion.version != ref.version:
-        try:
-            champion_metrics = score(tracker.load(champion), cells, cfg=params.evaluate)
-        except XmodalInputError as exc:
-            notes.append(f"champion version {champion.version} cannot score these cells ({exc}); "
-                         "it is not comparable")
-    already = champion is not None and champion.version == ref.version
-    verdict = decide(challenger_metrics, None if already else champion_metrics, primary_metric=spec.primary_metric,
-                     greater_is_better=spec.greater_is_better, gates=cfg.gates.get(method, {}),
-                     min_improvement=cfg.min_improvement)
-    if already:
-        verdict = replace(verdict, promote=False,
-                          reasons=["this model is already the champion", *verdict.reasons[:len(verdict.gates)]])
-        outcome = "kept"
-    else:
-        outcome = "promoted" if verdict.promote else "rejected"
-    if outcome == "promoted":
-        tracker.set_alias(ref, CHAMPION)
-    tracker.set_tags(ref, {"xmodal.validation_status": "passed" if outcome != "rejected" else "failed"})
-
-    decision = {
-        "dataset": dataset,
-        "method": method,
-        "registered_as": registry_dataset,
-        "model_name": name,
-        "version": ref.version,
-        "run_id": ref.run_id,
-        "model_sha256": digest,
-        "decision": outcome,
-        "reasons": notes + verdict.reasons,
-        "primary_metric": {"name": spec.primary_metric, "greater_is_better": spec.greater_is_better,
-                           "min_improvement": cfg.min_improvement, "improvement": verdict.improvement},
-        "gates": [vars(g) for g in verdict.gates],
-        "challenger": {"version": ref.version, "metrics": challenger_metrics},
-        "champion_before": None if champion is None else {"version": champion.version, "metrics": champion_metrics},
-        "champion_after": ref.version if outcome == "promoted" else (champion.version if champion else None),
-        "tracking_uri": tracker.tracking_uri,
-        "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    out = registry_dir(root, dataset, method) / DECISION_FILE
-    with atomic_file(out) as tmp:
-        write_json(tmp, decision)
-    if ref.run_id:
-        tracker.log_artifact(ref.run_id, out, artifact_path=f"registry/v{ref.version}")
+    with tracker.registry_lock(name, root=root):
+        ref = _version_of(tracker, params, name=name, digest=digest, dataset=dataset, method=method, root=root)
+        loaded = tracker.load(ref)
+        with reading(ingested_dir(root, dataset) / DATA_FILE):
+            challenger_metrics = score(loaded, cells, cfg=params.evaluate)
+        gate_metrics = challenger_metrics
+        if gate_cells is not None and registry_dataset != dataset:
+            try:
+                with reading(ingested_dir(root, registry_dataset) / DATA_FILE):
+                    gate_metrics = score(loaded, gate_cells, cfg=params.evaluate)
+            except XmodalInputError as exc:
+                gate_problem = f"the challenger cannot score the held-out cells of {registry_dataset!r} ({exc})"
+        champion = tracker.alias(name, CHAMPION)
+        champion_metrics: dict[str, float] | None = None
+        notes: list[str] = []
+        if champion is not None and champion.version != ref.version:
+            try:
+                champion_metrics = score(tracker.load(champion), cells, cfg=params.evaluate)
+            except XmodalInputError as exc:
+                notes.append(f"champion version {champion.version} cannot score these cells ({exc}); "
+                             "it is not comparable")
+        if registry_dataset != dataset and gate_problem is None:
+            notes.append(f"gates judged on the held-out cells of {registry_dataset!r} (the registered model's "
+                         f"dataset); the comparison with the champion on those of {dataset!r}")
+        already = champion is not None and champion.version == ref.version
+        verdict = decide(challenger_metrics, None if already else champion_metrics,
+                         primary_metric=spec.primary_metric, greater_is_better=spec.greater_is_better,
+                         gates=cfg.gates.get(method, {}), min_improvement=cfg.min_improvement,
+                         gate_metrics=gate_metrics)
+        if gate_problem is not None:
+            verdict = replace(verdict, promote=False, reasons=[f"{gate_problem}: the gates cannot be judged, so the "
+                                                               "challenger is rejected", *verdict.reasons])
+        if already:
+            verdict = replace(verdict, promote=False,
+                              reasons=["this model is already the champion", *verdict.reasons[:len(verdict.gates)]])
+            outcome = "kept"
+        else:
+            outcome = "promoted" if verdict.promote else "rejected"
+        tracker.set_alias(ref, CHALLENGER)
+        if outcome == "promoted":
+            tracker.set_alias(ref, CHAMPION)
+        tracker.set_tags(ref, {"xmodal.validation_status": "failed" if outcome == "rejected" else "passed"})
+        aliases = tracker.aliases(name)
+        decision = {
+            "dataset": dataset,
+            "method": method,
+            "registered_as": registry_dataset,
+            "model_name": name,
+            "version": ref.version,
+            "run_id": ref.run_id,
+            "model_sha256": digest,
+            "decision": outcome,
+            "reasons": notes + verdict.reasons,
+            "primary_metric": {"name": spec.primary_metric, "greater_is_better": spec.greater_is_better,
+                               "min_improvement": cfg.min_improvement, "improvement": verdict.improvement},
+            "gates": [vars(g) for g in verdict.gates],
+            "gates_judged_on": registry_dataset,
+            "challenger": {"version": ref.version, "metrics": challenger_metrics,
+                           **({"gate_metrics": gate_metrics} if gate_metrics is not challenger_metrics else {})},
+            "champion_before": None if champion is None else {"version": champion.version,
+                                                              "metrics": champion_metrics},
+            "champion_after": aliases.get(CHAMPION),
+            "aliases": aliases,
+            "tracking_uri": tracker.tracking_uri,
+            "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        with atomic_file(out) as tmp:
+            write_json(tmp, decision)
+        if ref.run_id:
+            tracker.log_artifact(ref.run_id, out, artifact_path=f"registry/v{ref.version}")
     log.info("register %s/%s: version %s %s (%s)", dataset, method, ref.version, outcome, "; ".join(decision["reasons"]))
     return RegisterResult(output=out, decision=decision)
+
+
+def _holdout(params: Params, root: str | Path, *, dataset: str) -> Any:
+    """The held-out cells of ``dataset`` in their raw features (``paired``: validation; ``multiome``: test)."""
+    if params.dataset(dataset).family == "multiome":
+        return holdout_multiome(root, dataset=dataset)
+    return holdout(root, dataset=dataset)
+
+
+def _version_of(tracker: Any, params: Params, *, name: str, digest: str, dataset: str, method: str,
+                root: str | Path) -> Any:
+    """The registered version holding the model with hash ``digest``: the existing one, else a new one.
+
+    Call with the registry lock held. Where another machine registered the same bytes at the same moment (a
+    store the lock cannot cover), the older version is kept and the newer one deleted.
+    """
+    from xmodal.tracking import flatten_params, lineage_tags
+
+    spec = get_method(method)
+    found = tracker.find_version(name, tag=MODEL_HASH_TAG, value=digest)
+    if found is not None:
+        log.info("register %s/%s: this model is already version %s of %s; nothing new logged",
+                 dataset, method, found.version, name)
+        return found
+    mdir, rdir = model_dir(root, dataset, method), report_dir(root, dataset, method)
+    evaluation = read_json(rdir / "metrics.json")
+    history_file = mdir / "history.json"
+    ref = tracker.log_model_run(
+        run_name=f"{method}-{dataset}",
+        registered_name=name,
+        # resolved: a pipeline step links its inputs in, and MLflow refuses paths that leave the folder
+        model_dir=mdir.resolve(),
+        preprocessors={p.name.removeprefix("preprocessor_"): p.resolve()
+                       for p in sorted(processed_dir(root, dataset).glob("preprocessor_*")) if p.is_dir()},
+        params=flatten_params(trained_settings(params, root=root, dataset=dataset, method=method)),
+        history=read_json(history_file) if history_file.is_file() else [],
+        metrics={f"{split}/{k}": float(v) for split, values in evaluation.items() for k, v in values.items()
+                 if isinstance(v, int | float) and math.isfinite(float(v))},
+        artifacts_dir=rdir.resolve(),
+        tags={**lineage_tags(root, dataset=dataset), MODEL_HASH_TAG: digest,
+              "xmodal.method": method, "xmodal.primary_metric": spec.primary_metric},
+    )
+    same = [v for v in tracker.versions(name) if v.tags.get(MODEL_HASH_TAG) == digest]
+    if same and same[0].version != ref.version:
+        log.warning("register %s: version %s holds the same model as version %s (registered at once elsewhere); "
+                    "keeping version %s", name, ref.version, same[0].version, same[0].version)
+        tracker.delete_version(ref)
+        return same[0]
+    return ref
+
+
+def trained_settings(params: Params, *, root: str | Path, dataset: str, method: str) -> dict[str, Any]:
+    """The settings the model in ``models/<dataset>/<method>`` was made with, as the files record them.
+
+    ``method`` and ``seed`` come from its ``model.json``, ``dataset`` from ``data/ingested/<dataset>/schema.json``,
+    ``preprocess`` from ``data/processed/<dataset>/schema.json`` (what each stage wrote when it ran), and
+    ``evaluate`` from ``params`` (the registry scores with those now). Outputs written before the stages
+    recorded their settings fall back to ``params`` for the missing part (logged).
+    """
+    meta = read_json(model_dir(root, dataset, method) / "model.json")
+    recorded = {"ingested": ingested_dir(root, dataset), "processed": processed_dir(root, dataset)}
+    settings = {}
+    for stage, folder in recorded.items():
+        schema = folder / "schema.json"
+        settings[stage] = (read_json(schema).get("settings") or {}) if schema.is_file() else {}
+    trained = meta.get("trained") or {}
+    out = {"method": meta.get("config"), "seed": trained.get("seed"),
+           "dataset": settings["ingested"].get("dataset"), "preprocess": settings["processed"].get("preprocess"),
+           "evaluate": params.evaluate.model_dump(mode="json")}
+    current = {"method": params.method(method).model_dump(mode="json"), "seed": params.seed,
+               "dataset": params.dataset(dataset).model_dump(mode="json"),
+               "preprocess": params.preprocess.model_dump(mode="json")}
+    missing = [key for key in current if out[key] is None]
+    if missing:
+        log.warning("register %s/%s: the outputs do not record %s; logging today's params for them",
+                    dataset, method, ", ".join(missing))
+        out.update({key: current[key] for key in missing})
+    return out

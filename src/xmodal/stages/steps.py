@@ -20,8 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from xmodal.config import Params, params_from_dict
 from xmodal.errors import XmodalInputError
 from xmodal.methods._base import read_model_meta
@@ -48,10 +46,12 @@ class ConfusionLogger(Protocol):
 def parse_params(params_text: str) -> Params:
     """Validate parameters carried as text by a pipeline parameter: JSON (what ``xmodal pipeline`` compiles
     in) or the YAML of a ``params.yaml``."""
+    from xmodal.config._load import parse_yaml
+
     try:
         raw = json.loads(params_text)
     except ValueError:
-        raw = yaml.safe_load(params_text) or {}
+        raw = parse_yaml(params_text, source="params_text") or {}
     if not isinstance(raw, dict):
         raise XmodalInputError("pipeline parameter params_text is not a YAML mapping",
                                fix="pass the text of params.yaml")
@@ -194,13 +194,17 @@ def register_step(
     evaluations: Sequence[str | Path],
     output: str | Path | None = None,
     registered_as: str = "",
+    reference_ingested: str | Path | None = None,
+    reference_processed: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Register every (model, evaluation) pair of one dataset; decisions as JSON/Markdown in ``output``.
 
     The tracking store comes from ``register.tracking_uri`` or ``MLFLOW_TRACKING_URI`` (a cluster sets the
     latter from the ``xmodal-config`` ConfigMap). ``models[i]`` and ``evaluations[i]`` must belong together;
     each model folder names its method. ``registered_as`` names the dataset whose registered models the
-    versions join (empty: ``dataset``), see :func:`xmodal.stages.register.run`.
+    versions join (empty: ``dataset``), see :func:`xmodal.stages.register.run`; its ingested and processed
+    folders (``reference_ingested``, ``reference_processed``) hold the held-out cells its gates are judged on
+    (without them such a version is rejected).
     """
     from xmodal.stages import register
 
@@ -213,8 +217,12 @@ def register_step(
         method = read_model_meta(model)["method"]
         def links(root: Path, method: str = method, model: str | Path = model,
                   evaluation: str | Path = evaluation) -> dict[Path, str | Path]:
-            return {ingested_dir(root, dataset): ingested, processed_dir(root, dataset): processed,
-                    model_dir(root, dataset, method): model, report_dir(root, dataset, method): evaluation}
+            found = {ingested_dir(root, dataset): ingested, processed_dir(root, dataset): processed,
+                     model_dir(root, dataset, method): model, report_dir(root, dataset, method): evaluation}
+            if registered_as and registered_as != dataset and reference_ingested and reference_processed:
+                found |= {ingested_dir(root, registered_as): reference_ingested,
+                          processed_dir(root, registered_as): reference_processed}
+            return found
 
         with _scratch_root(links) as root:
             decisions.append(register.run(params, dataset=dataset, method=method, root=root,

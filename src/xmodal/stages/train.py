@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xmodal._io import atomic_dir, prepare_output, remove_stale_in
+from xmodal._io import atomic_dir, prepare_output, remove_stale_in, update_json
 from xmodal.config import Params
 from xmodal.data import read_paired
-from xmodal.errors import ConfigError
+from xmodal.data._paired import DATA_FILE
+from xmodal.errors import ConfigError, TrainingDivergedError, reading
 from xmodal.methods import get_method
+from xmodal.methods._base import MODEL_JSON
 from xmodal.stages._paths import ABLATION, checkpoint_dir, model_dir, processed_dir
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,35 @@ def training_kwargs(params: Params, *, dataset: str) -> dict[str, Any]:
     return {}
 
 
+def _check_finite(saved: Path, *, spec: Any, model: Any, train: Any) -> None:
+    """Refuse a fitted model whose saved arrays or embeddings of training cells are not finite.
+
+    Raises
+    ------
+    TrainingDivergedError
+        Naming the array (or modality), how many values are NaN/inf, and the parameter to change; the model
+        folder being written is then removed.
+    """
+    import numpy as np
+
+    from xmodal.data import PairedData
+    from xmodal.methods._base import first_nonfinite
+
+    found = first_nonfinite(saved)
+    where = None if found is None else f"{found[1]:,} of the {found[2]:,} values of {found[0]} are NaN or infinite"
+    if where is None and isinstance(train, PairedData) and hasattr(model, "transform"):
+        for key in ("a", "b"):
+            cells = np.asarray(train.modality(key).X)[:2000]
+            z = np.asarray(model.transform(cells, modality=key))
+            if not np.isfinite(z).all():
+                where = f"{int((~np.isfinite(z)).sum()):,} values of the embedding of modality {key}'s training " \
+                        "cells are NaN or infinite"
+                break
+    if where is not None:
+        raise TrainingDivergedError(f"{spec.name}: the fitted model is not finite ({where}); it was not saved. "
+                                    f"Fix: {spec.divergence_fix}")
+
+
 def run(params: Params, *, dataset: str, method: str, root: str | Path = ".", resume: bool = False) -> TrainResult:
     """Fit ``method`` on the training cells of ``data/processed/<dataset>`` and save it.
 
@@ -87,14 +118,21 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".", re
     train = load_training_data(params, dataset=dataset, method=method, root=root)
     fit_kw = training_kwargs(params, dataset=dataset)
     resume_kw = {"checkpoint_dir": checkpoint_dir(root, dataset, method), "resume": resume} if spec.resumable else {}
-    model = spec.model_cls()(config).fit(train, seed=params.seed, **fit_kw, **resume_kw)
-    ablation = None
-    if spec.ablation:
-        log.info("train %s/%s: the ablation (%s) with the same settings", dataset, method, spec.ablation)
-        ablation = spec.model_cls()(config.model_copy(update=spec.ablation)).fit(train, seed=params.seed, **fit_kw)
+    log.info("train %s/%s: fitting%s", dataset, method, " (resuming from the checkpoint)" if resume else "")
+    with reading(processed_dir(root, dataset) / DATA_FILE):
+        model = spec.model_cls()(config).fit(train, seed=params.seed, **fit_kw, **resume_kw)
+        ablation = None
+        if spec.ablation:
+            log.info("train %s/%s: the ablation (%s) with the same settings", dataset, method, spec.ablation)
+            ablation = spec.model_cls()(config.model_copy(update=spec.ablation)).fit(train, seed=params.seed,
+                                                                                     **fit_kw)
+    trained = {"seed": params.seed, "dataset": dataset, **{k: v for k, v in fit_kw.items() if v is not None}}
     with atomic_dir(out) as tmp:
         model.save(tmp)
+        update_json(tmp / MODEL_JSON, trained=trained)  # what the registry logs as the run's settings
         if ablation is not None:
             ablation.save(tmp / ABLATION)
+            update_json(tmp / ABLATION / MODEL_JSON, trained=trained)
+        _check_finite(tmp, spec=spec, model=model, train=train)
     log.info("train %s/%s → %s", dataset, method, out)
     return TrainResult(output=out, info=dict(model.info))

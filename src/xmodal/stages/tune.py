@@ -43,11 +43,11 @@ class TuneResult:
 
 
 def _storage(uri: str, root: str | Path) -> str:
-    """A relative ``sqlite:///`` path is taken from the project root."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-        return prefix + str((Path(root) / uri[len(prefix):]).resolve())
-    return uri
+    """A relative ``sqlite:///`` path is taken from the project root; the scheme must be one Optuna opens."""
+    from xmodal._uris import store_uri
+
+    return store_uri(uri, root=root, source="tune.storage", schemes={"sqlite", "postgresql", "mysql"},
+                     what="an Optuna storage")
 
 
 def run(params: Params, *, dataset: str, method: str, root: str | Path = ".", trials: int | None = None,

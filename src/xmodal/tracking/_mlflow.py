@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -15,6 +16,7 @@ from typing import Any
 
 from xmodal import __version__
 from xmodal._env import temporary_env
+from xmodal._locks import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +41,15 @@ def resolve_tracking_uri(uri: str, *, root: str | Path = ".") -> str:
     >>> resolve_tracking_uri("http://mlflow:5000")
     'http://mlflow:5000'
     """
+    from xmodal._uris import store_uri
+
     env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-        return prefix + str((Path(root) / uri[len(prefix):]).resolve())
-    return uri
+    source = "$MLFLOW_TRACKING_URI" if env else "register.tracking_uri"
+    return store_uri(env or uri, root=root, source=source, schemes=_SCHEMES, what="an MLflow tracking store")
+
+
+#: schemes of the tracking stores MLflow 3 opens
+_SCHEMES = frozenset({"sqlite", "postgresql", "mysql", "mssql", "http", "https", "file", "databricks"})
 
 
 def resolve_artifact_location(location: str, *, root: str | Path = ".") -> str:
@@ -105,11 +109,32 @@ class Tracker:
 
     def __init__(self, tracking_uri: str, *, experiment: str, artifact_location: str) -> None:
         from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
 
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.artifact_location = artifact_location
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        lock = store_lock(tracking_uri)
+        # a fresh sqlite store is created (schema migrations) by the first client: one process at a time
+        with file_lock(lock, what="the MLflow store's schema") if lock else contextlib.nullcontext():
+            try:
+                self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+                self.client.search_registered_models(max_results=1)  # the registry's tables too
+            except MlflowException as exc:
+                from xmodal.errors import ConfigError
+
+                raise ConfigError(f"cannot open the MLflow store {tracking_uri!r}: {str(exc).splitlines()[0]}") from None
+
+    @contextmanager
+    def registry_lock(self, name: str, *, root: str | Path) -> Iterator[None]:
+        """Serialise every registry update of registered model ``name`` (one version per model hash, one
+        champion): an sqlite store is locked as a whole (it has one writer anyway); another store per model,
+        through a lock file under ``reports/registry/.locks`` of the project ``root``."""
+        lock = store_lock(self.tracking_uri)
+        if lock is None:
+            lock = Path(root) / "reports" / "registry" / ".locks" / f"{name}.lock"
+        with file_lock(lock, what=f"the registry of {name}"):
+            yield
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -118,11 +143,19 @@ class Tracker:
             yield
 
     def experiment_id(self) -> str:
-        """The experiment's id, creating it if needed."""
+        """The experiment's id, creating it if needed (another process creating it at once is fine)."""
+        from mlflow.exceptions import MlflowException
+
         found = self.client.get_experiment_by_name(self.experiment)
         if found is not None:
             return found.experiment_id
-        return self.client.create_experiment(self.experiment, artifact_location=self.artifact_location)
+        try:
+            return self.client.create_experiment(self.experiment, artifact_location=self.artifact_location)
+        except MlflowException:
+            found = self.client.get_experiment_by_name(self.experiment)
+            if found is None:
+                raise
+            return found.experiment_id
 
     # ------------------------------------------------------------------ registry
     def versions(self, name: str) -> list[ModelVersionRef]:
@@ -132,9 +165,23 @@ class Tracker:
         return sorted(refs, key=lambda r: int(r.version))
 
     def find_version(self, name: str, *, tag: str, value: str) -> ModelVersionRef | None:
-        """The newest version of ``name`` whose tag ``tag`` equals ``value``, or ``None``."""
+        """The oldest version of ``name`` whose tag ``tag`` equals ``value``, or ``None``."""
         matches = [v for v in self.versions(name) if v.tags.get(tag) == value]
-        return matches[-1] if matches else None
+        return matches[0] if matches else None
+
+    def aliases(self, name: str) -> dict[str, str]:
+        """Alias → version of registered model ``name`` (empty when it does not exist)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.get_registered_model(name)
+        except MlflowException:
+            return {}
+        return {str(k): str(v) for k, v in (found.aliases or {}).items()}
+
+    def delete_version(self, ref: ModelVersionRef) -> None:
+        """Delete one registered version (its run and artifacts stay)."""
+        self.client.delete_model_version(ref.name, ref.version)
 
     def alias(self, name: str, alias: str) -> ModelVersionRef | None:
         """The version that ``name@alias`` points to, or ``None`` when the model or alias does not exist."""
@@ -242,6 +289,15 @@ class Tracker:
     def log_artifact(self, run_id: str, path: Path, *, artifact_path: str) -> None:
         """Attach a file to a (possibly finished) run."""
         self.client.log_artifact(run_id, str(path), artifact_path)
+
+
+def store_lock(tracking_uri: str) -> Path | None:
+    """The lock file of an sqlite store (``<db>.lock`` beside it), or ``None`` for other stores."""
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix):
+        db = Path(tracking_uri[len(prefix):])
+        return db.with_name(db.name + ".lock")
+    return None
 
 
 def load_registered(model_uri: str, *, tracking_uri: str | None = None) -> Any:

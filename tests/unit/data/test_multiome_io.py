@@ -62,7 +62,7 @@ def test_read_10x_arc_matrix(small: MultiomeData, tmp_path: Path) -> None:
     with pytest.raises(XmodalInputError, match="no 'Peaks' features"):
         read_10x_multiome(tmp_path / "gex_only.h5", domain="x")
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
-    with pytest.raises(XmodalInputError, match="not a readable 10x"):
+    with pytest.raises(XmodalInputError, match="junk.h5: format 10x_h5 expects a Cell Ranger ARC matrix, but the file is not an HDF5 file"):
         read_10x_multiome(tmp_path / "junk.h5", domain="x")
 
 

@@ -756,7 +756,7 @@ def test_anndata_errors(tmp_path: Path) -> None:
 
     (tmp_path / "junk.h5ad").write_text("not hdf5")
     junk = AnnDataSource(path_a=Path("junk.h5ad"), path_b=Path("rna.h5ad"))
-    with pytest.raises(XmodalInputError, match=r"junk\.h5ad: path_a: cannot read the file"):
+    with pytest.raises(XmodalInputError, match=r"junk\.h5ad: path_a: expected an \.h5ad \(AnnData: one modality\), but the file is not an HDF5 file"):
         read_paired_anndata(junk, root=tmp_path)
 
 
