@@ -47,7 +47,7 @@ lock:  ## regenerate requirements/lock.txt from the current .venv
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements/lock.txt
 
 clean-outputs:  ## remove pipeline outputs (data/, models/, reports/, mlflow.db)
-	rm -rf data/ingested data/processed models reports mlflow.db mlartifacts
+	rm -rf data/ingested data/processed models reports mlflow.db mlflow.db.lock mlartifacts
 
 # Project images (docker/): ghcr.io/xmodal/xmodal:<version> (CPU) and :<version>-gpu, <version> = xmodal.__version__.
 IMAGE_REPOSITORY ?= ghcr.io/xmodal/xmodal

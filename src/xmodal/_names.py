@@ -8,8 +8,9 @@ replace a folder outside its own. Every such name must match :data:`NAME_RULE`:
 * not starting with ``.`` (hidden files, ``.`` and ``..``) or ``-`` (it would read as a command-line option).
 
 Registered-model names (``register.model_name_template`` filled in) follow the same rule with up to 200
-characters. Dataset names must also not be ``registry``, ``monitor`` or ``tune`` (in any case): those
-folders of ``reports/`` belong to other stages.
+characters. Dataset names must also not be ``registry``, ``monitor``, ``tune`` or ``summary.json`` (in any
+case): those entries of ``reports/`` belong to other stages; and two dataset names must differ in more than
+case (on a case-insensitive file system they would share their folders).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ NAME_RULE = "letters, digits, '_', '-' and '.', not starting with '.' or '-'"
 
 _CHAR = re.compile(r"[A-Za-z0-9_.\-]")
 MAX_NAME, MAX_MODEL_NAME = 100, 200
-RESERVED_DATASETS = frozenset({"registry", "monitor", "tune"})
-"""Folders of ``reports/`` that hold other stages' outputs (``reports/<dataset>/<method>`` is evaluate's)."""
+RESERVED_DATASETS = frozenset({"registry", "monitor", "tune", "summary.json"})
+"""Entries of ``reports/`` that hold other stages' outputs (``reports/<dataset>/<method>`` is evaluate's)."""
 
 
 def name_problem(value: object, *, what: str = "", max_length: int = MAX_NAME) -> str | None:

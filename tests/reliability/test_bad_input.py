@@ -7,11 +7,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from _cli import ENV, XMODAL, assert_refused, tree, xmodal
@@ -114,7 +116,7 @@ def test_a_10x_matrix_given_as_an_h5ad_of_a_paired_dataset_is_named(tenx) -> Non
     ("yaml error in --set", ["--set", "methods.gwot.epsilon=[0.1,"], "not valid YAML"),
     ("mapping with a duplicate in --set", ["--set", "evaluate={k: 1, k: 2}"], "a second time"),
     ("nan", ["--set", "methods.gwot.epsilon=.nan"], "finite"),
-    ("inf", ["--set", "evaluate.k=.inf"], "evaluate.k"),
+    ("inf", ["--set", "register.min_improvement=.inf"], "register.min_improvement"),
     ("minus inf gate", ["--set", "register.gates.gwot.foscttm.max=-.inf"], "finite"),
     ("empty key part", ["--set", "methods..epsilon=1"], "empty part"),
 ])
@@ -136,10 +138,11 @@ def test_a_key_given_twice_in_params_yaml_is_an_error_naming_the_line(tiny_proje
 @pytest.mark.parametrize(("uri", "needle"), [
     ("ftp://example.org/mlflow", "not an MLflow tracking store"),
     ("mlruns", "scheme 'none'"),
-    ("sqlite:////no/such/folder/mlflow.db", "does not exist"),
+    ("sqlite:///{missing}/mlflow.db", "does not exist"),
 ])
 def test_an_unsupported_tracking_uri_is_one_message(tiny_project: Path, uri: str, needle: str) -> None:
     root = tiny_project
+    uri = uri.format(missing=root.parent / "no-such-folder")
     for stage in ("ingest", "preprocess"):
         assert xmodal(root, stage, "--dataset", "tiny").rc == 0
     for stage in ("train", "evaluate"):
@@ -198,13 +201,68 @@ def test_an_interrupted_stage_without_checkpoints_says_nothing_was_written(tiny_
         assert xmodal(root, stage, "--dataset", "tiny").rc == 0
     cmd = [str(XMODAL), "train", "--dataset", "tiny", "--method", "gwot", "--params", "params.yaml",
            "--set", "methods.gwot.max_iter=100000000", "--set", "methods.gwot.tol=0"]
-    proc = subprocess.Popen(cmd, cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen = ""
-    while "fitting" not in seen and proc.poll() is None:
-        seen = proc.stderr.readline()
+    proc = subprocess.Popen(cmd, cwd=root, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while not any("fitting" in line for line in lines) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "".join(lines)[-2000:]
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    reader.join(timeout=30)
+    stderr = "".join(lines)
     assert proc.returncode == 130, stderr[-2000:]
     assert "no model was written" in stderr
     assert not (root / "models").exists() or not any((root / "models").rglob("*.npy"))
+
+
+# --------------------------------------------------------------------------------------------
+# damaged outputs of earlier stages, and inputs of the wrong kind between stages
+# --------------------------------------------------------------------------------------------
+@pytest.fixture
+def trained(tiny_project: Path) -> Path:
+    for stage in ("ingest", "preprocess"):
+        assert xmodal(tiny_project, stage, "--dataset", "tiny").rc == 0
+    for stage in ("train", "evaluate"):
+        assert xmodal(tiny_project, stage, "--dataset", "tiny", "--method", "gwot").rc == 0
+    return tiny_project
+
+
+@pytest.mark.parametrize(("damaged", "command", "named"), [
+    ("data/processed/tiny/data.h5mu", ("train", "--method", "gwot"), "data/processed/tiny/data.h5mu"),
+    ("data/processed/tiny/preprocessor_a/mean.npy", ("register", "--method", "gwot"),
+     "data/processed/tiny/preprocessor_a"),
+    ("data/processed/tiny/preprocessor_b/meta.json", ("register", "--method", "gwot"),
+     "data/processed/tiny/preprocessor_b/meta.json"),
+    ("reports/tiny/gwot/metrics.json", ("register", "--method", "gwot"), "reports/tiny/gwot/metrics.json"),
+    ("models/tiny/gwot/z_a.npy", ("evaluate", "--method", "gwot"), "models/tiny/gwot"),
+    ("models/tiny/gwot/model.json", ("evaluate", "--method", "gwot"), "models/tiny/gwot/model.json"),
+])
+def test_a_damaged_output_of_an_earlier_stage_is_exit_2_naming_it(trained: Path, damaged: str,
+                                                                   command: tuple[str, ...], named: str) -> None:
+    path = trained / damaged
+    content = path.read_bytes()
+    path.write_bytes(content[: max(len(content) // 3, 1)])  # truncated
+    message = assert_refused(xmodal(trained, command[0], "--dataset", "tiny", *command[1:]))
+    assert message.split(": error: ", 1)[1].startswith(str(trained / named)), message
+
+
+def test_monitor_new_data_that_is_a_csv_is_named(trained: Path) -> None:
+    (trained / "new.csv").write_text("cell,a\nc1,1\n")
+    assert_refused(xmodal(trained, "monitor", "--dataset", "tiny", "--new", "new.csv"),
+                   needle=(str(trained / "new.csv"), "not an HDF5 file"))
+
+
+def test_duplicate_feature_names_in_an_h5ad_are_refused(tiny_project: Path) -> None:
+    x = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
+    for name in ("a", "b"):
+        adata = ad.AnnData(X=x, obs=pd.DataFrame(index=[f"c{i}" for i in range(30)]))
+        adata.var_names = ["g1", "g2", "g2", "g3"] if name == "b" else ["m1", "m2", "m3", "m4"]
+        adata.write_h5ad(tiny_project / f"{name}.h5ad")
+    _with_dataset(tiny_project, "pa", {"source": {"kind": "anndata", "path_a": str(tiny_project / "a.h5ad"),
+                                                  "path_b": str(tiny_project / "b.h5ad")}})
+    assert_refused(xmodal(tiny_project, "ingest", "--dataset", "pa"),
+                   needle=(str(tiny_project / "b.h5ad"), "'g2' appears twice"))

@@ -25,6 +25,7 @@ BAD_NAMES = {
     "hidden": ".tiny",
     "option-like": "-rf",
     "reserved": "registry",
+    "reserved-file": "Summary.json",
     "space": "my data",
 }
 
@@ -93,6 +94,14 @@ def test_domain_modality_and_registered_model_names_follow_the_rule(world, where
         params["register"] = {"model_name_template": value}
     write_params(project, params)
     assert_refused(xmodal(project, "list"), needle=repr(value.format(dataset="pbmc68k")))
+
+
+def test_dataset_names_that_differ_only_in_case_are_refused(world) -> None:
+    project, _ = world
+    params = copy.deepcopy(TINY_PARAMS)
+    params["datasets"]["TINY"] = params["datasets"]["tiny"]
+    write_params(project, params)
+    assert_refused(xmodal(project, "list"), needle="'tiny' and 'TINY' differ only in case")
 
 
 def test_two_modalities_with_one_name_are_refused(world) -> None:

@@ -135,3 +135,36 @@ def test_mlflow_logs_the_settings_the_model_was_trained_with(two_datasets: Path)
     assert logged["seed"] == "3"
     assert logged["preprocess.n_pcs"] == "8"
     assert logged["dataset.source.n_cells"] == "150"
+
+
+def test_a_champion_that_cannot_be_loaded_stops_the_registration(two_datasets: Path) -> None:
+    import shutil
+
+    root = two_datasets
+    assert xmodal(root, "register", "--dataset", "tiny", "--method", "gwot").rc == 0
+    shutil.rmtree(root / "mlartifacts")  # the champion's artifacts are gone
+    for stage in ("train", "evaluate"):
+        assert xmodal(root, stage, "--dataset", "tiny", "--method", "gwot", "--set", "methods.gwot.epsilon=0.02").rc == 0
+    got = xmodal(root, "register", "--dataset", "tiny", "--method", "gwot", "--set", "methods.gwot.epsilon=0.02")
+    from _cli import assert_refused
+
+    assert_refused(got, needle=("the champion, version 1 of xmodal-gwot-tiny, cannot be loaded", "nothing was promoted"))
+    assert _client(root).get_registered_model("xmodal-gwot-tiny").aliases["champion"] == 1
+
+
+def test_a_register_killed_before_tagging_its_version_is_completed_by_the_next(two_datasets: Path) -> None:
+    import signal
+    import sys
+
+    root = two_datasets
+    killer = Path(__file__).with_name("_killer.py")
+    cmd = [sys.executable, str(killer), "xmodal.tracking._mlflow:Tracker.set_tags:1:before", "--", "register",
+           "--dataset", "tiny", "--method", "gwot", "--params", str(root / "params.yaml"), "--root", str(root)]
+    done = subprocess.run(cmd, cwd=root, env=ENV, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    (version,) = _versions(root, "xmodal-gwot-tiny")
+    assert "xmodal.model_sha256" not in version.tags  # killed between registering and tagging
+    assert xmodal(root, "register", "--dataset", "tiny", "--method", "gwot").rc == 0
+    (version,) = _versions(root, "xmodal-gwot-tiny")  # the same version, completed: no second one
+    assert version.tags["xmodal.model_sha256"]
+    assert _client(root).get_registered_model("xmodal-gwot-tiny").aliases == {"champion": 1, "challenger": 1}

@@ -484,6 +484,17 @@ class Params(StrictModel):
     runs: dict[str, RunGroup] = Field(default_factory=dict)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
+    @field_validator("datasets")
+    @classmethod
+    def _distinct_datasets(cls, datasets: dict[str, Any]) -> dict[str, Any]:
+        seen: dict[str, str] = {}
+        for name in datasets:
+            other = seen.setdefault(name.lower(), name)
+            if other != name:
+                raise ValueError(f"datasets {other!r} and {name!r} differ only in case; on a case-insensitive file "
+                                 "system they would write the same folders: rename one")
+        return datasets
+
     def dataset(self, name: str) -> DatasetConfig:
         """Return the dataset config ``name`` or raise a :class:`ConfigError` listing the known ones."""
         from xmodal.errors import ConfigError

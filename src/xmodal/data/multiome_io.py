@@ -191,6 +191,11 @@ def validate_multiome(data: MultiomeData, *, source: str | None = None) -> None:
         dup = data.rna.obs_names[data.rna.obs_names.duplicated()][0]
         raise XmodalInputError(f"cell id {dup!r} appears twice", path=source, fix="give every cell one row")
     for name, adata in (("rna", data.rna), ("atac", data.atac)):
+        if not adata.var_names.is_unique:
+            dup = adata.var_names[adata.var_names.duplicated()][0]
+            raise XmodalInputError(f"{name}: feature {str(dup)!r} appears twice", path=source,
+                                   fix="give every gene and peak a unique name (anndata's var_names_make_unique())")
+    for name, adata in (("rna", data.rna), ("atac", data.atac)):
         x = sp.csr_matrix(adata.X)
         bad = ~np.isfinite(x.data) | (x.data < 0)
         if bad.any():

@@ -23,6 +23,7 @@ the file has no header row.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 from collections.abc import Callable, Sequence
@@ -107,6 +108,9 @@ def _check_file(path: Path, role: str, root: Path) -> None:
         raise XmodalInputError(
             f"{role}: not a regular file", path=path, fix=f"point `source.{role}` to a file"
         )
+    if not os.access(path, os.R_OK):
+        raise XmodalInputError(f"{role}: cannot read the file (permission denied)", path=path,
+                               fix="give the user running xmodal read access to it")
     if path.stat().st_size == 0:
         raise XmodalInputError(
             f"{role}: empty file (0 bytes)",
@@ -156,6 +160,9 @@ def _read_raw(path: Path, role: str) -> tuple[np.ndarray, np.ndarray]:
             path=path,
             fix="save the file as comma-separated values in UTF-8 encoding",
         ) from None
+    except OSError as exc:
+        raise XmodalInputError(f"{role}: cannot read the file ({exc.strerror or exc})", path=path,
+                               fix="check that the file is readable and complete") from None
     cells = frame.to_numpy(dtype=object)
     if cells.size == 0:
         return cells.reshape(0, max(cells.shape[1], 1)), np.zeros(0, dtype=int)
@@ -924,6 +931,16 @@ def validate_paired(data: PairedData, *, source_paths: tuple[str, str] | None = 
                 f"{name}: empty modality ({what}; shape {adata.n_obs} x {adata.n_vars})",
                 path=path,
                 fix="provide at least one cell and one feature in each modality",
+            )
+        var_names = pd.Index(adata.var_names)
+        if var_names.duplicated().any():
+            j = int(np.argmax(var_names.duplicated()))
+            first = int(np.flatnonzero(var_names == var_names[j])[0])
+            raise XmodalInputError(
+                f"{name}: feature name {str(var_names[j])!r} appears twice (features {first + 1} and {j + 1})",
+                path=path,
+                column=j + 1,
+                fix="give every feature a unique name (e.g. anndata's var_names_make_unique())",
             )
         obs_names = pd.Index(adata.obs_names)
         dup = obs_names.duplicated()

@@ -318,8 +318,15 @@ def load_preprocessor(directory: str | Path) -> ModalityPreprocessor:
     """Read a preprocessor written by :func:`save_preprocessor`."""
     directory = Path(directory)
     meta = read_json(directory / "meta.json")
-    arrays = {n: np.load(directory / f"{n}.npy") for n in ("mean", "scale", "components", "pca_mean")
-              if (directory / f"{n}.npy").is_file()}
+    try:
+        arrays = {n: np.load(directory / f"{n}.npy", allow_pickle=False)
+                  for n in ("mean", "scale", "components", "pca_mean") if (directory / f"{n}.npy").is_file()}
+        missing = [k for k in ("log1p", "features", "explained_variance_ratio") if k not in meta]
+        if missing or "mean" not in arrays or "scale" not in arrays:
+            raise ValueError(f"no {', '.join(missing or ['mean/scale arrays'])}")
+    except (OSError, ValueError, EOFError) as exc:
+        raise XmodalInputError(f"not a readable preprocessor ({exc})", path=directory,
+                               fix="re-run `xmodal preprocess` (or `dvc repro`): the folder is damaged") from None
     return ModalityPreprocessor(log1p=meta["log1p"], features=np.asarray(meta["features"], dtype=str),
                                 explained_variance_ratio=meta["explained_variance_ratio"],
                                 counts=bool(meta.get("counts", False)), **arrays)

@@ -139,13 +139,22 @@ class MultiomePreprocessor:
     @classmethod
     def load(cls, directory: str | Path) -> MultiomePreprocessor:
         """Read what :meth:`save` wrote."""
-        meta = read_json(Path(directory) / "meta.json")
+        directory = Path(directory)
+        meta = read_json(directory / "meta.json")
         mappers = {}
-        for entry in meta.get("peak_mappers", []):
-            with np.load(Path(directory) / entry["file"]) as arrays:
-                mappers[str(entry["domain"])] = PeakMapper(**{k: arrays[k] for k in arrays.files})
-        return cls(features=np.asarray(meta["features"], dtype=str), normalize=bool(meta["normalize"]),
-                   mappers=mappers)
+        try:
+            for entry in meta.get("peak_mappers", []):
+                name = str(entry["file"])
+                if Path(name).name != name or name.startswith("."):  # a file of this folder, nothing else
+                    raise ValueError(f"peak mapper file {name!r} is not a file name")
+                with np.load(directory / name, allow_pickle=False) as arrays:
+                    mappers[str(entry["domain"])] = PeakMapper(**{k: arrays[k] for k in arrays.files})
+            return cls(features=np.asarray(meta["features"], dtype=str), normalize=bool(meta["normalize"]),
+                       mappers=mappers)
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+            raise XmodalInputError(f"not a readable multiome preprocessor ({type(exc).__name__}: {exc})",
+                                   path=directory, fix="re-run `xmodal preprocess` (or `dvc repro`): the folder is "
+                                   "damaged") from None
 
 
 @dataclass(frozen=True)

@@ -328,7 +328,16 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
         notes: list[str] = []
         if champion is not None and champion.version != ref.version:
             try:
-                champion_metrics = score(tracker.load(champion), cells, cfg=params.evaluate)
+                champion_model = tracker.load(champion)
+            except Exception as exc:  # noqa: BLE001 - MLflow and the model's own loader raise many types
+                raise XmodalInputError(
+                    f"the champion, version {champion.version} of {name}, cannot be loaded ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:300] if str(exc) else ''}); it was not compared, nothing was "
+                    "promoted", path=tracker.tracking_uri,
+                    fix=f"restore its artifacts, or remove the alias (MlflowClient().delete_registered_model_alias("
+                    f"{name!r}, 'champion')) to let the gates alone decide") from None
+            try:
+                champion_metrics = score(champion_model, cells, cfg=params.evaluate)
             except XmodalInputError as exc:
                 notes.append(f"champion version {champion.version} cannot score these cells ({exc}); "
                              "it is not comparable")
@@ -403,6 +412,10 @@ def _version_of(tracker: Any, params: Params, *, name: str, digest: str, dataset
 
     spec = get_method(method)
     found = tracker.find_version(name, tag=MODEL_HASH_TAG, value=digest)
+    if found is None:  # a register killed between creating the version and tagging it: its run has the tag
+        found = tracker.find_version_by_run_tag(name, tag=MODEL_HASH_TAG, value=digest)
+        if found is not None:
+            tracker.set_tags(found, {MODEL_HASH_TAG: digest})
     if found is not None:
         log.info("register %s/%s: this model is already version %s of %s; nothing new logged",
                  dataset, method, found.version, name)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 from pathlib import Path
 
 from xmodal import __version__
+from xmodal._io import read_json
 from xmodal.stages._paths import ingested_dir, processed_dir
 
 #: environment variable holding the container image a run executes in (set by the KFP components)
@@ -70,7 +70,7 @@ def lineage_tags(root: str | Path, *, dataset: str) -> dict[str, str]:
     for stage, folder in (("ingested", ingested_dir(root, dataset)), ("processed", processed_dir(root, dataset))):
         schema_file = folder / "schema.json"
         if schema_file.is_file():
-            schema = json.loads(schema_file.read_text())
+            schema = read_json(schema_file)
             for key, mod in schema.get("modalities", {}).items():
                 tags[f"xmodal.data.{stage}.{key}_sha256"] = str(mod.get("sha256", "none"))
     return tags

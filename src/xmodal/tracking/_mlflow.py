@@ -169,6 +169,21 @@ class Tracker:
         matches = [v for v in self.versions(name) if v.tags.get(tag) == value]
         return matches[0] if matches else None
 
+    def find_version_by_run_tag(self, name: str, *, tag: str, value: str) -> ModelVersionRef | None:
+        """The oldest version of ``name`` whose *run* carries tag ``tag`` = ``value`` (``None`` if none)."""
+        from mlflow.exceptions import MlflowException
+
+        for ref in self.versions(name):
+            if ref.run_id is None or tag in ref.tags:
+                continue
+            try:
+                run = self.client.get_run(ref.run_id)
+            except MlflowException:
+                continue
+            if run.data.tags.get(tag) == value:
+                return ref
+        return None
+
     def aliases(self, name: str) -> dict[str, str]:
         """Alias → version of registered model ``name`` (empty when it does not exist)."""
         from mlflow.exceptions import MlflowException

@@ -56,9 +56,13 @@ def cached(cache_dir: Path | None, name: str, key: Callable[[], str],
         return compute()
     path = Path(cache_dir) / f"{name}-{key()}.npy"
     if path.is_file():
-        found = np.load(path)
-        log.info("%s: %d cell embeddings from the cache %s", name, len(found), path)
-        return found
+        try:
+            found = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:  # a damaged entry is computed again, not trusted
+            log.warning("%s: the cached embeddings %s cannot be read (%s); computing them again", name, path, exc)
+        else:
+            log.info("%s: %d cell embeddings from the cache %s", name, len(found), path)
+            return found
     out = compute()
     from xmodal._io import atomic_file
 

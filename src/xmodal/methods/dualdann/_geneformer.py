@@ -127,27 +127,34 @@ class GeneformerEncoder:
         if self._model is None:
             from transformers import BertModel
 
-            try:
+            try:  # transformers reads pytorch_model.bin with weights_only=True: nothing in it runs
                 self._model = BertModel.from_pretrained(str(self.path), local_files_only=True).eval().to(self.device)
-            except OSError as exc:
-                raise XmodalInputError(f"cannot load the Geneformer weights ({exc})", path=self.path,
+            except Exception as exc:  # noqa: BLE001 - OSError, UnpicklingError, ValueError... one clear error
+                raise XmodalInputError(f"cannot load the Geneformer weights ({type(exc).__name__}: "
+                                       f"{str(exc).splitlines()[0][:300] if str(exc) else ''})", path=self.path,
                                        fix="the folder needs config.json and model.safetensors or "
-                                       "pytorch_model.bin") from None
+                                       "pytorch_model.bin, complete, holding tensors only") from None
         return self._model
+
+    def _config_value(self, key: str) -> int:
+        from xmodal._io import read_json
+
+        config = read_json(self.path / "config.json", fix="use the model folder's config.json as it was released")
+        try:
+            return int(config[key])
+        except (KeyError, TypeError, ValueError):
+            raise XmodalInputError(f"config.json has no integer {key!r}", path=self.path / "config.json",
+                                   fix="use the model folder's config.json as it was released") from None
 
     @property
     def input_size(self) -> int:
         """Tokens per cell the model takes (``max_position_embeddings`` of its config)."""
-        import json
-
-        return int(json.loads((self.path / "config.json").read_text())["max_position_embeddings"])
+        return self._config_value("max_position_embeddings")
 
     @property
     def dim(self) -> int:
         """Embedding width (``hidden_size``)."""
-        import json
-
-        return int(json.loads((self.path / "config.json").read_text())["hidden_size"])
+        return self._config_value("hidden_size")
 
     # --------------------------------------------------------- tokenising
     def gene_ids(self, genes: list[str]) -> list[str | None]:
