@@ -108,6 +108,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_OUT_OF_MEMORY = ("out of memory; nothing was written. Fix: use less data or smaller models (lower the sizes in "
+                  "params.yaml, e.g. the method's widths or batch size), or run on a machine with more memory")
+
+
 class Terminated(BaseException):
     """SIGTERM arrived (Kubernetes stopping the pod): unwinds like Ctrl-C, so temporaries are removed."""
 
@@ -133,8 +137,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"xmodal {args.command}: error: interrupted; {_after_interrupt(args)}\n")
         return 143 if isinstance(exc, Terminated) else 130
     except MemoryError:
-        sys.stderr.write(f"xmodal {args.command}: error: out of memory; nothing was written. Fix: use less data or "
-                         "smaller models (lower the sizes in params.yaml), or run on a machine with more memory\n")
+        sys.stderr.write(f"xmodal {args.command}: error: {_OUT_OF_MEMORY}\n")
+        return 2
+    except RuntimeError as exc:  # PyTorch reports a failed allocation as a RuntimeError
+        if not any(text in str(exc) for text in ("can't allocate memory", "out of memory", "not enough memory")):
+            raise
+        sys.stderr.write(f"xmodal {args.command}: error: {_OUT_OF_MEMORY} ({str(exc).splitlines()[0][:200]})\n")
         return 2
     finally:
         if previous is not None:

@@ -164,6 +164,18 @@ def test_an_absurd_size_is_refused_before_any_allocation(tiny_project: Path, dat
     assert_refused(got, needle=("needs about", "available", f"source.{key}"))
 
 
+def test_a_model_too_large_for_memory_is_one_message(tiny_project: Path) -> None:
+    root = tiny_project
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["methods"]["geoadvae"] = {**TINY_GEOADVAE, "max_iter": 30, "dim": 10**9}  # 10^9-unit layers
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    for stage in ("ingest", "preprocess"):
+        assert xmodal(root, stage, "--dataset", "tiny").rc == 0
+    got = xmodal(root, "train", "--dataset", "tiny", "--method", "geoadvae", timeout=120)
+    assert_refused(got, needle=("out of memory; nothing was written", "widths or batch size"))
+    assert not (root / "models").exists()
+
+
 # --------------------------------------------------------------------------------------------
 # interruptions
 # --------------------------------------------------------------------------------------------
