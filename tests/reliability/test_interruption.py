@@ -81,6 +81,20 @@ def test_a_kill_while_train_saves_the_model_keeps_the_old_model(ingested: Path) 
     assert _digest(out) == before
 
 
+def test_a_kill_while_preprocess_saves_keeps_the_old_output(ingested: Path) -> None:
+    root = ingested
+    assert xmodal(root, "preprocess", "--dataset", "tiny").rc == 0
+    out = root / "data/processed/tiny"
+    before = _digest(out)
+    _killed(root, "numpy:save:1:after", "preprocess", "--dataset", "tiny", "--set", "preprocess.n_pcs=5")
+    assert _digest(out) == before
+    (left,) = _leftovers(out.parent)
+    assert (out.parent / left / "data.h5mu").is_file()  # the processed data, without its preprocessors
+    assert xmodal(root, "preprocess", "--dataset", "tiny").rc == 0
+    assert _leftovers(out.parent) == []
+    assert _digest(out) == before
+
+
 def test_a_kill_between_the_two_renames_of_the_fallback_swap_never_loses_the_output(ingested: Path) -> None:
     root = ingested
     out = root / "data/ingested/tiny"

@@ -166,3 +166,34 @@ def test_a_geneformer_dictionary_holding_a_payload_is_refused(mo_project: Path, 
                                    embedding_cache="null"),
                    needle=(str(folder / which), "refused to load"))
     assert not (mo_project / "models").exists()
+
+
+def test_dualdann_weights_and_source_arrays_holding_a_payload_are_refused(mo_project: Path, sentinel: Path) -> None:
+    assert _train_dualdann(mo_project, embedding_cache="null").rc == 0
+    folder = mo_project / "models/mo/dualdann"
+    torch.save({"payload": Payload(sentinel)}, folder / "weights.pt")
+    assert_refused(xmodal(mo_project, "evaluate", "--dataset", "mo", "--method", "dualdann"),
+                   needle=(str(folder / "weights.pt"), "refused to load"))
+    assert _train_dualdann(mo_project, embedding_cache="null").rc == 0
+    np.savez(folder / "source_pca.npz", mean=np.array([Payload(sentinel)], dtype=object), components=np.zeros(2))
+    assert_refused(xmodal(mo_project, "evaluate", "--dataset", "mo", "--method", "dualdann"),
+                   needle=(str(folder), "cannot load the saved dualdann model"))
+
+
+def test_geneformer_weights_holding_a_payload_are_refused(mo_project: Path, sentinel: Path) -> None:
+    pytest.importorskip("transformers")
+    from transformers import BertConfig
+
+    folder = mo_project / "geneformer"
+    folder.mkdir()
+    BertConfig(vocab_size=8, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
+               max_position_embeddings=16).to_json_file(folder / "config.json")
+    genes = _genes(mo_project)
+    plain = {"token_dictionary.pkl": {"<pad>": 0, "<cls>": 1, "<eos>": 2, **{g: 3 + i for i, g in enumerate(genes)}},
+             "gene_median_dictionary.pkl": dict.fromkeys(genes, 1.0)}
+    for name, content in plain.items():
+        (folder / name).write_bytes(pickle.dumps(content))
+    torch.save({"bert.embeddings.word_embeddings.weight": Payload(sentinel)}, folder / "pytorch_model.bin")
+    assert_refused(_train_dualdann(mo_project, source_encoder="geneformer", geneformer_path=str(folder),
+                                   embedding_cache="null"),
+                   needle=(str(folder), "cannot load the Geneformer weights"))
