@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 from _cli import ENV, XMODAL, assert_refused, tree, xmodal
-from _data import small_multiome, write_10x, write_labels
+
+from _files import small_multiome, write_10x, write_labels
 
 TINY_GEOADVAE = {"dim": 16, "latent_dim": 4, "max_iter": 100000, "batch_size": 16, "phase_durations": [10, 10, 10],
                  "prior_clusters": 4, "prior_loss_warmup": 5, "checkpoint_every": 5, "log_every": 50}

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 from _cli import assert_refused, tree, xmodal
-from _data import small_multiome, write_10x, write_paired_csv
+
+from _files import small_multiome, write_10x, write_paired_csv
 
 
 def _dataset(root: Path, name: str, config: dict, **params) -> None:

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 from _cli import assert_refused, xmodal
-from _data import small_multiome, write_10x, write_multiome_csv
+
+from _files import small_multiome, write_10x, write_multiome_csv
 
 
 def _dataset(root: Path, name: str, config: dict) -> None:

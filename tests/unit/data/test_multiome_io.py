@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from _files import write_10x
 from xmodal.data.multiome import MultiomeData, synthetic_multiome
 from xmodal.data.multiome_io import (
     concat_domains,
@@ -28,29 +28,9 @@ def small() -> MultiomeData:
     return MultiomeData(rna=d.rna[:, :30].copy(), atac=d.atac[:, :50].copy())
 
 
-def _write_10x(path: Path, data: MultiomeData, *, with_peaks: bool = True) -> None:
-    """A Cell Ranger ARC-style feature-barcode matrix (features × barcodes, CSC by barcode)."""
-    x = sp.hstack([data.rna.X, data.atac.X]).tocsr() if with_peaks else sp.csr_matrix(data.rna.X)
-    names = list(data.rna.var_names) + (list(data.atac.var_names) if with_peaks else [])
-    kinds = ["Gene Expression"] * data.rna.n_vars + (["Peaks"] * data.atac.n_vars if with_peaks else [])
-    with h5py.File(path, "w") as f:
-        m = f.create_group("matrix")
-        m["barcodes"] = np.array(data.rna.obs_names, dtype="S")
-        m["data"] = x.data.astype(np.int32)
-        m["indices"] = x.indices.astype(np.int64)
-        m["indptr"] = x.indptr.astype(np.int64)
-        m["shape"] = np.array([len(names), data.rna.n_obs], dtype=np.int32)
-        feats = m.create_group("features")
-        feats["id"] = np.array(names, dtype="S")
-        feats["name"] = np.array(names, dtype="S")
-        feats["feature_type"] = np.array(kinds, dtype="S")
-        feats["genome"] = np.array(["GRCh38"] * len(names), dtype="S")
-        feats["_all_tag_keys"] = np.array([b"genome"])
-
-
 def test_read_10x_arc_matrix(small: MultiomeData, tmp_path: Path) -> None:
     path = tmp_path / "filtered_feature_bc_matrix.h5"
-    _write_10x(path, small)
+    write_10x(path, small)
     data = read_10x_multiome(path, domain="sup")
     assert data.rna.shape == small.rna.shape
     assert data.atac.shape == small.atac.shape
@@ -58,7 +38,7 @@ def test_read_10x_arc_matrix(small: MultiomeData, tmp_path: Path) -> None:
     assert (data.rna.X != small.rna.X).nnz == 0
     assert list(data.atac.var_names) == list(small.atac.var_names)
     assert data.domains == ["sup"]
-    _write_10x(tmp_path / "gex_only.h5", small, with_peaks=False)
+    write_10x(tmp_path / "gex_only.h5", small, with_peaks=False)
     with pytest.raises(XmodalInputError, match="no 'Peaks' features"):
         read_10x_multiome(tmp_path / "gex_only.h5", domain="x")
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")

@@ -1,4 +1,7 @@
-"""Input files a user might give, written from small synthetic data: 10x ARC matrices, CSV sets, AnnData."""
+"""Input files a user might give, written from small synthetic data: 10x ARC matrices, CSV sets, labels.
+
+Importable from any test module (``tests/`` is on ``sys.path`` for its ``conftest.py``): ``from _files import ...``.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +21,12 @@ def small_multiome(seed: int = 1, n_cells: int = 60):
                               seed=seed)
 
 
-def write_10x(path: Path, data, *, barcodes: list[str] | None = None) -> Path:
-    """A Cell Ranger ARC-style ``filtered_feature_bc_matrix.h5`` (features × barcodes, CSC by barcode)."""
-    x = sp.hstack([data.rna.X, data.atac.X]).tocsr()
-    names = list(data.rna.var_names) + list(data.atac.var_names)
-    kinds = ["Gene Expression"] * data.rna.n_vars + ["Peaks"] * data.atac.n_vars
+def write_10x(path: Path, data, *, barcodes: list[str] | None = None, with_peaks: bool = True) -> Path:
+    """A Cell Ranger ARC-style ``filtered_feature_bc_matrix.h5`` (features × barcodes, CSC by barcode); without
+    ``with_peaks`` a gene-expression-only matrix."""
+    x = sp.hstack([data.rna.X, data.atac.X]).tocsr() if with_peaks else sp.csr_matrix(data.rna.X)
+    names = list(data.rna.var_names) + (list(data.atac.var_names) if with_peaks else [])
+    kinds = ["Gene Expression"] * data.rna.n_vars + (["Peaks"] * data.atac.n_vars if with_peaks else [])
     with h5py.File(path, "w") as f:
         m = f.create_group("matrix")
         m["barcodes"] = np.array(barcodes or list(data.rna.obs_names), dtype="S")
