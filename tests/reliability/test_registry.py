@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _cli import ENV, XMODAL, xmodal
+from _cli import ENV, XMODAL, tiny_params, write_params, xmodal
 
 
 def _params(root: Path) -> dict:
@@ -30,20 +30,29 @@ def _versions(root: Path, name: str) -> list:
     return sorted(_client(root).search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
 
 
-@pytest.fixture
-def two_datasets(tiny_project: Path) -> Path:
+@pytest.fixture(scope="module")
+def _trained_twice(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tiny`` and ``tiny2`` (another experiment), each trained and evaluated with gwot, nothing registered."""
-    params = _params(tiny_project)
+    root = tmp_path_factory.mktemp("two-datasets")
+    params = tiny_params()
     params["datasets"]["tiny2"] = copy.deepcopy(params["datasets"]["tiny"])
     params["datasets"]["tiny2"]["source"]["seed"] = 7
     params["runs"]["paired"]["datasets"] = ["tiny", "tiny2"]
-    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(root, params)
     for dataset in ("tiny", "tiny2"):
         for stage in ("ingest", "preprocess"):
-            assert xmodal(tiny_project, stage, "--dataset", dataset).rc == 0
+            assert xmodal(root, stage, "--dataset", dataset).rc == 0
         for stage in ("train", "evaluate"):
-            assert xmodal(tiny_project, stage, "--dataset", dataset, "--method", "gwot").rc == 0
-    return tiny_project
+            assert xmodal(root, stage, "--dataset", dataset, "--method", "gwot").rc == 0
+    return root
+
+
+@pytest.fixture
+def two_datasets(_trained_twice: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the trained project for each test (each changes its registry)."""
+    import shutil
+
+    return Path(shutil.copytree(_trained_twice, tmp_path / "project", symlinks=True))
 
 
 def _at_once(root: Path, *args: str, n: int = 2) -> list[subprocess.CompletedProcess[str]]:
