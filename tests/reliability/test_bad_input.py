@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from _cli import ENV, XMODAL, assert_refused, tree, xmodal
+from _cli import ENV, XMODAL, assert_refused, tiny_params, tree, write_params, xmodal
 
 from _files import small_multiome, write_10x, write_labels
 
@@ -40,6 +40,25 @@ def tenx(tiny_project: Path) -> tuple[Path, Path, list[str]]:
     data = small_multiome()
     path = write_10x(tiny_project / "matrix.h5", data)
     return tiny_project, path, list(map(str, data.rna.obs_names))
+
+
+@pytest.fixture(scope="module")
+def _trained_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("trained")
+    write_params(root, tiny_params())
+    for stage in ("ingest", "preprocess"):
+        assert xmodal(root, stage, "--dataset", "tiny").rc == 0
+    for stage in ("train", "evaluate"):
+        assert xmodal(root, stage, "--dataset", "tiny", "--method", "gwot").rc == 0
+    return root
+
+
+@pytest.fixture
+def trained(_trained_once: Path, tmp_path: Path) -> Path:
+    """A project with ``tiny`` trained and evaluated by gwot (a fresh copy per test)."""
+    import shutil
+
+    return Path(shutil.copytree(_trained_once, tmp_path / "project", symlinks=True))
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,13 +160,9 @@ def test_a_key_given_twice_in_params_yaml_is_an_error_naming_the_line(tiny_proje
     ("mlruns", "scheme 'none'"),
     ("sqlite:///{missing}/mlflow.db", "does not exist"),
 ])
-def test_an_unsupported_tracking_uri_is_one_message(tiny_project: Path, uri: str, needle: str) -> None:
-    root = tiny_project
+def test_an_unsupported_tracking_uri_is_one_message(trained: Path, uri: str, needle: str) -> None:
+    root = trained
     uri = uri.format(missing=root.parent / "no-such-folder")
-    for stage in ("ingest", "preprocess"):
-        assert xmodal(root, stage, "--dataset", "tiny").rc == 0
-    for stage in ("train", "evaluate"):
-        assert xmodal(root, stage, "--dataset", "tiny", "--method", "gwot").rc == 0
     before = tree(root)
     got = xmodal(root, "register", "--dataset", "tiny", "--method", "gwot", "--set", f"register.tracking_uri={uri}")
     assert_refused(got, needle=("register.tracking_uri", needle))
@@ -235,15 +250,6 @@ def test_an_interrupted_stage_without_checkpoints_says_nothing_was_written(tiny_
 # --------------------------------------------------------------------------------------------
 # damaged outputs of earlier stages, and inputs of the wrong kind between stages
 # --------------------------------------------------------------------------------------------
-@pytest.fixture
-def trained(tiny_project: Path) -> Path:
-    for stage in ("ingest", "preprocess"):
-        assert xmodal(tiny_project, stage, "--dataset", "tiny").rc == 0
-    for stage in ("train", "evaluate"):
-        assert xmodal(tiny_project, stage, "--dataset", "tiny", "--method", "gwot").rc == 0
-    return tiny_project
-
-
 @pytest.mark.parametrize(("damaged", "command", "named"), [
     ("data/processed/tiny/data.h5mu", ("train", "--method", "gwot"), "data/processed/tiny/data.h5mu"),
     ("data/processed/tiny/preprocessor_a/mean.npy", ("register", "--method", "gwot"),
