@@ -67,6 +67,11 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _temporary(target: Path, kind: str) -> Path:
+    """A fresh name ``.<name><kind><pid>-<random>`` beside ``target`` (``kind``: :data:`_TMP` or :data:`_OLD`)."""
+    return target.parent / f".{target.name}{kind}{os.getpid()}-{secrets.token_hex(4)}"
+
+
 def _siblings(target: Path, kind: str) -> list[Path]:
     prefix = f".{target.name}{kind}"
     try:
@@ -128,8 +133,8 @@ def remove_stale_in(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    names = {p.name[1:].split(_TMP)[0] for p in folder.iterdir() if p.name.startswith(".") and _TMP in p.name}
-    names |= {p.name[1:].split(_OLD)[0] for p in folder.iterdir() if p.name.startswith(".") and _OLD in p.name}
+    names = {p.name[1:].split(kind)[0] for p in folder.iterdir() for kind in (_TMP, _OLD)
+             if p.name.startswith(".") and kind in p.name}
     return [p for name in sorted(names) for p in remove_stale(folder / name)]
 
 
@@ -196,7 +201,7 @@ def _swap_into_place(new: Path, target: Path) -> None:
             else:  # ``new`` now holds the old output
                 _remove(new)
                 return
-        old = target.parent / f".{target.name}{_OLD}{os.getpid()}-{secrets.token_hex(4)}"
+        old = _temporary(target, _OLD)
         held = None if target.is_symlink() else _lock(target, wait=True)  # restore_interrupted() waits for us
         try:
             target.rename(old)
@@ -208,26 +213,20 @@ def _swap_into_place(new: Path, target: Path) -> None:
     new.rename(target)
 
 
-def _umask() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)  # pragma: no cover - not Linux
-    os.umask(mask)
-    return mask
+def _begin(target: Path) -> Path:
+    """Check ``target``, create its parent, clear stale temporaries; return the name to write to.
 
-
-def _check_target(target: Path) -> None:
-    """Refuse targets that name no entry of their own (``/``, ``.``, ``..``): replacing them would replace
-    their parent. Stage outputs come from :mod:`xmodal.stages._paths`, which also keeps them in their folder."""
+    Refuses targets that name no entry of their own (``/``, ``.``, ``..``): replacing them would replace their
+    parent. Stage outputs come from :mod:`xmodal.stages._paths`, which also keeps them in their folder.
+    """
     from xmodal.errors import ConfigError
 
     if target.name in ("", ".", ".."):
         raise ConfigError(f"{str(target)!r}: not a place for an output (its last part is {target.name!r}); "
                           "nothing was written")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prepare_output(target)
+    return _temporary(target, _TMP)
 
 
 @contextlib.contextmanager
@@ -247,10 +246,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         A temporary directory beside ``target`` to write into.
     """
     target = Path(target)
-    _check_target(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    prepare_output(target)
-    tmp = target.parent / f".{target.name}{_TMP}{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = _begin(target)
     tmp.mkdir(mode=0o777)  # the umask decides, as for any folder the user makes
     fd = _lock(tmp, wait=True)
     try:
@@ -271,11 +267,9 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
     The file gets the permissions the umask gives; stale temporaries of ``target`` are removed first.
     """
     target = Path(target)
-    _check_target(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    prepare_output(target)
-    tmp = target.parent / f".{target.name}{_TMP}{os.getpid()}-{secrets.token_hex(4)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666 & ~_umask())
+    tmp = _begin(target)
+    # 0o666 less the umask (the kernel applies it), not mkstemp's 0o600
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

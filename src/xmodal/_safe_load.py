@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from xmodal.errors import XmodalInputError
+from xmodal.errors import XmodalInputError, first_line
 
 #: ``(module, name)`` of every global a plain-data pickle may name: builtin containers and numbers, and
 #: NumPy scalars, dtypes and arrays (NumPy 1 pickles say ``numpy.core``, NumPy 2 pickles ``numpy._core``)
@@ -164,13 +164,8 @@ def load_torch(path: str | Path, *, what: str, fix: str, map_location: Any = "cp
         if found:
             raise XmodalInputError(f"{what}: refused to load: the file holds {found[1]}, which is not a tensor or "
                                    "plain data (loading it could run code)", path=path, fix=fix) from None
-        raise XmodalInputError(f"{what}: not a readable PyTorch file ({_first_line(exc)})", path=path,
+        raise XmodalInputError(f"{what}: not a readable PyTorch file ({first_line(exc)})", path=path,
                                fix=fix) from None
     except Exception as exc:  # noqa: BLE001 - truncated zips, bad magic numbers, ... get the same clear error
         raise XmodalInputError(f"{what}: truncated, corrupt or not a PyTorch file ({type(exc).__name__}: "
-                               f"{_first_line(exc)})", path=path, fix=fix) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+                               f"{first_line(exc)})", path=path, fix=fix) from None

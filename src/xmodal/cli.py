@@ -14,7 +14,13 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from xmodal.errors import ConfigError, PipelineRunError, TrainingDivergedError, XmodalInputError
+from xmodal.errors import (
+    ConfigError,
+    PipelineRunError,
+    TrainingDivergedError,
+    XmodalInputError,
+    first_line,
+)
 
 if TYPE_CHECKING:
     from xmodal.config import Params
@@ -142,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as exc:  # PyTorch reports a failed allocation as a RuntimeError
         if not any(text in str(exc) for text in ("can't allocate memory", "out of memory", "not enough memory")):
             raise
-        sys.stderr.write(f"xmodal {args.command}: error: {_OUT_OF_MEMORY} ({str(exc).splitlines()[0][:200]})\n")
+        sys.stderr.write(f"xmodal {args.command}: error: {_OUT_OF_MEMORY} ({first_line(exc, limit=200)})\n")
         return 2
     finally:
         if previous is not None:

@@ -94,6 +94,12 @@ class XmodalInputError(XmodalError):
         return XmodalInputError(self.problem, path=path, row=self.row, column=self.column, fix=self.fix)
 
 
+def first_line(exc: BaseException, *, limit: int = 300) -> str:
+    """The first line of an exception's message (at most ``limit`` characters), or its type's name."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 @contextlib.contextmanager
 def reading(path: str | Path) -> Iterator[None]:
     """Inside the block, an :class:`XmodalInputError` that names no file is placed in ``path``.

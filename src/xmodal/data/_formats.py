@@ -50,6 +50,23 @@ def describe(kind: str) -> str:
     return KINDS[kind][0]
 
 
+def require(path: str | Path, kind: str, *, expects: str, fix: str, suggest: bool = True) -> None:
+    """Refuse ``path`` unless its content is of ``kind``.
+
+    Raises
+    ------
+    XmodalInputError
+        ``<path>: <expects>, but the file is <what it is>. Fix: <fix>`` (and, with ``suggest``, which setting reads
+        a file like it).
+    """
+    from xmodal.errors import XmodalInputError
+
+    found = sniff_hdf5(path)
+    if found != kind:
+        raise XmodalInputError(f"{expects}, but the file is {describe(found)}", path=path,
+                               fix=fix + (instead(found) if suggest else ""))
+
+
 def instead(kind: str) -> str:
     """How to go on with a file of ``kind`` given where another kind was expected (for a message's fix)."""
     setting = KINDS[kind][1]

@@ -170,18 +170,16 @@ def read_h5mu(directory_or_file: str | Path) -> tuple[Any, Path]:
     """
     import mudata as md
 
-    from xmodal.data._formats import describe, sniff_hdf5
+    from xmodal.data._formats import require
 
     path = Path(directory_or_file)
     if path.is_dir():
         path = path / DATA_FILE
     if not path.is_file():
         raise XmodalInputError("no such data file", path=path, fix="run the previous stage (`dvc repro`) first")
-    kind = sniff_hdf5(path)
-    if kind != "h5mu":
-        raise XmodalInputError(f"expected an .h5mu written by xmodal, but the file is {describe(kind)}", path=path,
-                               fix="give a folder (or .h5mu) that `xmodal ingest`/`preprocess` wrote; re-run the "
-                               "stage that writes it if it was damaged")
+    require(path, "h5mu", expects="expected an .h5mu written by xmodal", suggest=False,
+            fix="give a folder (or .h5mu) that `xmodal ingest`/`preprocess` wrote; re-run the stage that writes it "
+            "if it was damaged")
     md.set_options(pull_on_update=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -58,13 +58,11 @@ def read_10x_multiome(path: str | Path, *, domain: str, phases: pd.Series | None
     """
     import scanpy as sc
 
-    from xmodal.data._formats import describe, instead, sniff_hdf5
+    from xmodal.data._formats import require
 
     path = Path(path)
-    kind = sniff_hdf5(path)
-    if kind != "10x_h5":
-        raise XmodalInputError(f"format 10x_h5 expects a Cell Ranger ARC matrix, but the file is {describe(kind)}",
-                               path=path, fix=f"give Cell Ranger ARC's filtered_feature_bc_matrix.h5{instead(kind)}")
+    require(path, "10x_h5", expects="format 10x_h5 expects a Cell Ranger ARC matrix",
+            fix="give Cell Ranger ARC's filtered_feature_bc_matrix.h5")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -195,15 +193,15 @@ def validate_multiome(data: MultiomeData, *, source: str | None = None) -> None:
             dup = adata.var_names[adata.var_names.duplicated()][0]
             raise XmodalInputError(f"{name}: feature {str(dup)!r} appears twice", path=source,
                                    fix="give every gene and peak a unique name (anndata's var_names_make_unique())")
+    from xmodal.data.readers import first_entry
+
     for name, adata in (("rna", data.rna), ("atac", data.atac)):
-        x = sp.csr_matrix(adata.X)
-        bad = ~np.isfinite(x.data) | (x.data < 0)
-        if bad.any():
-            k = int(np.argmax(bad))
-            row = int(np.searchsorted(x.indptr, k, side="right") - 1)
+        bad = first_entry(sp.csr_matrix(adata.X), lambda v: ~np.isfinite(v) | (v < 0))
+        if bad is not None:
+            row, col, value = bad
             raise XmodalInputError(
-                f"{name}: value {x.data[k]} of cell {adata.obs_names[row]!r} is not a non-negative count",
-                path=source, row=row + 1, column=str(adata.var_names[x.indices[k]]),
+                f"{name}: value {value} of cell {adata.obs_names[row]!r} is not a non-negative count",
+                path=source, row=row + 1, column=str(adata.var_names[col]),
                 fix="give raw or normalised non-negative values without NaN/inf")
     try:
         parse_peaks(list(data.atac.var_names))
@@ -309,12 +307,10 @@ def _read_h5mu_domain(path: Path, *, domain: str, phases: pd.Series | None,
                       with_phases: bool = True) -> MultiomeData:
     import mudata as md
 
-    from xmodal.data._formats import describe, instead, sniff_hdf5
+    from xmodal.data._formats import require
 
-    kind = sniff_hdf5(path)
-    if kind != "h5mu":
-        raise XmodalInputError(f"format h5mu expects an .h5mu with modalities rna and atac, but the file is "
-                               f"{describe(kind)}", path=path, fix=f"give an .h5mu with rna and atac{instead(kind)}")
+    require(path, "h5mu", expects="format h5mu expects an .h5mu with modalities rna and atac",
+            fix="give an .h5mu with rna and atac")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         try:

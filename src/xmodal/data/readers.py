@@ -763,15 +763,10 @@ def read_paired_anndata(source: AnnDataSource, *, root: Path = Path(".")) -> Pai
 
 
 def _load(read: Callable[[], Any], path: Path, role: str, suffix: str) -> Any:
-    from xmodal.data._formats import describe, instead, sniff_hdf5
+    from xmodal.data._formats import describe, require
 
-    kind = sniff_hdf5(path)
-    if kind != suffix.lstrip("."):
-        raise XmodalInputError(
-            f"{role}: expected {describe(suffix.lstrip('.'))}, but the file is {describe(kind)}",
-            path=path,
-            fix=f"give {describe(suffix.lstrip('.'))} here{instead(kind)}",
-        )
+    kind = suffix.lstrip(".")
+    require(path, kind, expects=f"{role}: expected {describe(kind)}", fix=f"give {describe(kind)} here")
     try:
         return read()
     except Exception as exc:  # noqa: BLE001 - the h5py/anndata error types vary by version
@@ -1027,39 +1022,36 @@ def assign_kinds(
 def _not_counts(x: object) -> tuple[tuple[int, int, float] | None, float]:
     """The first value (row-major) that is negative or not an integer, and the share of non-zero values that
     are positive integers."""
-    if sp.issparse(x):
-        coo = sp.coo_matrix(x)
-        order = np.lexsort((coo.col, coo.row))
-        rows, cols, vals = coo.row[order], coo.col[order], np.asarray(coo.data[order], dtype=np.float64)
-    else:
-        arr = np.asarray(x, dtype=np.float64)
-        flat = arr.ravel()
-        nz = np.flatnonzero(flat)
-        rows, cols = np.divmod(nz, arr.shape[1]) if arr.ndim == 2 and arr.shape[1] else (nz, nz)
-        vals = flat[nz]
-    good = (vals > 0) & (vals == np.round(vals))
-    share = float(good.mean()) if len(vals) else 1.0
-    if good.all():
-        return None, share
-    k = int(np.argmax(~good))
-    return (int(rows[k]), int(cols[k]), float(vals[k])), share
+    values = np.asarray(sp.coo_matrix(x).data if sp.issparse(x) else x, dtype=np.float64)
+    nonzero = values[values != 0]
+    share = float(((nonzero > 0) & (nonzero == np.round(nonzero))).mean()) if nonzero.size else 1.0
+    return first_entry(x, lambda v: (v < 0) | (v != np.round(v))), share
 
 
-def _first_nonfinite(x: object) -> tuple[int, int, float] | None:
-    """Row, column and value of the first non-finite entry in row-major order, or None."""
+def first_entry(x: object, bad: Callable[[np.ndarray], np.ndarray]) -> tuple[int, int, float] | None:
+    """Row, column and value of the first stored entry of ``x`` (row-major) for which ``bad(values)`` holds.
+
+    ``x`` is a dense ``(n, d)`` array or a sparse matrix (only its stored entries are tested); ``bad`` maps an
+    array of values to a boolean mask of the same shape.
+    """
     if sp.issparse(x):
         coo = sp.coo_matrix(x)
-        bad = ~np.isfinite(coo.data)
-        if not bad.any():
+        hit = bad(coo.data)
+        if not hit.any():
             return None
-        rows, cols, vals = coo.row[bad], coo.col[bad], coo.data[bad]
+        rows, cols, vals = coo.row[hit], coo.col[hit], coo.data[hit]
         k = int(np.lexsort((cols, rows))[0])
         return int(rows[k]), int(cols[k]), float(vals[k])
     arr = np.asarray(x)
     if arr.ndim != 2:
         arr = arr.reshape(arr.shape[0], -1)
-    finite = np.isfinite(arr)
-    if finite.all():
+    hit = bad(arr)
+    if not hit.any():
         return None
-    i, j = divmod(int(np.argmax(~finite.ravel())), arr.shape[1])
+    i, j = divmod(int(np.argmax(hit.ravel())), arr.shape[1])
     return i, j, float(arr[i, j])
+
+
+def _first_nonfinite(x: object) -> tuple[int, int, float] | None:
+    """Row, column and value of the first non-finite entry in row-major order, or None."""
+    return first_entry(x, lambda v: ~np.isfinite(v))

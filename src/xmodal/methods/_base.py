@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from xmodal.errors import XmodalInputError
+from xmodal.errors import XmodalInputError, first_line
 
 MODEL_JSON = "model.json"
 RETRAIN = "the model folder is damaged or incomplete: train it again (`xmodal train` or `dvc repro`)"
@@ -33,10 +33,9 @@ def read_model_meta(path: str | Path, *, method: str | None = None) -> dict[str,
         raise XmodalInputError(
             "not a saved xmodal model (no model.json)", path=path, fix="point to a `models/<dataset>/<method>` folder"
         )
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise XmodalInputError(f"not readable JSON ({exc})", path=meta_path, fix=RETRAIN) from None
+    from xmodal._io import read_json
+
+    meta = read_json(meta_path, fix=RETRAIN)
     if not isinstance(meta, dict) or not isinstance(meta.get("method"), str):
         raise XmodalInputError("not an xmodal model.json (no `method`)", path=meta_path, fix=RETRAIN)
     if method is not None and meta.get("method") != method:
@@ -125,7 +124,7 @@ def load_model(path: str | Path) -> Any:
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError) as exc:  # arrays, JSON, weights
         raise XmodalInputError(f"cannot load the saved {spec.name} model ({type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0][:200] if str(exc) else ''})", path=path,
+                               f"{first_line(exc, limit=200)})", path=path,
                                fix=RETRAIN) from None
 
 

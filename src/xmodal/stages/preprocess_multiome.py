@@ -313,17 +313,17 @@ def preprocess_multiome(data: MultiomeData, *, cfg: MultiomePreprocessConfig, mi
 
 def _check_counts(data: MultiomeData) -> None:
     """``normalize: yes`` declares raw counts: a value that is not an integer is an error (with its cell)."""
+    from xmodal.data.readers import first_entry
+
     for name in MODALITIES:
         adata = getattr(data, name)
-        x = sp.csr_matrix(adata.X)
-        bad = x.data != np.round(x.data)
-        if bad.any():
-            k = int(np.argmax(bad))
-            row = int(np.searchsorted(x.indptr, k, side="right") - 1)
+        bad = first_entry(sp.csr_matrix(adata.X), lambda v: v != np.round(v))
+        if bad is not None:
+            row, col, value = bad
             raise XmodalInputError(
-                f"{name}: value {x.data[k]:g} of cell {str(adata.obs_names[row])!r} is not an integer, but "
+                f"{name}: value {value:g} of cell {str(adata.obs_names[row])!r} is not an integer, but "
                 "preprocess.multiome.normalize: yes treats the data as raw counts", row=row + 1,
-                column=str(adata.var_names[x.indices[k]]),
+                column=str(adata.var_names[col]),
                 fix="give raw counts, or set preprocess.multiome.normalize to auto (already normalised data are "
                 "then used as they are)")
 

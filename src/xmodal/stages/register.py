@@ -36,7 +36,7 @@ from xmodal._names import MAX_MODEL_NAME, check_name
 from xmodal.config import EvaluateConfig, GateBound, Params
 from xmodal.data import SPLIT, PairedData, read_paired
 from xmodal.data._paired import DATA_FILE
-from xmodal.errors import ConfigError, XmodalInputError, reading
+from xmodal.errors import ConfigError, XmodalInputError, first_line, reading
 from xmodal.methods import get_method
 from xmodal.stages._paths import ingested_dir, model_dir, processed_dir, registry_dir, report_dir
 
@@ -332,7 +332,7 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
             except Exception as exc:  # noqa: BLE001 - MLflow and the model's own loader raise many types
                 raise XmodalInputError(
                     f"the champion, version {champion.version} of {name}, cannot be loaded ({type(exc).__name__}: "
-                    f"{str(exc).splitlines()[0][:300] if str(exc) else ''}); it was not compared, nothing was "
+                    f"{first_line(exc)}); it was not compared, nothing was "
                     "promoted", path=tracker.tracking_uri,
                     fix=f"restore its artifacts, or remove the alias (MlflowClient().delete_registered_model_alias("
                     f"{name!r}, 'champion')) to let the gates alone decide") from None

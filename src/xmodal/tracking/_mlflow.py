@@ -121,9 +121,9 @@ class Tracker:
                 self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
                 self.client.search_registered_models(max_results=1)  # the registry's tables too
             except MlflowException as exc:
-                from xmodal.errors import ConfigError
+                from xmodal.errors import ConfigError, first_line
 
-                raise ConfigError(f"cannot open the MLflow store {tracking_uri!r}: {str(exc).splitlines()[0]}") from None
+                raise ConfigError(f"cannot open the MLflow store {tracking_uri!r}: {first_line(exc)}") from None
 
     @contextmanager
     def registry_lock(self, name: str, *, root: str | Path) -> Iterator[None]:
@@ -308,9 +308,10 @@ class Tracker:
 
 def store_lock(tracking_uri: str) -> Path | None:
     """The lock file of an sqlite store (``<db>.lock`` beside it), or ``None`` for other stores."""
-    prefix = "sqlite:///"
-    if tracking_uri.startswith(prefix):
-        db = Path(tracking_uri[len(prefix):])
+    from xmodal._uris import SQLITE
+
+    if tracking_uri.startswith(SQLITE):
+        db = Path(tracking_uri[len(SQLITE):])
         return db.with_name(db.name + ".lock")
     return None
 

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from xmodal.errors import XmodalInputError
+from xmodal.errors import XmodalInputError, first_line
 from xmodal.methods.dualdann._cache import cache_key, cached, files_digest
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class GeneformerEncoder:
                 self._model = BertModel.from_pretrained(str(self.path), local_files_only=True).eval().to(self.device)
             except Exception as exc:  # noqa: BLE001 - OSError, UnpicklingError, ValueError... one clear error
                 raise XmodalInputError(f"cannot load the Geneformer weights ({type(exc).__name__}: "
-                                       f"{str(exc).splitlines()[0][:300] if str(exc) else ''})", path=self.path,
+                                       f"{first_line(exc)})", path=self.path,
                                        fix="the folder needs config.json and model.safetensors or "
                                        "pytorch_model.bin, complete, holding tensors only") from None
         return self._model

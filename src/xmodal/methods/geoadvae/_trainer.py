@@ -28,7 +28,7 @@ import torch
 
 from xmodal import losses as L
 from xmodal._io import atomic_file
-from xmodal.errors import TrainingDivergedError, XmodalInputError
+from xmodal.errors import TrainingDivergedError, XmodalInputError, first_line
 from xmodal.methods.geoadvae._config import LOSSES, GeoAdVAEConfig
 from xmodal.methods.geoadvae._module import GeoAdVAEModule
 from xmodal.methods.geoadvae._prior import ClusterPrior
@@ -193,7 +193,7 @@ class Trainer:
             self.step, self.history = int(state["step"]), list(state["history"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise XmodalInputError(f"the checkpoint does not fit the model ({type(exc).__name__}: "
-                                   f"{str(exc).splitlines()[0][:200]})", path=path, fix=fix) from None
+                                   f"{first_line(exc, limit=200)})", path=path, fix=fix) from None
         log.info("geoadvae: resumed from %s at iteration %d", path, self.step)
 
     # --------------------------------------------------------------- losses
