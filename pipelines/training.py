@@ -11,28 +11,47 @@ PIPELINE_NAME = "xmodal-training"
 
 
 def default_dataset(params: Params) -> str:
-    """``pipeline.dataset``, else the first dataset of the first ``runs`` group."""
+    """``pipeline.dataset``, else the dataset of the first entry of ``runs``."""
     if params.pipeline.dataset:
         params.dataset(params.pipeline.dataset)
         return params.pipeline.dataset
-    for group in params.runs.values():
-        if group.datasets:
-            return group.datasets[0]
-    raise ConfigError("pipeline.dataset: not set and params.runs lists no dataset")
+    for dataset, _ in params.run_pairs():
+        return dataset
+    raise ConfigError("pipeline.dataset: not set and params.runs lists no run")
+
+
+def methods_for(params: Params, *, dataset: str) -> list[str]:
+    """The methods ``runs`` trains on ``dataset``; for a dataset no run names (new cells of the same kind, e.g.
+    the retraining pipeline's), those of the runs on datasets of its family, in order.
+
+    Raises
+    ------
+    ConfigError
+        When no run trains a method on the dataset or its family.
+    """
+    by_dataset: dict[str, list[str]] = {}
+    by_family: dict[str, list[str]] = {}
+    for run_dataset, method in params.run_pairs():
+        by_dataset.setdefault(run_dataset, []).append(method)
+        kin = by_family.setdefault(params.dataset(run_dataset).family, [])
+        if method not in kin:
+            kin.append(method)
+    methods = by_dataset.get(dataset) or by_family.get(params.dataset(dataset).family, [])
+    if not methods:
+        raise ConfigError(f"runs: no run trains a method on {dataset!r} or on another dataset of its family "
+                          f"{params.dataset(dataset).family!r}; add one (runs.<name>: {{dataset, method}})")
+    return methods
 
 
 def method_groups(params: Params, *, dataset: str) -> list[tuple[TaskResources, list[str]]]:
-    """The methods to train on ``dataset``, grouped by identical train-task resources (one ParallelFor each).
+    """The methods to train on ``dataset`` (:func:`methods_for`), grouped by identical train-task resources (one
+    ParallelFor each).
 
     A ``ParallelFor`` runs one task spec for all its items, so methods that need other resources
     (a GPU, more memory) get their own loop.
     """
-    family = params.dataset(dataset).family
-    group = params.runs.get(family)
-    if group is None or not group.methods:
-        raise ConfigError(f"runs.{family}.methods: no method to train on {dataset!r}")
     groups: list[tuple[TaskResources, list[str]]] = []
-    for method in group.methods:
+    for method in methods_for(params, dataset=dataset):
         res = params.pipeline.resources.get(method, params.pipeline.defaults)
         for known, members in groups:
             if known == res:

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 def small_multiome(seed: int = 1, n_cells: int = 60):
     """One domain of synthetic Multiome data (counts), small enough to write in a moment."""
-    from xmodal.data.multiome import synthetic_multiome
+    from xmodal.families.multiome._data import synthetic_multiome
 
     return synthetic_multiome(n_cells=n_cells, n_background_genes=10, n_background_peaks=40, domains=("d",),
                               seed=seed)

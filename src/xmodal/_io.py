@@ -213,8 +213,10 @@ def _swap_into_place(new: Path, target: Path) -> None:
     new.rename(target)
 
 
-def _begin(target: Path) -> Path:
-    """Check ``target``, create its parent, clear stale temporaries; return the name to write to.
+def _begin(target: Path) -> tuple[Path, list[Path]]:
+    """Check ``target``, create its parent, clear stale temporaries; return the name to write to and the
+    folders above ``target`` this call created (deepest first: :func:`_undo_parents` removes them again when
+    the write fails, so a failed stage leaves nothing behind, not even an empty ``data/ingested``).
 
     Refuses targets that name no entry of their own (``/``, ``.``, ``..``): replacing them would replace their
     parent. Stage outputs come from :mod:`xmodal.stages._paths`, which also keeps them in their folder.
@@ -224,9 +226,23 @@ def _begin(target: Path) -> Path:
     if target.name in ("", ".", ".."):
         raise ConfigError(f"{str(target)!r}: not a place for an output (its last part is {target.name!r}); "
                           "nothing was written")
+    created, folder = [], target.parent
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        created.append(folder)
+        folder = folder.parent
     target.parent.mkdir(parents=True, exist_ok=True)
     prepare_output(target)
-    return _temporary(target, _TMP)
+    return _temporary(target, _TMP), created
+
+
+def _undo_parents(created: list[Path]) -> None:
+    """Remove the folders :func:`_begin` created, deepest first, while they are empty (another writer's files
+    stay)."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 @contextlib.contextmanager
@@ -246,7 +262,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         A temporary directory beside ``target`` to write into.
     """
     target = Path(target)
-    tmp = _begin(target)
+    tmp, created = _begin(target)
     tmp.mkdir(mode=0o777)  # the umask decides, as for any folder the user makes
     fd = _lock(tmp, wait=True)
     try:
@@ -254,6 +270,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
             yield tmp
         except BaseException:
             _remove(tmp)
+            _undo_parents(created)
             raise
         _swap_into_place(tmp, target)
     finally:
@@ -267,7 +284,7 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
     The file gets the permissions the umask gives; stale temporaries of ``target`` are removed first.
     """
     target = Path(target)
-    tmp = _begin(target)
+    tmp, created = _begin(target)
     # 0o666 less the umask (the kernel applies it), not mkstemp's 0o600
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
@@ -277,6 +294,7 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
             yield tmp
         except BaseException:
             tmp.unlink(missing_ok=True)
+            _undo_parents(created)
             raise
         os.replace(tmp, target)
     finally:

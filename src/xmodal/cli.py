@@ -26,10 +26,10 @@ if TYPE_CHECKING:
     from xmodal.config import Params
 
 EPILOG = """examples:
-  xmodal ingest --dataset synthetic_paired
+  xmodal ingest --dataset pbmc68k
   xmodal train --dataset pbmc68k --method gwot --set methods.gwot.epsilon=0.01
-  xmodal train --dataset synthetic_paired --method geoadvae --resume
-  xmodal tune --dataset synthetic_multiome --method dualdann --trials 20
+  xmodal train --dataset pbmc68k --method geoadvae --resume
+  xmodal tune --dataset DATASET --method dualdann --trials 20
   xmodal register --all
   xmodal report
 Every command reads params.yaml (--params); --set dotted.key=value overrides it."""
@@ -69,9 +69,9 @@ def _parser() -> argparse.ArgumentParser:
         "stored in tune.storage (sqlite:///optuna.db by default, study xmodal-<method>-<dataset>; a second call "
         "continues it), every trial is a nested MLflow run, and the best configuration goes to "
         "reports/tune/<dataset>/<method>/best_params.json with trials.csv and tune_history.png.",
-        epilog="example:\n  xmodal tune --dataset synthetic_multiome --method dualdann --trials 20\n"
-        "  xmodal train --dataset synthetic_multiome --method dualdann "
-        "--best-params reports/tune/synthetic_multiome/dualdann/best_params.json",
+        epilog="example (DATASET: a dataset of params.yaml the method works on):\n"
+        "  xmodal tune --dataset DATASET --method dualdann --trials 20\n"
+        "  xmodal train --dataset DATASET --method dualdann --best-params reports/tune/DATASET/dualdann/best_params.json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True)
     p.add_argument("--method", required=True)
@@ -103,14 +103,14 @@ def _parser() -> argparse.ArgumentParser:
         "$GITHUB_OUTPUT is set, appends `retrain=true|false` to that file. Exit code 0 with or without drift; "
         "2 for bad input (missing reference: run `dvc repro`; new data lacking features, named; too few cells).",
         epilog="example:\n  xmodal ingest --dataset incoming      # new cells, declared under datasets: in params.yaml\n"
-        "  xmodal monitor --dataset synthetic_paired --new data/ingested/incoming")
+        "  xmodal monitor --dataset pbmc68k --new data/ingested/incoming")
     p.add_argument("--dataset", required=True, help="the dataset the champion was trained on (reference)")
     p.add_argument("--new", required=True, metavar="PATH",
-                   help="new data: a folder written by xmodal.data.write_paired (data.h5mu + schema.json, e.g. "
-                   "data/ingested/<name>) or its .h5mu file, with the reference's modality and feature names; "
+                   help="new data: a folder written like data/ingested/<name> (data.h5mu + schema.json: `xmodal ingest` "
+                   "of a dataset of the same family) or its .h5mu file, with the reference's modality and feature names; "
                    "a relative path is taken from --root")
     _pipeline_parser(sub, common)
-    sub.add_parser("list", parents=[common], help="list datasets, methods and runs in params")
+    sub.add_parser("list", parents=[common], help="list the data families, methods, and the datasets and runs in params")
     return parser
 
 
@@ -122,8 +122,19 @@ class Terminated(BaseException):
     """SIGTERM arrived (Kubernetes stopping the pod): unwinds like Ctrl-C, so temporaries are removed."""
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated
+_SIGNALLED: list[int] = []
+"""Signals that arrived during this command. A C extension can turn the KeyboardInterrupt a signal raises into an
+error of its own (Cython module initialisation, interrupted mid-import, raises ValueError): with a signal
+recorded, any error still ends the command as interrupted (130 / 143)."""
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    import signal
+
+    _SIGNALLED.append(signum)
+    if signum == signal.SIGTERM:
+        raise Terminated
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,26 +144,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    _SIGNALLED.clear()
+    handled = (signal.SIGTERM, signal.SIGINT) if _main_thread() else ()
+    previous = {sig: signal.signal(sig, _on_signal) for sig in handled}
     try:
         return _dispatch(args)
     except (XmodalInputError, ConfigError, PipelineRunError, TrainingDivergedError) as exc:
+        if _SIGNALLED:
+            return _interrupted(args)
         sys.stderr.write(f"xmodal {args.command}: error: {exc}\n")
         return 1 if isinstance(exc, PipelineRunError | TrainingDivergedError) else 2
-    except (KeyboardInterrupt, Terminated) as exc:
-        sys.stderr.write(f"xmodal {args.command}: error: interrupted; {_after_interrupt(args)}\n")
-        return 143 if isinstance(exc, Terminated) else 130
+    except (KeyboardInterrupt, Terminated):
+        return _interrupted(args)
     except MemoryError:
         sys.stderr.write(f"xmodal {args.command}: error: {_OUT_OF_MEMORY}\n")
         return 2
-    except RuntimeError as exc:  # PyTorch reports a failed allocation as a RuntimeError
-        if not any(text in str(exc) for text in ("can't allocate memory", "out of memory", "not enough memory")):
+    except Exception as exc:
+        if _SIGNALLED:  # an extension turned the interrupt into an error of its own
+            return _interrupted(args)
+        # PyTorch reports a failed allocation as a RuntimeError
+        if not isinstance(exc, RuntimeError) or not any(
+                text in str(exc) for text in ("can't allocate memory", "out of memory", "not enough memory")):
             raise
         sys.stderr.write(f"xmodal {args.command}: error: {_OUT_OF_MEMORY} ({first_line(exc, limit=200)})\n")
         return 2
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupted(args: argparse.Namespace) -> int:
+    """Report an interrupted command: 143 after SIGTERM, 130 after Ctrl-C."""
+    import signal
+
+    sys.stderr.write(f"xmodal {args.command}: error: interrupted; {_after_interrupt(args)}\n")
+    return 143 if signal.SIGTERM in _SIGNALLED else 130
 
 
 def _main_thread() -> bool:
@@ -188,7 +214,7 @@ def _pipeline_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentP
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  xmodal pipeline compile                      # → pipelines/compiled/{training,retraining}.yaml\n"
         "  xmodal pipeline run --local --pipeline retraining  # monitor, retrain only on drift\n"
-        "  xmodal pipeline run --local --dataset synthetic_paired\n"
+        "  xmodal pipeline run --local --dataset pbmc68k\n"
         "  xmodal pipeline submit --host https://kubeflow.example.org/pipeline --recurring")
     actions = p.add_subparsers(dest="action", required=True)
     c = actions.add_parser("compile", parents=[common], help="write the IR YAML of each pipeline")
@@ -307,7 +333,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise ConfigError("register: give --dataset with --method, or --all alone")
         if args.all and args.registered_as:
             raise ConfigError("register: --registered-as names one model: use it with --dataset and --method")
-        pairs = ([(d, m) for g in params.runs.values() for d in g.datasets for m in g.methods] if args.all
+        pairs = (params.run_pairs() if args.all
                  else [(args.dataset, args.method)])
         for dataset, method in pairs:
             decision = stages.register.run(params, dataset=dataset, method=method, root=args.root,
@@ -320,11 +346,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         summary = stages.report.run(params, root=args.root)
         sys.stdout.write(stages.report.format_table(summary) + "\n\nwritten: reports/summary.json\n")
     elif args.command == "list":
+        from xmodal.families import FAMILIES
         from xmodal.methods import METHODS
 
-        sys.stdout.write(f"datasets: {', '.join(params.datasets)}\nmethods: {', '.join(METHODS)}\n")
-        for family, group in params.runs.items():
-            sys.stdout.write(f"runs.{family}: {group.datasets} × {group.methods}\n")
+        sys.stdout.write(f"families: {', '.join(FAMILIES)}\ndatasets: {', '.join(params.datasets)}\n"
+                         f"methods: {', '.join(METHODS)}\n")
+        for name, entry in params.runs.items():
+            sys.stdout.write(f"runs.{name}: {entry.method} on {entry.dataset}\n")
     return 0
 
 

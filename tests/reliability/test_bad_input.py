@@ -124,7 +124,7 @@ def test_an_hdf5_of_another_kind_is_named_as_what_it_is(tenx, fmt: str, make, ne
 
 def test_a_10x_matrix_given_as_an_h5ad_of_a_paired_dataset_is_named(tenx) -> None:
     root, matrix, _ = tenx
-    _with_dataset(root, "pa", {"source": {"kind": "anndata", "path_a": str(matrix), "path_b": str(matrix)}})
+    _with_dataset(root, "pa", {"family": "paired", "source": {"kind": "anndata", "path_a": str(matrix), "path_b": str(matrix)}})
     assert_refused(xmodal(root, "ingest", "--dataset", "pa"), needle=(str(matrix), "10x Cell Ranger"))
 
 
@@ -281,7 +281,7 @@ def test_duplicate_feature_names_in_an_h5ad_are_refused(tiny_project: Path) -> N
         adata = ad.AnnData(X=x, obs=pd.DataFrame(index=[f"c{i}" for i in range(30)]))
         adata.var_names = ["g1", "g2", "g2", "g3"] if name == "b" else ["m1", "m2", "m3", "m4"]
         adata.write_h5ad(tiny_project / f"{name}.h5ad")
-    _with_dataset(tiny_project, "pa", {"source": {"kind": "anndata", "path_a": str(tiny_project / "a.h5ad"),
+    _with_dataset(tiny_project, "pa", {"family": "paired", "source": {"kind": "anndata", "path_a": str(tiny_project / "a.h5ad"),
                                                   "path_b": str(tiny_project / "b.h5ad")}})
     assert_refused(xmodal(tiny_project, "ingest", "--dataset", "pa"),
                    needle=(str(tiny_project / "b.h5ad"), "'g2' appears twice"))

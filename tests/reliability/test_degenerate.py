@@ -28,7 +28,7 @@ def _dataset(root: Path, name: str, config: dict, **params) -> None:
 
 def _csv(root: Path, a: np.ndarray, b: np.ndarray, **source) -> None:
     fields = write_paired_csv(root / "raw", a, b, labels=source.pop("labels", None))
-    _dataset(root, "mine", {"source": {**fields, **source}})
+    _dataset(root, "mine", {"family": "paired", "source": {**fields, **source}})
 
 
 def _counts(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -52,7 +52,7 @@ def test_constant_features_leave_no_feature_and_are_refused(tiny_project: Path) 
     _csv(tiny_project, a, _counts(40, 6))
     assert xmodal(tiny_project, "ingest", "--dataset", "mine").rc == 0
     assert_refused(xmodal(tiny_project, "preprocess", "--dataset", "mine"),
-                   needle=("modality a", "0 of its 5 features vary", "preprocess.min_features"))
+                   needle=("modality a", "0 of its 5 features vary", "preprocess.paired.min_features"))
 
 
 def test_a_single_feature_modality_is_refused_by_default_and_evaluates_when_allowed(tiny_project: Path) -> None:
@@ -63,12 +63,12 @@ def test_a_single_feature_modality_is_refused_by_default_and_evaluates_when_allo
     root = tiny_project
     assert xmodal(root, "ingest", "--dataset", "mine").rc == 0
     assert_refused(xmodal(root, "preprocess", "--dataset", "mine"), needle="1 of its 1 features vary")
-    allow = ("--set", "preprocess.min_features=1")
+    allow = ("--set", "preprocess.paired.min_features=1")
     assert xmodal(root, "preprocess", "--dataset", "mine", *allow).rc == 0
     for stage in ("train", "evaluate"):
         got = xmodal(root, stage, "--dataset", "mine", "--method", "gwot", *allow)
         assert got.rc == 0, got.stderr[-2000:]
-    assert (root / "reports/mine/gwot/embedding.png").stat().st_size > 1000
+    assert (root / "reports/mine/gwot/plots/embedding.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("blank", ["", "   ", "NA", "nan"])
@@ -88,7 +88,7 @@ def test_a_nan_label_in_an_anndata_obs_column_is_refused_with_its_cell(tiny_proj
     obs.loc["c5", "type"] = np.nan
     for name in ("a", "b"):
         ad.AnnData(X=rng.normal(size=(40, 5)).astype(np.float32), obs=obs).write_h5ad(tiny_project / f"{name}.h5ad")
-    _dataset(tiny_project, "mine", {"source": {"kind": "anndata", "path_a": str(tiny_project / "a.h5ad"),
+    _dataset(tiny_project, "mine", {"family": "paired", "source": {"kind": "anndata", "path_a": str(tiny_project / "a.h5ad"),
                                                "path_b": str(tiny_project / "b.h5ad"), "label_key": "type"}})
     assert_refused(xmodal(tiny_project, "ingest", "--dataset", "mine"),
                    needle=("a.h5ad", "row 6", "'c5'", "missing (NaN) label"))
@@ -99,8 +99,8 @@ def test_a_label_rarer_than_the_floor_is_refused_at_preprocess(tiny_project: Pat
     _csv(tiny_project, _continuous(40, 4), _counts(40, 6), labels=labels)
     assert xmodal(tiny_project, "ingest", "--dataset", "mine").rc == 0
     assert_refused(xmodal(tiny_project, "preprocess", "--dataset", "mine"),
-                   needle=("label 'rare' has 1 cell", "preprocess.min_cells_per_class"))
-    assert xmodal(tiny_project, "preprocess", "--dataset", "mine", "--set", "preprocess.min_cells_per_class=1").rc == 0
+                   needle=("label 'rare' has 1 cell", "split.min_cells_per_class"))
+    assert xmodal(tiny_project, "preprocess", "--dataset", "mine", "--set", "split.min_cells_per_class=1").rc == 0
 
 
 @pytest.mark.parametrize(("value", "what"), [(-3, "negative"), (2.5, "not an integer")])
@@ -129,7 +129,7 @@ def test_new_cells_of_a_counts_modality_with_negative_values_are_refused_not_cli
     root = tiny_project
     for stage in ("ingest", "preprocess"):
         assert xmodal(root, stage, "--dataset", "tiny").rc == 0
-    from xmodal.data import read_paired, write_paired
+    from xmodal.families.paired._data import read_paired, write_paired
 
     new = read_paired(root / "data/ingested/tiny")
     new.b.X[3, 2] = -5.0  # expression counts of the synthetic data
@@ -152,7 +152,7 @@ def test_cell_ids_repeated_across_domains_are_refused_or_made_unique(tiny_projec
     _dataset(root, "mo", {"family": "multiome", "source": source})  # the default: auto
     got = xmodal(root, "ingest", "--dataset", "mo")
     assert got.rc == 0, got.stderr[-2000:]
-    from xmodal.data.multiome_io import read_multiome
+    from xmodal.families.multiome._io import read_multiome
 
     ids = read_multiome(root / "data/ingested/mo").rna.obs_names
     assert ids.is_unique

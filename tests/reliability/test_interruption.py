@@ -86,7 +86,7 @@ def test_a_kill_while_preprocess_saves_keeps_the_old_output(ingested: Path) -> N
     assert xmodal(root, "preprocess", "--dataset", "tiny").rc == 0
     out = root / "data/processed/tiny"
     before = _digest(out)
-    _killed(root, "numpy:save:1:after", "preprocess", "--dataset", "tiny", "--set", "preprocess.n_pcs=5")
+    _killed(root, "numpy:save:1:after", "preprocess", "--dataset", "tiny", "--set", "preprocess.paired.n_pcs=5")
     assert _digest(out) == before
     (left,) = _leftovers(out.parent)
     assert (out.parent / left / "data.h5mu").is_file()  # the processed data, without its preprocessors

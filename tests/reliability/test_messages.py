@@ -79,7 +79,7 @@ def test_new_data_lacking_features_names_the_new_file(tiny_project: Path) -> Non
     root = tiny_project
     for stage in ("ingest", "preprocess"):
         assert xmodal(root, stage, "--dataset", "tiny").rc == 0
-    from xmodal.data import read_paired, write_paired
+    from xmodal.families.paired._data import read_paired, write_paired
 
     new = read_paired(root / "data/ingested/tiny")
     new = type(new)(a=new.a[:, 2:].copy(), b=new.b, names=new.names)
@@ -100,7 +100,7 @@ def test_a_non_numeric_value_in_a_paired_csv_names_file_row_column_and_value(tin
         if name == where:
             frame.iloc[6, 2] = "twelve"
         frame.to_csv(folder / f"{name}.csv", index_label="cell")
-    _dataset(tiny_project, "mine", {"source": {"kind": "csv", "modality_a": str(folder / "modality_a.csv"),
+    _dataset(tiny_project, "mine", {"family": "paired", "source": {"kind": "csv", "modality_a": str(folder / "modality_a.csv"),
                                                "modality_b": str(folder / "modality_b.csv")}})
     message = assert_refused(xmodal(tiny_project, "ingest", "--dataset", "mine"),
                              needle=("row 8", "column 'f2'", "'twelve'"))

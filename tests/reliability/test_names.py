@@ -69,7 +69,7 @@ def test_bad_names_are_refused_wherever_params_hold_them(world, field) -> None:
     params = copy.deepcopy(TINY_PARAMS)
     args: list[str] = ["list"]
     if field == "runs":
-        params["runs"]["paired"]["datasets"] = ["tiny", "../victim"]
+        params["runs"]["victim-gwot"] = {"dataset": "../victim", "method": "gwot"}
     elif field == "pipeline":
         params["pipeline"] = {"dataset": str(victim)}
     else:

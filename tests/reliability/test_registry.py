@@ -37,7 +37,7 @@ def _trained_twice(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params = tiny_params()
     params["datasets"]["tiny2"] = copy.deepcopy(params["datasets"]["tiny"])
     params["datasets"]["tiny2"]["source"]["seed"] = 7
-    params["runs"]["paired"]["datasets"] = ["tiny", "tiny2"]
+    params["runs"]["tiny2-gwot"] = {"dataset": "tiny2", "method": "gwot"}
     write_params(root, params)
     for dataset in ("tiny", "tiny2"):
         for stage in ("ingest", "preprocess"):
@@ -102,7 +102,7 @@ def test_a_challenger_the_champion_cannot_score_is_judged_on_the_registered_data
         assert xmodal(root, stage, "--dataset", "wide").rc == 0
     for stage in ("train", "evaluate"):
         assert xmodal(root, stage, "--dataset", "wide", "--method", "gwot").rc == 0
-    own = json.loads((root / "reports/wide/gwot/metrics.json").read_text())["validation"]["foscttm"]
+    own = json.loads((root / "reports/wide/gwot/metrics.json").read_text())["test"]["foscttm"]
     assert own <= 0.45  # it passes the gate on its own cells ...
     got = xmodal(root, "register", "--dataset", "wide", "--method", "gwot", "--registered-as", "tiny")
     assert got.rc == 0, got.stderr[-2000:]
@@ -120,7 +120,7 @@ def test_gates_use_the_registered_datasets_cells_even_when_the_challenger_scores
     # tiny2 is another experiment with the same feature names: its model can score tiny's cells, badly
     params["register"] = {"gates": {"gwot": {"foscttm": {"max": 0.3}}}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    own = json.loads((root / "reports/tiny2/gwot/metrics.json").read_text())["validation"]["foscttm"]
+    own = json.loads((root / "reports/tiny2/gwot/metrics.json").read_text())["test"]["foscttm"]
     got = xmodal(root, "register", "--dataset", "tiny2", "--method", "gwot", "--registered-as", "tiny")
     assert got.rc == 0, got.stderr[-2000:]
     decision = json.loads((root / "reports/registry/tiny2/gwot/decision.json").read_text())

@@ -132,7 +132,7 @@ def mo_project(tiny_project: Path) -> Path:
 
 
 def _genes(root: Path) -> list[str]:
-    from xmodal.data.multiome_io import read_multiome
+    from xmodal.families.multiome._io import read_multiome
 
     return list(map(str, read_multiome(root / "data/processed/mo").rna.var_names))
 

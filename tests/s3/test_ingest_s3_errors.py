@@ -15,7 +15,7 @@ from xmodal.cli import main
 def csv_params(root: Path, *, modality_a: str, modality_b: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     source = {"kind": "csv", "modality_a": modality_a, "modality_b": modality_b}
-    (root / "params.yaml").write_text(yaml.safe_dump({"datasets": {"seed": {"source": source}}}))
+    (root / "params.yaml").write_text(yaml.safe_dump({"datasets": {"seed": {"family": "paired", "source": source}}}))
     return root
 
 

@@ -21,7 +21,7 @@ def _cli(root: Path, *args: str) -> int:
 def test_register_puts_the_model_into_the_bucket_and_loads_it_back(
     tiny_project: Path, s3_env, bucket: str, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xmodal.data import read_paired
+    from xmodal.families.paired._data import read_paired
     from xmodal.methods import load_model
     from xmodal.methods.gwot import GWOT
     from xmodal.tracking import load_registered

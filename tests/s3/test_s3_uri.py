@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from xmodal._s3 import S3Object, is_s3_uri, parse_s3_uri
-from xmodal.config import AnnDataSource, CsvPairedSource
 from xmodal.config._load import params_from_dict
 from xmodal.errors import ConfigError, XmodalInputError
+from xmodal.families.paired._config import AnnDataSource, CsvPairedSource
 
 
 def test_config_keeps_s3_uris_verbatim_and_local_paths_as_paths() -> None:
@@ -25,7 +25,7 @@ def test_config_keeps_s3_uris_verbatim_and_local_paths_as_paths() -> None:
 
 
 def test_a_path_field_of_the_wrong_type_names_its_key() -> None:
-    raw = {"datasets": {"d": {"source": {"kind": "csv", "modality_a": 5, "modality_b": "b.csv"}}}}
+    raw = {"datasets": {"d": {"family": "paired", "source": {"kind": "csv", "modality_a": 5, "modality_b": "b.csv"}}}}
     with pytest.raises(ConfigError, match=r"datasets\.d\.source\.modality_a: .*file path or an s3:// URI"):
         params_from_dict(raw)
 

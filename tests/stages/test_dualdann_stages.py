@@ -30,7 +30,7 @@ def project(tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     params = yaml.safe_load((tiny_project / "params.yaml").read_text())
     params["datasets"]["mo"] = MULTIOME
     params["methods"]["dualdann"] = DUALDANN
-    params["runs"] = {"multiome": {"datasets": ["mo"], "methods": ["dualdann"]}}
+    params["runs"] = {"mo-dualdann": {"dataset": "mo", "method": "dualdann"}}
     params["register"] = {"gates": {"dualdann": {"target_atac_macro_f1": {"min": 0.0}}}}
     (tiny_project / "params.yaml").write_text(yaml.safe_dump(params))
     return tiny_project
@@ -64,7 +64,7 @@ def test_lifecycle_writes_what_a_user_reads(project: Path, capsys: pytest.Captur
     assert test["adaptation_gain_macro_f1"] == pytest.approx(
         test["target_atac_macro_f1"] - test["ablation_target_atac_macro_f1"])
     for png in ("confusion_matrix.png", "embedding.png", "training_curve.png"):
-        assert (rdir / png).stat().st_size > 1000
+        assert (rdir / "plots" / png).stat().st_size > 1000
     predictions = pd.read_csv(rdir / "predictions.csv", index_col=0)
     assert len(predictions) == 300
     assert {"split", "domain", "phase", "predicted_phase_atac", "p_G1_atac", "p_S_atac", "p_G2M_atac",
@@ -94,7 +94,7 @@ def test_lifecycle_writes_what_a_user_reads(project: Path, capsys: pytest.Captur
     # the registered model classifies raw ATAC counts through its logged preprocessor
     import mlflow
 
-    from xmodal.data.multiome_io import read_multiome
+    from xmodal.families.multiome._io import read_multiome
 
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     try:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from xmodal.families.paired import read_paired
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -49,13 +51,14 @@ def _repro(root: Path) -> list[str]:
 
 def test_repro_runs_every_stage_then_nothing(dvc_project: Path) -> None:
     ran = _repro(dvc_project)
-    assert ran == ["evaluate_paired@tiny-gwot", "ingest@tiny", "preprocess@tiny", "train_paired@tiny-gwot"]
+    assert ran == ["evaluate@tiny-gwot", "ingest@tiny", "preprocess@tiny", "train@tiny-gwot"]
     metrics = json.loads((dvc_project / "reports/tiny/gwot/metrics.json").read_text())
-    assert metrics["validation"]["n_pairs"] == 30
+    test_cells = read_paired(dvc_project / "data/processed/tiny").split("test")
+    assert metrics["test"]["n_pairs"] == test_cells.a.n_obs > 0
     lock = yaml.safe_load((dvc_project / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(ran)
     # the stage's params are recorded precisely: only its own keys
-    assert set(lock["stages"]["train_paired@tiny-gwot"]["params"]["params.yaml"]) == {"seed", "methods.gwot"}
+    assert set(lock["stages"]["train@tiny-gwot"]["params"]["params.yaml"]) == {"seed", "methods.gwot", "datasets.tiny"}
 
     assert _repro(dvc_project) == []  # nothing changed → nothing runs
 
@@ -65,4 +68,21 @@ def test_changing_a_method_param_reruns_only_train_and_evaluate(dvc_project: Pat
     params = yaml.safe_load((dvc_project / "params.yaml").read_text())
     params["methods"]["gwot"]["epsilon"] = 0.02
     (dvc_project / "params.yaml").write_text(yaml.safe_dump(params))
-    assert _repro(dvc_project) == ["evaluate_paired@tiny-gwot", "train_paired@tiny-gwot"]
+    assert _repro(dvc_project) == ["evaluate@tiny-gwot", "train@tiny-gwot"]
+
+
+def test_a_params_file_of_one_other_family_runs_too(dvc_project: Path) -> None:
+    """The params list only what they have: here one multiome dataset and one run, no paired section at all
+    (``dvc.yaml`` has no stage per family, so nothing asks for the missing one)."""
+    from test_dualdann_stages import DUALDANN, MULTIOME
+
+    params = {"seed": 0, "datasets": {"mo": MULTIOME}, "split": {}, "preprocess": {"multiome": {}}, "evaluate": {},
+              "methods": {"dualdann": {**DUALDANN, "epochs": 2}},
+              "runs": {"mo-dualdann": {"dataset": "mo", "method": "dualdann"}}}
+    (dvc_project / "params.yaml").write_text(yaml.safe_dump(params))
+    assert _repro(dvc_project) == ["evaluate@mo-dualdann", "ingest@mo", "preprocess@mo", "train@mo-dualdann"]
+    metrics = json.loads((dvc_project / "reports/mo/dualdann/metrics.json").read_text())
+    assert set(metrics) == {"train", "validation", "test"}
+    lock = yaml.safe_load((dvc_project / "dvc.lock").read_text())
+    assert set(lock["stages"]["preprocess@mo"]["params"]["params.yaml"]) == {"split", "preprocess.multiome"}
+    assert _repro(dvc_project) == []

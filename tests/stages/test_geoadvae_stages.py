@@ -22,7 +22,7 @@ def _cli(root: Path, *args: str) -> int:
 def project(tiny_project: Path) -> Path:
     params = yaml.safe_load((tiny_project / "params.yaml").read_text())
     params["methods"]["geoadvae"] = GEOADVAE
-    params["runs"]["paired"]["methods"] = ["gwot", "geoadvae"]
+    params["runs"]["tiny-geoadvae"] = {"dataset": "tiny", "method": "geoadvae"}
     (tiny_project / "params.yaml").write_text(yaml.safe_dump(params))
     assert _cli(tiny_project, "ingest", "--dataset", "tiny") == 0
     assert _cli(tiny_project, "preprocess", "--dataset", "tiny") == 0
@@ -40,7 +40,7 @@ def test_train_resume_evaluate_register(project: Path, capsys: pytest.CaptureFix
     assert (root / "models/tiny/geoadvae/weights.pt").read_bytes() == weights
 
     assert _cli(root, "evaluate", "--dataset", "tiny", "--method", "geoadvae") == 0
-    metrics = json.loads((root / "reports/tiny/geoadvae/metrics.json").read_text())["validation"]
+    metrics = json.loads((root / "reports/tiny/geoadvae/metrics.json").read_text())["test"]
     assert 0.0 <= metrics["foscttm"] <= 1.0
     assert {"neighborhood_matching_k5", "neighborhood_matching_k50", "label_transfer_accuracy"} <= set(metrics)
 
@@ -52,8 +52,8 @@ def test_train_resume_evaluate_register(project: Path, capsys: pytest.CaptureFix
     # embedding API: raw cells of both modalities (MuData) → codes in obsm, input untouched
     import mudata as md
 
+    from xmodal.families.paired._preprocess import load_preprocessor
     from xmodal.methods import embed, load_model
-    from xmodal.stages.preprocess import load_preprocessor
 
     raw = md.read_h5mu(root / "data/ingested/tiny/data.h5mu")
     preps = {m: load_preprocessor(root / f"data/processed/tiny/preprocessor_{m}") for m in ("a", "b")}

@@ -23,33 +23,38 @@ def test_stages_run_in_order_and_write_their_outputs(tiny_project: Path) -> None
     assert len(schema["modalities"]["a"]["sha256"]) == 64
 
     assert _cli(root, "preprocess", "--dataset", "tiny") == 0
-    from xmodal.data import read_paired
+    from xmodal.families.paired._data import read_paired
 
     data = read_paired(root / "data/processed/tiny")
     assert data.a.n_vars == 8
     assert data.b.n_vars == 8
-    # partners always share a split, so validation pairs are unseen in training
+    # partners always share a split, so held-out pairs are unseen in training
     ia, ib = data.true_pairs()
     assert (data.a.obs["split"].to_numpy()[ia] == data.b.obs["split"].to_numpy()[ib]).all()
-    assert (data.a.obs["split"] == "validation").sum() == 30
+    sizes = data.a.obs["split"].value_counts()
+    for split in ("validation", "test"):  # 15 % of each of the 3 labels (rounded per label)
+        assert abs(int(sizes[split]) - 0.15 * 150) <= 3, sizes
 
     assert _cli(root, "train", "--dataset", "tiny", "--method", "gwot") == 0
     assert (root / "models/tiny/gwot/model.json").is_file()
     assert _cli(root, "evaluate", "--dataset", "tiny", "--method", "gwot") == 0
     metrics = json.loads((root / "reports/tiny/gwot/metrics.json").read_text())
-    assert 0.0 <= metrics["validation"]["foscttm"] < 0.5  # better than random
-    assert (root / "reports/tiny/gwot/embedding.png").stat().st_size > 1000
+    assert set(metrics) == {"train", "validation", "test"}
+    assert 0.0 <= metrics["test"]["foscttm"] < 0.5  # better than random
+    assert metrics["test"]["n_pairs"] == int(sizes["test"])
+    assert (root / "reports/tiny/gwot/plots/embedding.png").stat().st_size > 1000
 
     assert _cli(root, "report") == 0
     summary = json.loads((root / "reports/summary.json").read_text())
-    assert summary["runs"][0]["metrics"]["foscttm"] == metrics["validation"]["foscttm"]
+    assert summary["split"] == "test"
+    assert summary["runs"][0]["metrics"]["foscttm"] == metrics["test"]["foscttm"]
 
 
 def test_training_is_deterministic_and_round_trips(tiny_project: Path) -> None:
     root = tiny_project
     for stage in ("ingest", "preprocess"):
         assert _cli(root, stage, "--dataset", "tiny") == 0
-    from xmodal.data import read_paired
+    from xmodal.families.paired._data import read_paired
     from xmodal.methods import load_model
 
     outs, files = [], []

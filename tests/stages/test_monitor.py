@@ -17,7 +17,7 @@ import yaml
 
 from xmodal.cli import main
 from xmodal.config import load_params
-from xmodal.data import SPLIT, PairedData, read_paired, write_paired
+from xmodal.families.paired._data import SPLIT, PairedData, read_paired, write_paired
 from xmodal.stages.monitor import ModalityDrift, MonitorResult, decide_retrain, run
 
 DATASET = "tiny"
@@ -25,7 +25,7 @@ PARAMS = {
     "seed": 0,
     "datasets": {DATASET: {"family": "paired", "source": {"kind": "synthetic", "n_cells": 400, "dim_a": 30,
                                                           "dim_b": 40, "n_clusters": 3, "seed": 1}}},
-    "preprocess": {"n_pcs": 8, "validation_fraction": 0.2},
+    "preprocess": {"paired": {"n_pcs": 8}},
     # the shipped defaults, spelled out: 20 components per modality, K-S at p <= 0.05, retrain at share 0.3
     "monitor": {"n_components": 20, "stattest": "ks", "stattest_threshold": 0.05, "retrain_share": 0.3},
 }
@@ -109,10 +109,11 @@ def test_planted_shift_is_flagged_in_the_shifted_modality_only(
     assert morph["n_columns"] == 20
     assert morph["n_drifted"] == len(morph["drifted_columns"]) == round(morph["drifted_share"] * 20)
     assert set(morph["scores"]) == {f"pc_{i}" for i in range(1, 21)}
-    # the reference is the training cells (320), split into the PCA fit and the tested sample
-    assert morph["n_reference_total"] == 320
-    assert morph["n_reference"] + morph["n_reference_fit"] == 320
-    assert morph["n_new"] == 80
+    # the reference is the training cells, split into the PCA fit and the tested sample; new: validation cells
+    sizes = read_paired(project / "data/processed" / DATASET).a.obs[SPLIT].value_counts()
+    assert morph["n_reference_total"] == sizes["train"] == pytest.approx(0.7 * 400, abs=3)
+    assert morph["n_reference"] + morph["n_reference_fit"] == sizes["train"]
+    assert morph["n_new"] == sizes["validation"]
     assert any(r.startswith("morphology: drifted share") and ">=" in r for r in report["reasons"])
     html = (output / "drift.html").read_text()
     assert "morphology:pc_1" in html  # one Evidently report, both modalities
@@ -127,7 +128,8 @@ def test_resample_of_the_reference_is_not_flagged(project: Path) -> None:
     assert not result.retrain, shares
     assert max(shares.values()) <= 0.2  # measured 0.05–0.10 (data seeds 1–3)
     assert json.loads((result.output / "drift.json").read_text())["retrain"] is False
-    assert all(m.n_columns == 20 and m.n_new == 80 for m in result.modalities.values())
+    n_val = int((read_paired(project / "data/processed" / DATASET).a.obs[SPLIT] == "validation").sum())
+    assert all(m.n_columns == 20 and m.n_new == n_val for m in result.modalities.values())
 
 
 def test_cli_prints_no_and_writes_retrain_false(tiny_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -57,7 +57,7 @@ def test_register_logs_the_run_and_promotes_the_first_model(project: Path) -> No
     decision = _decision(project)
     assert decision["decision"] == "promoted"
     assert decision["champion_after"] == "1"
-    evaluated = json.loads((project / "reports/tiny/gwot/metrics.json").read_text())["validation"]
+    evaluated = json.loads((project / "reports/tiny/gwot/metrics.json").read_text())["test"]
     # the stage re-scores through the logged model + preprocessors: same cells, same numbers
     assert decision["challenger"]["metrics"]["foscttm"] == pytest.approx(evaluated["foscttm"], abs=1e-6)
 
@@ -69,15 +69,15 @@ def test_register_logs_the_run_and_promotes_the_first_model(project: Path) -> No
     assert run.data.params["dataset.source.n_cells"] == "150"
     history = json.loads((project / "models/tiny/gwot/history.json").read_text())
     assert len(client.get_metric_history(run.info.run_id, "train/gw_loss")) == len(history)
-    assert run.data.metrics["validation/foscttm"] == pytest.approx(evaluated["foscttm"])
+    assert run.data.metrics["test/foscttm"] == pytest.approx(evaluated["foscttm"])
     head = subprocess.run(["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True,
                           check=True).stdout.strip()
     assert run.data.tags["xmodal.git_commit"] == head
     schema = json.loads((project / "data/processed/tiny/schema.json").read_text())
     assert run.data.tags["xmodal.data.processed.a_sha256"] == schema["modalities"]["a"]["sha256"]
     assert run.data.tags["xmodal.version"]
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
-    assert "evaluation/embedding.png" in artifacts
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation/plots")}
+    assert "evaluation/plots/embedding.png" in artifacts
     version = client.get_model_version(NAME, "1")
     assert version.tags["xmodal.model_sha256"] == decision["model_sha256"]
 
@@ -142,7 +142,7 @@ def test_registered_model_loads_as_our_class_and_through_pyfunc(project: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
-    from xmodal.data import read_paired
+    from xmodal.families.paired._data import read_paired
     from xmodal.methods import load_model
     from xmodal.methods.gwot import GWOT
     from xmodal.tracking import load_registered

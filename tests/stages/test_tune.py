@@ -31,7 +31,7 @@ def project(tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     params["datasets"]["mo"] = MULTIOME
     params["methods"]["dualdann"] = DUALDANN
     params["tune"] = {"trials": 5, "startup_trials": 2, "warmup_steps": 1, "overrides": SMALL_TRIALS}
-    params["runs"]["multiome"] = {"datasets": ["mo"], "methods": ["dualdann"]}
+    params["runs"]["mo-dualdann"] = {"dataset": "mo", "method": "dualdann"}
     (tiny_project / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in ("ingest", "preprocess"):
         assert _cli(tiny_project, stage, "--dataset", "mo") == 0

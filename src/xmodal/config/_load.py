@@ -122,15 +122,51 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
 
 
 def params_from_dict(raw: Mapping[str, Any], *, source: str = "params") -> Params:
-    """Validate a parameter mapping (what :func:`load_params` does after reading the file)."""
+    """Validate a parameter mapping (what :func:`load_params` does after reading the file).
+
+    Each ``datasets.<name>`` entry is validated by its family's config class, each ``preprocess.<family>`` by the
+    family's preprocessing config and each ``methods.<name>`` by the method's config (the registries say which).
+    """
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format(exc, source=source)) from None
+    datasets = {name: _validate_dataset(name, cfg, source=source) for name, cfg in params.datasets.items()}
+    preprocess = {name: _validate_preprocess(name, cfg, source=source) for name, cfg in params.preprocess.items()}
     methods = {name: _validate_method(name, cfg, source=source) for name, cfg in params.methods.items()}
-    params = params.model_copy(update={"methods": methods})
+    params = params.model_copy(update={"datasets": datasets, "preprocess": preprocess, "methods": methods})
     _check_runs(params, source=source)
     return params
+
+
+def _validate_dataset(name: str, cfg: Any, *, source: str) -> BaseModel:
+    from xmodal.families import FAMILIES
+
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"{source}: datasets.{name}: expected a mapping (got {cfg!r})")
+    family = cfg.get("family")
+    if family is None:
+        raise ConfigError(f"{source}: datasets.{name}.family: required key is missing (one of: {sorted(FAMILIES)})")
+    if family not in FAMILIES:
+        raise ConfigError(f"{source}: datasets.{name}.family: unknown data family {family!r} (known: "
+                          f"{sorted(FAMILIES)})")
+    cls = FAMILIES[family].dataset_config_cls()
+    try:
+        return cls.model_validate(cfg)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, source=source, prefix=("datasets", name), tags=_kinds(cls))) from None
+
+
+def _validate_preprocess(name: str, cfg: Any, *, source: str) -> BaseModel:
+    from xmodal.families import FAMILIES
+
+    if name not in FAMILIES:
+        raise ConfigError(f"{source}: preprocess.{name}: unknown data family (known: {sorted(FAMILIES)}); the "
+                          "shares of the split are under `split:`")
+    try:
+        return FAMILIES[name].preprocess_config_cls().model_validate(cfg or {})
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, source=source, prefix=("preprocess", name))) from None
 
 
 def _validate_method(name: str, cfg: Any, *, source: str) -> BaseModel:
@@ -147,47 +183,58 @@ def _validate_method(name: str, cfg: Any, *, source: str) -> BaseModel:
 def _check_runs(params: Params, *, source: str) -> None:
     from xmodal.methods import METHODS
 
-    for family, group in params.runs.items():
-        for ds in group.datasets:
-            if ds not in params.datasets:
-                raise ConfigError(f"{source}: runs.{family}.datasets: {ds!r} is not in datasets")
-            if params.datasets[ds].family != family:
-                raise ConfigError(
-                    f"{source}: runs.{family}.datasets: {ds!r} is of family "
-                    f"{params.datasets[ds].family!r}, not {family!r}"
-                )
-        for m in group.methods:
-            if m not in METHODS:
-                raise ConfigError(f"{source}: runs.{family}.methods: unknown method {m!r} (known: {sorted(METHODS)})")
-            if METHODS[m].family != family:
-                raise ConfigError(
-                    f"{source}: runs.{family}.methods: {m!r} works on family {METHODS[m].family!r}, not {family!r}"
-                )
+    seen: dict[tuple[str, str], str] = {}
+    for name, run in params.runs.items():
+        where = f"{source}: runs.{name}"
+        if run.dataset not in params.datasets:
+            raise ConfigError(f"{where}.dataset: {run.dataset!r} is not in datasets (known: {sorted(params.datasets)})")
+        if run.method not in METHODS:
+            raise ConfigError(f"{where}.method: unknown method {run.method!r} (known: {sorted(METHODS)})")
+        family = params.datasets[run.dataset].family
+        if METHODS[run.method].family != family:
+            raise ConfigError(f"{where}: method {run.method!r} works on family {METHODS[run.method].family!r}, but "
+                              f"dataset {run.dataset!r} is of family {family!r}")
+        other = seen.setdefault((run.dataset, run.method), name)
+        if other != name:
+            raise ConfigError(f"{where}: runs {other!r} and {name!r} both train {run.method!r} on {run.dataset!r} "
+                              "(they would write the same model folder): remove one")
 
 
-def _format(exc: ValidationError, *, source: str, prefix: tuple[str, ...] = ()) -> str:
+def _kinds(cls: Any) -> frozenset[str]:
+    """The ``kind`` tags of the discriminated union in ``cls``'s ``source`` field (pydantic puts them in error
+    locations)."""
+    import typing
+
+    field = getattr(cls, "model_fields", {}).get("source")
+    tags: set[str] = set()
+
+    def walk(annotation: Any) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            kind = annotation.model_fields.get("kind")
+            if kind is not None and isinstance(kind.default, str):
+                tags.add(kind.default)
+            return
+        for arg in typing.get_args(annotation):
+            walk(arg)
+
+    if field is not None:
+        walk(field.annotation)
+    return frozenset(tags)
+
+
+def _format(exc: ValidationError, *, source: str, prefix: tuple[str, ...] = (),
+            tags: frozenset[str] = frozenset()) -> str:
     """One line per problem: ``params.yaml: methods.gwot.epsilon: expected float (got 'abc')``."""
     lines = []
     for err in exc.errors():
         parts = [str(p) for p in err["loc"]]
-        loc = prefix + tuple(p for i, p in enumerate(parts) if not _is_union_tag(parts, i))
+        loc = prefix + tuple(p for i, p in enumerate(parts) if not (i > 0 and parts[i - 1] == "source" and p in tags))
         if loc and loc[-1] == "[key]":  # a bad mapping key: name the mapping, then the key
             path = f"{'.'.join(loc[:-2]) or '<top>'}: key {loc[-2]!r}"
         else:
             path = ".".join(loc) or "<top>"
         lines.append(f"{source}: {path}: {_describe(err)}")
     return "\n".join(lines)
-
-
-_SOURCE_TAGS = {"synthetic", "pbmc68k_reduced", "csv", "anndata", "synthetic_multiome", "files"}
-_FAMILY_TAGS = {"paired", "multiome"}
-
-
-def _is_union_tag(parts: list[str], i: int) -> bool:
-    """Discriminated unions put the tag (``csv``, ``multiome``, ...) into the location: leave it out."""
-    if i > 0 and parts[i - 1] == "source" and parts[i] in _SOURCE_TAGS:
-        return True
-    return i == 2 and parts[0] == "datasets" and parts[i] in _FAMILY_TAGS
 
 
 def _describe(err: Mapping[str, Any]) -> str:

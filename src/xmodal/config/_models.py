@@ -10,38 +10,29 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
     PlainValidator,
-    Tag,
     field_validator,
     model_validator,
 )
 
 from xmodal._names import name_validator
 
-Family = Literal["paired", "multiome"]
-
 DatasetName = Annotated[str, AfterValidator(name_validator("dataset"))]
 """A dataset name: it becomes a folder under data/, models/ and reports/ (see :mod:`xmodal._names`)."""
+RunName = Annotated[str, AfterValidator(name_validator("run"))]
+"""A run name in ``runs``: it becomes part of DVC stage names (``train@<name>``)."""
 DomainName = Annotated[str, AfterValidator(name_validator("domain"))]
 """A domain (cell line) name of a multiome dataset: it is stored as a column and group name."""
 ModalityName = Annotated[str, AfterValidator(name_validator("modality"))]
 """A modality name of a paired dataset: it becomes the modality's group in data.h5mu."""
 
 
-Kind = Literal["auto", "counts", "continuous"]
-"""What a paired modality holds: ``counts`` (non-negative integers; anything else is refused at ingest, and
-log1p applies), ``continuous``, or ``auto`` (counts when every value is a non-negative integer)."""
-
-
-def _distinct_names(names: tuple[str, ...]) -> tuple[str, ...]:
+def distinct_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Refuse two equal modality names (they would be one group of ``data.h5mu``)."""
     if len(set(names)) != len(names):
         raise ValueError(f"modality names must differ, got {list(names)}")
     return names
-
-
-ModalityNames = Annotated[tuple[ModalityName, ModalityName], AfterValidator(_distinct_names)]
 
 
 def _path_or_s3_uri(value: Any) -> Path | str:
@@ -64,254 +55,35 @@ class StrictModel(BaseModel):
 
 
 # --------------------------------------------------------------------------------------------
-# data sources of the ``paired`` family
-# --------------------------------------------------------------------------------------------
-class SyntheticPairedSource(StrictModel):
-    """Synthetic paired data with planted ground truth (see :func:`xmodal.data.synthetic_paired`)."""
-
-    kind: Literal["synthetic"] = "synthetic"
-    n_cells: int = Field(1200, ge=20, description="cells in modality A (and B when paired)")
-    n_cells_b: int | None = Field(None, ge=20, description="cells in B in unpaired mode")
-    n_clusters: int = Field(6, ge=2, le=50, description="planted clusters (cell types)")
-    latent_dim: int = Field(6, ge=2, description="dimension of the shared latent space")
-    dim_a: int = Field(60, ge=2, description="features of modality A (morphology-like)")
-    dim_b: int = Field(400, ge=2, description="features of modality B (expression-like counts)")
-    noise: float = Field(0.2, ge=0, description="noise level relative to the signal")
-    pairing: Literal["paired", "unpaired"] = Field(
-        "paired", description="paired: every A cell has a known partner in B; unpaired: independent cells"
-    )
-    names: ModalityNames = ("morphology", "expression")
-    seed: int = Field(0, description="the experiment: cell types, their geometry and both measurement maps")
-    batch: int = Field(
-        0, ge=0, description="which batch of the experiment: another batch draws new cells of the same cell types, "
-        "measured through the same maps (cell ids get the suffix -<batch>)"
-    )
-    batch_effect: float = Field(
-        0.0, ge=0, description="planted technical shift of this batch: per-feature offsets of this many feature SDs "
-        "in A, per-gene log-rate offsets of this SD in B (0: none)"
-    )
-
-
-class SyntheticMultiomeSource(StrictModel):
-    """Synthetic 10x-Multiome-like data with planted cell-cycle programs (see :func:`xmodal.data.synthetic_multiome`)."""
-
-    kind: Literal["synthetic_multiome"] = "synthetic_multiome"
-    n_cells: int = Field(1000, ge=30, description="cells per domain")
-    domains: tuple[DomainName, ...] = Field(("source", "target"), min_length=1,
-                                            description="domains (e.g. cell lines)")
-    n_background_genes: int = Field(400, ge=0, description="genes outside the S and G2M programs")
-    peaks_per_gene: int = Field(3, ge=1, description="peaks linked to each gene (near its TSS)")
-    n_background_peaks: int = Field(1000, ge=0, description="peaks linked to no gene")
-    phase_fractions: tuple[float, float, float] = Field(
-        (0.55, 0.30, 0.15), description="share of G1, S and G2M cells")
-    program_effect: float = Field(1.5, ge=0, description="log-rate increase of a program gene in its phase")
-    accessibility_effect: float = Field(2.0, ge=0, description="logit increase of a program peak in its phase")
-    domain_shift: float = Field(
-        1.0, ge=0, description="planted shift of every domain after the first: per-peak logit and per-gene "
-        "log-rate offsets of this SD, and a lower sequencing depth")
-    program_shift: float = Field(
-        0.0, ge=0, description="systematic shift of every domain after the first: logit offset of +this on the "
-        "S-program peaks and −this on the G2/M-program peaks of all its cells (0: none)")
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _fractions(self) -> SyntheticMultiomeSource:
-        if any(f < 0 for f in self.phase_fractions) or abs(sum(self.phase_fractions) - 1.0) > 1e-6:
-            raise ValueError("phase_fractions must be three non-negative shares summing to 1")
-        if len(set(self.domains)) != len(self.domains):
-            raise ValueError("domains must be distinct")
-        return self
-
-
-class Pbmc68kSource(StrictModel):
-    """scanpy's bundled ``pbmc68k_reduced`` split into two disjoint gene panels (real cells, real labels)."""
-
-    kind: Literal["pbmc68k_reduced"] = "pbmc68k_reduced"
-    label_key: str = Field("bulk_labels", description="obs column used as the cell label")
-    fraction_a: float = Field(0.5, gt=0, lt=1, description="share of genes given to panel A")
-    names: ModalityNames = ("panel_a", "panel_b")
-    seed: int = 0
-
-
-class CsvPairedSource(StrictModel):
-    """The seed-000 CSV set: morphology, expression, labels, cluster labels, correlation matrix."""
-
-    kind: Literal["csv"] = "csv"
-    modality_a: DataPath = Field(description="morphology CSV: header row, id column, numeric features")
-    modality_b: DataPath = Field(description="expression CSV: id column then genes; header optional")
-    b_header: Literal["auto", "yes", "no"] = Field("auto", description="does modality_b have a header row")
-    labels: DataPath | None = Field(None, description="RNA-family labels CSV: id column, label column")
-    clusters_a: DataPath | None = Field(None, description="morphology cluster labels CSV")
-    clusters_b: DataPath | None = Field(None, description="expression cluster labels CSV")
-    corr_matrix: DataPath | None = Field(None, description="cluster correlation matrix (B clusters × A clusters)")
-    paired: bool = Field(True, description="row i of A and row i of B are the same cell (known pairing)")
-    names: ModalityNames = ("morphology", "expression")
-    kinds: tuple[Kind, Kind] = Field(("auto", "auto"), description="what A and B hold: counts, continuous or auto")
-
-
-class AnnDataSource(StrictModel):
-    """An ``.h5mu`` with two modalities, or two ``.h5ad`` files."""
-
-    kind: Literal["anndata"] = "anndata"
-    path: DataPath | None = Field(None, description=".h5mu file holding both modalities")
-    path_a: DataPath | None = Field(None, description=".h5ad of modality A (with path_b)")
-    path_b: DataPath | None = Field(None, description=".h5ad of modality B (with path_a)")
-    modalities: tuple[str, str] | None = Field(None, description="which two modalities of the .h5mu")
-    label_key: str | None = Field(None, description="obs column holding cell labels")
-    match_key: str | None = Field(None, description="obs column of A naming the partner cell in B")
-    kinds: tuple[Kind, Kind] = Field(("auto", "auto"), description="what A and B hold: counts, continuous or auto")
-
-    @model_validator(mode="after")
-    def _one_layout(self) -> AnnDataSource:
-        if (self.path is None) == (self.path_a is None and self.path_b is None):
-            raise ValueError("give either `path` (.h5mu) or both `path_a` and `path_b` (.h5ad)")
-        if self.path is None and (self.path_a is None or self.path_b is None):
-            raise ValueError("`path_a` and `path_b` must be given together")
-        return self
-
-
-PairedSource = Annotated[
-    SyntheticPairedSource | Pbmc68kSource | CsvPairedSource | AnnDataSource,
-    Field(discriminator="kind"),
-]
-
-
-class DatasetConfig(StrictModel):
-    """One dataset of the ``paired`` family: two modalities of the same (or comparable) cells."""
-
-    family: Literal["paired"] = "paired"
-    source: PairedSource = Field(default_factory=SyntheticPairedSource)
-    description: str = ""
-
-
-# --------------------------------------------------------------------------------------------
-# data sources of the ``multiome`` family
-# --------------------------------------------------------------------------------------------
-class MultiomeDomainFiles(StrictModel):
-    """The files of one domain (e.g. one cell line) of a Multiome dataset."""
-
-    name: DomainName = Field(description="the domain's name (e.g. the cell line), unique in the dataset")
-    format: Literal["10x_h5", "csv", "h5mu"] = Field(
-        description="10x_h5: Cell Ranger ARC filtered_feature_bc_matrix.h5 (path); csv: the seed's tables (rna, atac); "
-        "h5mu: modalities rna and atac (path)")
-    path: DataPath | None = Field(None, description="10x_h5 / h5mu: the file")
-    rna: DataPath | None = Field(None, description="csv: cells × genes, header row, cell id column first")
-    atac: DataPath | None = Field(None, description="csv: cells × peaks named chr:start-end, same cells as rna")
-    labels: DataPath | None = Field(
-        None, description="optional CSV: cell id column and a `phase` column (G1/S/G2M); without it phases are "
-        "scored from the S and G2/M genes at ingest")
-
-    @model_validator(mode="after")
-    def _files(self) -> MultiomeDomainFiles:
-        need = ("rna", "atac") if self.format == "csv" else ("path",)
-        missing = [f for f in need if getattr(self, f) is None]
-        if missing:
-            raise ValueError(f"format {self.format} needs {' and '.join(missing)}")
-        return self
-
-
-class MultiomeFilesSource(StrictModel):
-    """A Multiome dataset from files: one entry per domain; later domains' peaks are mapped onto the first's."""
-
-    kind: Literal["files"] = "files"
-    domains: list[MultiomeDomainFiles] = Field(min_length=1, description="the domains, the reference (first) first")
-    peak_min_overlap: float = Field(
-        0.5, gt=0, le=1, description="a peak of a later domain feeds a reference peak when they overlap by this "
-        "share of the shorter one (unmatched reference peaks are zero)")
-    cell_ids: Literal["auto", "prefix", "as_is"] = Field(
-        "auto", description="cell ids must be unique across domains (10x barcodes repeat between runs): auto writes "
-        "every id as <domain>:<id> when some id repeats, prefix always does, as_is refuses a repeated id")
-
-    @model_validator(mode="after")
-    def _distinct(self) -> MultiomeFilesSource:
-        names = [d.name for d in self.domains]
-        if len(set(names)) != len(names):
-            raise ValueError(f"domain names must be distinct, got {names}")
-        return self
-
-
-MultiomeSource = Annotated[SyntheticMultiomeSource | MultiomeFilesSource, Field(discriminator="kind")]
-
-
-class MultiomeDatasetConfig(StrictModel):
-    """One dataset of the ``multiome`` family: RNA and ATAC of the same cells, in a source and a target domain."""
-
-    family: Literal["multiome"] = "multiome"
-    source: MultiomeSource = Field(default_factory=SyntheticMultiomeSource)
-    source_domain: DomainName | None = Field(None, description="the labelled domain training starts from (default: the first)")
-    target_domain: DomainName | None = Field(
-        None, description="the domain adapted to, whose test cells are the headline (default: the second, else the "
-        "source domain itself)")
-    description: str = ""
-
-
-def _family(value: Any) -> str:
-    return str(value.get("family", "paired") if isinstance(value, dict) else getattr(value, "family", "paired"))
-
-
-AnyDatasetConfig = Annotated[
-    Annotated[DatasetConfig, Tag("paired")] | Annotated[MultiomeDatasetConfig, Tag("multiome")],
-    Discriminator(_family),
-]
-
-
-# --------------------------------------------------------------------------------------------
 # stages
 # --------------------------------------------------------------------------------------------
-class MultiomePreprocessConfig(StrictModel):
-    """Preprocessing of the ``multiome`` family (seed 001), every statistic fitted on training cells only."""
+class SplitConfig(StrictModel):
+    """``split``: the one evaluation protocol of every family (train / validation / test cells).
+
+    Validation cells serve early stopping, model selection and ``xmodal tune``; test cells serve the headline
+    figures, the gates and promotion only.
+    """
 
     validation_fraction: float = Field(
-        0.15, gt=0, lt=0.5, description="share of every domain and phase held out for early stopping and search")
+        0.15, gt=0, lt=0.5, description="share of every stratum held out for early stopping, selection and tuning")
     test_fraction: float = Field(
-        0.15, gt=0, lt=0.5, description="share held out for the final report only: never seen by training, "
-        "early stopping or search")
-    normalize: Literal["auto", "yes", "no"] = Field(
-        "auto", description="CPM → log1p → L2 per cell for both modalities; auto skips data that look normalised "
-        "(max < 20 and non-integer, the seed's rule)")
-    min_peak_fraction: float = Field(0.05, ge=0, lt=1, description="keep peaks open in at least this share of "
-                                     "training cells")
-    n_top_genes: int | None = Field(2000, ge=10, description="keep the most variable genes (training cells); "
-                                    "null keeps all")
-    peak_impute: Literal["zero", "learned"] = Field(
-        "zero", description="reference peaks a domain did not measure (no peak overlapping them): zero (the "
-        "seed's default) or learned — predicted from its measured peaks by a low-rank ridge map fitted on the "
-        "training cells of domains that measured both")
-    peak_mapper_rank: int = Field(256, ge=1, description="learned: width of the mapper's SVD adapter")
-    peak_mapper_alpha: float = Field(1.0, gt=0, description="learned: ridge penalty, relative to the mean score "
-                                     "variance")
-    seed: int = 0
+        0.15, gt=0, lt=0.5, description="share held out for the headline, the gates and promotion only: never seen "
+        "by training, early stopping or search")
+    stratify: bool = Field(True, description="stratify by the cells' labels where the family has them (paired: "
+                           "label; multiome: phase, always within each domain)")
+    seed: int = Field(0, description="seeds the assignment")
+    min_cells_per_split: int = Field(
+        5, ge=1, description="fewest cells each split of each modality (or domain) must hold; fewer is an error at "
+        "preprocess")
+    min_cells_per_class: int = Field(
+        3, ge=1, description="fewest cells a label (or phase, per domain) must have; a rarer class is an error at "
+        "preprocess (merge or drop it, or lower this)")
 
     @model_validator(mode="after")
-    def _shares(self) -> MultiomePreprocessConfig:
+    def _shares(self) -> SplitConfig:
         if self.validation_fraction + self.test_fraction >= 0.8:
             raise ValueError("validation_fraction + test_fraction must leave at least 20 % of cells for training")
         return self
-
-
-class PreprocessConfig(StrictModel):
-    """Per-modality preprocessing, every statistic fitted on the training split only."""
-
-    validation_fraction: float = Field(0.2, ge=0.05, le=0.5, description="share of cells held out")
-    stratify: bool = Field(True, description="stratify the split by label when labels exist")
-    log1p: Literal["auto", "yes", "no"] = Field(
-        "auto", description="log1p-transform a modality; auto: when it looks like counts"
-    )
-    n_top_features: int | None = Field(2000, ge=2, description="keep the most variable features")
-    scale: bool = Field(True, description="z-score each feature")
-    n_pcs: int | None = Field(30, ge=2, description="PCA per modality; null keeps the features")
-    seed: int = 0
-    min_cells_per_split: int = Field(
-        5, ge=1, description="fewest cells each split (train, validation, test) of each modality (paired) or "
-        "domain (multiome) must hold; fewer is an error at preprocess")
-    min_cells_per_class: int = Field(
-        3, ge=1, description="fewest cells a label (paired) or phase (multiome, per domain) must have; a rarer "
-        "class is an error at preprocess (merge or drop it, or lower this)")
-    min_features: int = Field(
-        2, ge=1, description="fewest features of a modality that must vary over the training cells after "
-        "preprocessing (constant features are dropped)")
-    multiome: MultiomePreprocessConfig = Field(
-        default_factory=MultiomePreprocessConfig, description="the multiome family's own preprocessing")
 
 
 class EvaluateConfig(StrictModel):
@@ -462,26 +234,31 @@ class PipelineConfig(StrictModel):
     schedule: str = Field("0 0 3 * * *", description="6-field cron (seconds first) for `pipeline submit --recurring`")
 
 
-class RunGroup(StrictModel):
-    """Which methods ``dvc repro`` runs on which datasets of one family."""
+class RunConfig(StrictModel):
+    """One entry of ``runs``: ``dvc repro`` trains and evaluates ``method`` on ``dataset``."""
 
-    datasets: list[DatasetName]
-    methods: list[str]
+    dataset: DatasetName = Field(description="a dataset of `datasets`")
+    method: str = Field(description="a registered method that works on the dataset's family")
 
 
 class Params(StrictModel):
     """The whole of ``params.yaml``."""
 
     seed: int = 0
-    datasets: dict[DatasetName, AnyDatasetConfig] = Field(
-        default_factory=dict, description="name → dataset; names follow xmodal._names.NAME_RULE")
-    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    datasets: dict[DatasetName, Any] = Field(
+        default_factory=dict, description="name → dataset (its `family` says which config validates it); names "
+        "follow xmodal._names.NAME_RULE")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    preprocess: dict[str, Any] = Field(
+        default_factory=dict, description="family → its preprocessing settings (the family's preprocess config)")
     methods: dict[str, Any] = Field(default_factory=dict)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     registry: RegisterConfig = Field(default_factory=RegisterConfig, alias="register")
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
-    runs: dict[str, RunGroup] = Field(default_factory=dict)
+    runs: dict[RunName, RunConfig] = Field(
+        default_factory=dict, description="run name → (dataset, method): one DVC train and evaluate stage each "
+        "(train@<name>, evaluate@<name>)")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
     @field_validator("datasets")
@@ -495,8 +272,9 @@ class Params(StrictModel):
                                  "system they would write the same folders: rename one")
         return datasets
 
-    def dataset(self, name: str) -> DatasetConfig:
-        """Return the dataset config ``name`` or raise a :class:`ConfigError` listing the known ones."""
+    def dataset(self, name: str) -> Any:
+        """Return the dataset config ``name`` (its family's config class) or raise a :class:`ConfigError` listing
+        the known ones."""
         from xmodal.errors import ConfigError
 
         if name not in self.datasets:
@@ -515,3 +293,16 @@ class Params(StrictModel):
             return spec.config_cls()()
         except Exception as exc:  # pragma: no cover - defaults always validate
             raise ConfigError(f"methods.{name}: {exc}") from exc
+
+    def preprocess_config(self, family: str) -> Any:
+        """Return the validated ``preprocess.<family>`` (the family's defaults if params has no section)."""
+        from xmodal.families import get_family
+
+        spec = get_family(family)
+        if family in self.preprocess:
+            return self.preprocess[family]
+        return spec.preprocess_config_cls()()
+
+    def run_pairs(self) -> list[tuple[str, str]]:
+        """``(dataset, method)`` of every entry of ``runs``, in order."""
+        return [(run.dataset, run.method) for run in self.runs.values()]

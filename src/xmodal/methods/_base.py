@@ -148,7 +148,7 @@ def embed(
     modality
         ``"a"``/``"b"`` or a modality name, for an ``AnnData``.
     preprocessors
-        Modality (``"a"``/``"b"``) → fitted :class:`~xmodal.stages.preprocess.ModalityPreprocessor`
+        Modality (``"a"``/``"b"``) → fitted :class:`~xmodal.families.paired.ModalityPreprocessor`
         (``data/processed/<dataset>/preprocessor_<m>``) to apply to raw features first; without it
         ``X`` must already hold the processed features, named as in training.
     key

@@ -1,22 +1,14 @@
-"""``evaluate``: alignment metrics on held-out cells, plots, ``metrics.json``."""
+"""``evaluate``: the family's metrics of a trained model on every split (test is the headline), and its plots."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from xmodal._io import atomic_dir, prepare_output, write_json
-from xmodal.config import EvaluateConfig, Params
-from xmodal.data import LABEL, PairedData, read_paired
-from xmodal.errors import XmodalInputError, reading
-from xmodal.geometry import pca_2d
-from xmodal.methods import load_model
-from xmodal.metrics import foscttm, knn_label_transfer, matching_accuracy, neighborhood_matching
-from xmodal.metrics import label_transfer_confusion as metric_confusion
+from xmodal._io import atomic_dir, prepare_output
+from xmodal.config import Params
+from xmodal.families import family_of
 from xmodal.stages._paths import model_dir, processed_dir, report_dir
 
 log = logging.getLogger(__name__)
@@ -24,152 +16,28 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvaluateResult:
-    """Output folder and the metrics (``{"validation": {...}, "train": {...}}``)."""
+    """Output folder and the metrics (``{"test": {...}, "validation": {...}, "train": {...}}``)."""
 
     output: Path
     metrics: dict[str, dict[str, float]]
 
 
-def evaluate_alignment(model: Any, data: PairedData, *, cfg: EvaluateConfig) -> dict[str, float]:
-    """Embed both modalities and score the alignment.
-
-    Parameters
-    ----------
-    model
-        A fitted paired-family model with ``transform(x, modality=...)``.
-    data
-        Cells to score (typically the validation split).
-    cfg
-        ``k`` for label transfer and ``top_k`` for matching.
-
-    Returns
-    -------
-    dict
-        ``foscttm``, ``matching_top{k}`` and seed 000's ``neighborhood_matching_k{k}`` over known
-        pairs (when pairing is known);
-        ``label_transfer_*`` from B (reference) to A (query) with k neighbours (when labelled);
-        ``n_a``, ``n_b``, ``n_pairs``.
-    """
-    z_a = model.transform(np.asarray(data.a.X), modality="a")
-    z_b = model.transform(np.asarray(data.b.X), modality="b")
-    for key, z in (("a", z_a), ("b", z_b)):
-        if not np.isfinite(z).all():
-            raise XmodalInputError(f"the model embeds {int((~np.isfinite(z)).any(axis=1).sum())} of {len(z)} cells of "
-                                   f"modality {key} at NaN or infinite coordinates",
-                                   fix="train the model again (`xmodal train`); a fit that diverged is not saved")
-    ia, ib = data.true_pairs()
-    out: dict[str, float] = {"n_a": data.a.n_obs, "n_b": data.b.n_obs, "n_pairs": len(ia)}
-    if len(ia) >= 2:
-        out["foscttm"] = foscttm(z_a[ia], z_b[ib])
-        out.update(matching_accuracy(z_a[ia], z_b[ib], ks=cfg.top_k))
-        out.update(neighborhood_matching(z_a[ia], z_b[ib], ks=cfg.neighborhood_k))
-    if data.has_labels:
-        out.update(knn_label_transfer(z_b, data.b.obs[LABEL].astype(str), z_a, data.a.obs[LABEL].astype(str), k=cfg.k))
-    return out
-
-
 def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") -> EvaluateResult:
-    """Score ``models/<dataset>/<method>`` on the validation (and, for reference, training) cells.
+    """Score ``models/<dataset>/<method>`` on the train, validation and test cells of ``data/processed/<dataset>``.
 
-    Writes ``reports/<dataset>/<method>/metrics.json``, ``embedding.png`` (shared space coloured by
-    modality and by label) and ``training_curve.png``. A ``multiome`` dataset is scored by
-    :func:`xmodal.stages.evaluate_multiome.run` (phase classification on test cells).
+    Writes ``reports/<dataset>/<method>/metrics.json`` (one entry per split; ``test`` is the headline) and
+    the family's plots in ``reports/<dataset>/<method>/plots/``, atomically.
     """
-    if params.dataset(dataset).family == "multiome":
-        from xmodal.stages import evaluate_multiome
-
-        return evaluate_multiome.run(params, dataset=dataset, method=method, root=root)  # type: ignore[return-value]
-    cfg = params.evaluate
+    family = family_of(params, dataset)
     out = prepare_output(report_dir(root, dataset, method))
-    data = read_paired(processed_dir(root, dataset))
-    model = load_model(model_dir(root, dataset, method))
-    with reading(model_dir(root, dataset, method)):
-        metrics = {split: evaluate_alignment(model, data.split(split), cfg=cfg) for split in ("validation", "train")}
     with atomic_dir(out) as tmp:
-        write_json(tmp / "metrics.json", metrics)
-        _plot_embedding(model, data, tmp / "embedding.png", title=f"{method} on {dataset}", cfg=cfg)
-        _plot_history(getattr(model, "history", []), tmp / "training_curve.png")
-    log.info("evaluate %s/%s: %s", dataset, method, metrics["validation"])
-    return EvaluateResult(output=out, metrics=metrics)
+        evaluation = family.evaluate(model_dir(root, dataset, method), processed_dir(root, dataset), out=tmp,
+                                     cfg=params.evaluate, title=f"{method} on {dataset}")
+    log.info("evaluate %s/%s (test cells): %s", dataset, method, evaluation.summary)
+    return EvaluateResult(output=out, metrics=evaluation.metrics)
 
 
-def label_transfer_confusion(params: Params, *, dataset: str, method: str,
-                             root: str | Path = ".") -> tuple[list[str], list[list[int]]]:
-    """Label-transfer confusion matrix (B → A, k neighbours) on the validation cells (``multiome``: the
-    target domain's ATAC test cells).
-
-    Returns
-    -------
-    tuple
-        ``(categories, matrix)``; both empty when the data carry no labels.
-    """
-    if params.dataset(dataset).family == "multiome":
-        from xmodal.stages import evaluate_multiome
-
-        return evaluate_multiome.label_confusion(params, dataset=dataset, method=method, root=root)
-    data = read_paired(processed_dir(root, dataset)).split("validation")
-    if not data.has_labels:
-        return [], []
-    model = load_model(model_dir(root, dataset, method))
-    z_a = model.transform(np.asarray(data.a.X), modality="a")
-    z_b = model.transform(np.asarray(data.b.X), modality="b")
-    return metric_confusion(z_b, data.b.obs[LABEL].astype(str), z_a, data.a.obs[LABEL].astype(str),
-                            k=params.evaluate.k)
-
-
-def _plot_embedding(model: Any, data: PairedData, path: Path, *, title: str, cfg: EvaluateConfig) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    z = np.vstack([model.transform(np.asarray(data.a.X), modality="a"),
-                   model.transform(np.asarray(data.b.X), modality="b")])
-    rng = np.random.default_rng(cfg.seed)
-    idx = rng.permutation(len(z))[: cfg.max_plot_cells]
-    if cfg.embedding_plot == "umap" and len(idx) >= 30 and z.shape[1] >= 2:  # UMAP needs neighbours and room
-        import umap
-
-        xy = umap.UMAP(random_state=cfg.seed, n_jobs=1).fit_transform(z[idx])
-    else:
-        xy = pca_2d(z[idx])
-    modality = np.array([data.names[0]] * data.a.n_obs + [data.names[1]] * data.b.n_obs)[idx]
-    labels = (np.concatenate([data.a.obs[LABEL].astype(str), data.b.obs[LABEL].astype(str)])[idx]
-              if data.has_labels else modality)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    for ax, colour_by, name in ((axes[0], modality, "modality"), (axes[1], labels, "label")):
-        for value in np.unique(colour_by):
-            sel = colour_by == value
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.6, label=str(value))
-        ax.set_title(f"{title} — by {name}")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.legend(markerscale=3, fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _plot_history(history: list[dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if history:
-        steps = [h["step"] for h in history]
-        every = list(dict.fromkeys(k for h in history for k in h))
-        losses = [k for k in every if k.startswith("loss_")]  # multi-term models: every raw term
-        keys = losses or [k for k in every if k not in ("step", "epsilon")][:1]
-        for key in keys:
-            ax.plot(steps, [abs(h.get(key, float("nan"))) for h in history], label=key, lw=1)
-        if losses:
-            ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel(keys[0] if len(keys) == 1 else "|loss|")
-        ax.legend(fontsize=7)
-    ax.set_title("training curve")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def confusion(params: Params, *, dataset: str, method: str, root: str | Path = ".") -> tuple[list[str], list[list[int]]]:
+    """The family's confusion matrix on the test cells: ``(categories, matrix)``, both empty without labels."""
+    return family_of(params, dataset).confusion(model_dir(root, dataset, method), processed_dir(root, dataset),
+                                                cfg=params.evaluate)

@@ -1,4 +1,4 @@
-"""``ingest``: raw data (synthetic, bundled, CSV, AnnData, 10x Multiome) → validated ``data.h5mu`` + ``schema.json``."""
+"""``ingest``: a dataset's raw data → validated ``data.h5mu`` + ``schema.json``, by its family's readers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 from xmodal._io import atomic_dir, prepare_output, update_json
 from xmodal.config import Params
-from xmodal.data import load_source, write_paired
-from xmodal.data._paired import SCHEMA_FILE
+from xmodal.data import SCHEMA_FILE
+from xmodal.families import family_of
 from xmodal.stages._paths import ingested_dir
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def run(params: Params, *, dataset: str, root: str | Path = ".", source_root: st
     Parameters
     ----------
     params
-        Loaded parameters; ``params.datasets[dataset].source`` says where the data comes from.
+        Loaded parameters; ``params.datasets[dataset]`` names the family and says where the data come from.
     dataset
         Dataset name in ``params.yaml``.
     root
@@ -51,21 +51,11 @@ def run(params: Params, *, dataset: str, root: str | Path = ".", source_root: st
         :class:`~xmodal.errors.XmodalInputError` is raised and nothing is written.
     """
     cfg = params.dataset(dataset)
-    source_root = root if source_root is None else source_root
+    family = family_of(params, dataset)
     out = prepare_output(ingested_dir(root, dataset))
-    if cfg.family == "multiome":
-        from xmodal.data.multiome_io import load_multiome, write_multiome
-
-        multiome = load_multiome(cfg.source, root=source_root, seed=params.seed)
-        with atomic_dir(out) as tmp:
-            write_multiome(multiome, tmp)
-            schema = update_json(tmp / SCHEMA_FILE, settings=_settings(params, dataset))
-        log.info("ingest %s: domains %s, rna %s, atac %s → %s", dataset, multiome.domains, multiome.rna.shape,
-                 multiome.atac.shape, out)
-        return IngestResult(output=out, schema=schema)
-    data = load_source(cfg.source, root=source_root)
     with atomic_dir(out) as tmp:
-        write_paired(data, tmp)
+        shown = family.ingest(cfg, out=tmp, source_root=Path(root if source_root is None else source_root),
+                              seed=params.seed)
         schema = update_json(tmp / SCHEMA_FILE, settings=_settings(params, dataset))
-    log.info("ingest %s: A %s, B %s → %s", dataset, data.a.shape, data.b.shape, out)
+    log.info("ingest %s (%s): %s → %s", dataset, family.name, shown, out)
     return IngestResult(output=out, schema=schema)

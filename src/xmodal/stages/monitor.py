@@ -1,13 +1,13 @@
 """``monitor``: does new data still look like the data the champion was trained on?
 
 The **reference** is the training split of ``data/processed/<dataset>`` (the cells the current model
-was fitted on) in its *ingested* features; the **new data** is a paired ``.h5mu`` written by
-:func:`xmodal.data.write_paired`. Per modality:
+was fitted on) in its *ingested* features; the **new data** is a folder (or ``.h5mu``) written like
+``data/ingested/<name>``, by ``xmodal ingest`` of a dataset of the same family. The dataset's family reads
+both and supplies the projection. Per modality:
 
 1. both are capped at ``monitor.max_cells`` cells (seeded subsample);
-2. a projection (log1p for counts → top-variance features → z-score → PCA with
-   ``monitor.n_components``, i.e. :func:`~xmodal.stages.preprocess.fit_preprocessor` with the project's
-   ``preprocess`` settings) is fitted on a ``monitor.fit_fraction`` share of the reference cells only;
+2. the family's projection (its preprocessing with ``preprocess.<family>`` settings, then PCA with
+   ``monitor.n_components``) is fitted on a ``monitor.fit_fraction`` share of the reference cells only;
    the remaining reference cells and the new cells are projected with it. Both samples are therefore
    *out-of-sample* for the PCA: scoring a PCA on the cells it was fitted on inflates the variance of its
    later components, which a two-sample test would report as drift;
@@ -33,12 +33,12 @@ import numpy as np
 import pandas as pd
 
 from xmodal._io import atomic_dir, prepare_output, read_json, write_json
-from xmodal.config import MonitorConfig, Params, PreprocessConfig
-from xmodal.data import SPLIT, PairedData, read_paired
-from xmodal.data._paired import DATA_FILE, SCHEMA_FILE
+from xmodal.config import MonitorConfig, Params
+from xmodal.data import DATA_FILE, SCHEMA_FILE
 from xmodal.errors import XmodalInputError, reading
+from xmodal.families import family_of
+from xmodal.families._base import Projection
 from xmodal.stages._paths import ingested_dir, monitor_dir, processed_dir
-from xmodal.stages.preprocess import ModalityPreprocessor, fit_preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -135,40 +135,14 @@ def subsample(n: int, *, max_cells: int, rng: np.random.Generator) -> np.ndarray
     return np.sort(rng.choice(n, size=max_cells, replace=False))
 
 
-def fit_projection(reference: ad.AnnData, *, n_components: int, preprocess: PreprocessConfig) -> ModalityPreprocessor:
-    """Fit the drift projection on reference cells only.
-
-    Parameters
-    ----------
-    reference
-        ``n_ref × d`` cells in their ingested features.
-    n_components
-        PCA components; capped at ``n_ref - 1``. When fewer features survive selection than that,
-        the z-scored features themselves are kept (never more than ``n_components`` columns).
-    preprocess
-        The project's preprocessing (log1p rule, feature selection, scaling); its ``n_pcs`` is replaced.
-
-    Returns
-    -------
-    ModalityPreprocessor
-        ``transform(adata)`` maps cells with the kept features to ``(n, <= n_components)``.
-    """
-    n_pcs = max(2, min(n_components, reference.n_obs - 1))
-    return fit_preprocessor(reference, cfg=preprocess.model_copy(update={"n_pcs": n_pcs}))
+def missing_features(projection: Projection, adata: ad.AnnData) -> list[str]:
+    """The features ``projection`` needs that ``adata`` lacks, in its order."""
+    return projection.missing(adata)
 
 
-def missing_features(prep: ModalityPreprocessor, adata: ad.AnnData) -> list[str]:
-    """The features ``prep`` needs that ``adata`` lacks, in the preprocessor's order."""
-    have = set(map(str, adata.var_names))
-    return [f for f in map(str, prep.features) if f not in have]
-
-
-def project(prep: ModalityPreprocessor, adata: ad.AnnData) -> pd.DataFrame:
-    """Apply a fitted projection; returns ``(n_cells, n_columns)`` named ``pc_1..`` (or the kept features)."""
-    x = prep.transform(adata)
-    names = ([f"pc_{i + 1}" for i in range(x.shape[1])] if prep.components is not None
-             else [str(f) for f in prep.features])
-    return pd.DataFrame(np.asarray(x, dtype=np.float64), columns=names)
+def project(projection: Projection, adata: ad.AnnData) -> pd.DataFrame:
+    """Apply a fitted projection; returns ``(n_cells, n_columns)`` named as the projection names them."""
+    return pd.DataFrame(np.asarray(projection.transform(adata), dtype=np.float64), columns=projection.columns)
 
 
 def drift_report(reference: Mapping[str, pd.DataFrame], current: Mapping[str, pd.DataFrame], *,
@@ -227,8 +201,8 @@ def drift_report(reference: Mapping[str, pd.DataFrame], current: Mapping[str, pd
     return snapshot, out
 
 
-def read_reference(root: str | Path, *, dataset: str, min_cells: int) -> PairedData:
-    """The training cells of ``data/processed/<dataset>`` in their ingested features.
+def read_reference(params: Params, root: str | Path, *, dataset: str, min_cells: int) -> dict[str, ad.AnnData]:
+    """Modality name → the training cells of ``data/processed/<dataset>`` in their ingested features.
 
     Raises
     ------
@@ -241,59 +215,23 @@ def read_reference(root: str | Path, *, dataset: str, min_cells: int) -> PairedD
         if not (folder / DATA_FILE).is_file():
             raise XmodalInputError(f"no reference data for dataset {dataset!r}", path=folder / DATA_FILE,
                                    fix=_FIX_REFERENCE)
-    raw, processed = read_paired(idir), read_paired(pdir)
-    mods = {}
-    for key in ("a", "b"):
-        obs = processed.modality(key).obs
-        if SPLIT not in obs:
-            raise XmodalInputError("processed data carry no train/validation split", path=pdir, fix=_FIX_REFERENCE)
-        names = obs.index[obs[SPLIT] == "train"]
-        source = raw.modality(key)
-        absent = names.difference(source.obs_names)
-        if len(absent):
-            raise XmodalInputError(f"{len(absent)} training cells are not in the ingested data (first {absent[0]!r})",
-                                   path=idir, fix="re-run `dvc repro` so ingested and processed data are current")
-        if len(names) < min_cells:
-            raise XmodalInputError(f"modality {raw.names[('a', 'b').index(key)]!r} has {len(names)} training cells; "
-                                   f"drift tests need at least monitor.min_cells = {min_cells}", path=pdir,
-                                   fix="use a larger dataset or lower monitor.min_cells")
-        mods[key] = source[names].copy()
-    return PairedData(a=mods["a"], b=mods["b"], names=raw.names)
+    return family_of(params, dataset).monitor_reference(idir, pdir, min_cells=min_cells)
 
 
-def read_new(path: str | Path, *, reference: PairedData, min_cells: int) -> dict[str, ad.AnnData]:
-    """Read the new data and match its modalities to the reference's by name.
+def read_new(params: Params, path: str | Path, *, dataset: str, names: list[str],
+             min_cells: int) -> dict[str, ad.AnnData]:
+    """Modality name → the new cells of ``path``, read by the family of ``dataset``.
 
     Parameters
     ----------
     path
-        A folder written by :func:`xmodal.data.write_paired` (``data.h5mu`` + ``schema.json``) or the
-        ``.h5mu`` file itself.
-    reference
-        The reference (for its modality names).
+        A folder written like ``data/ingested/<name>`` (``data.h5mu`` + ``schema.json``) or the ``.h5mu`` itself.
+    names
+        The reference's modality names.
     min_cells
         Fewest cells accepted per modality.
-
-    Returns
-    -------
-    dict
-        Reference modality name → the new cells of that modality.
     """
-    path = Path(path)
-    new = read_paired(path)
-    if set(new.names) != set(reference.names):
-        raise XmodalInputError(f"new data has modalities {list(new.names)}, the reference has "
-                               f"{list(reference.names)}", path=path,
-                               fix="write the new data with the reference's modality names (xmodal.data.write_paired)")
-    out = {}
-    for name in reference.names:
-        adata = new.modality("ab"[new.names.index(name)])
-        if adata.n_obs < min_cells:
-            raise XmodalInputError(f"modality {name!r} of the new data has {adata.n_obs} cells; drift tests need "
-                                   f"at least monitor.min_cells = {min_cells}", path=path,
-                                   fix="collect more cells or lower monitor.min_cells")
-        out[name] = adata
-    return out
+    return family_of(params, dataset).monitor_new(Path(path), names=names, min_cells=min_cells)
 
 
 def run(params: Params, *, dataset: str, new: str | Path, root: str | Path = ".") -> MonitorResult:
@@ -303,13 +241,13 @@ def run(params: Params, *, dataset: str, new: str | Path, root: str | Path = "."
     ----------
     params
         ``params.monitor`` (projection, test, threshold, decision share, cell caps) and
-        ``params.preprocess`` (log1p rule, feature selection, scaling of the projection).
+        ``preprocess.<family>`` (the family's preprocessing inside the projection).
     dataset
         The dataset the current champion was trained on; ``dvc repro`` must have ingested and
         preprocessed it.
     new
-        A folder written by :func:`xmodal.data.write_paired` (``data.h5mu`` + ``schema.json``, like
-        ``data/ingested/<name>``) or the ``.h5mu`` itself, with the reference's modality names and at
+        A folder written like ``data/ingested/<name>`` (``data.h5mu`` + ``schema.json``; ``xmodal ingest`` of a
+        dataset of the same family) or the ``.h5mu`` itself, with the reference's modality names and at
         least the features the projection keeps. A relative path is taken from ``root``.
     root
         Project root.
@@ -331,20 +269,21 @@ def run(params: Params, *, dataset: str, new: str | Path, root: str | Path = "."
     out = prepare_output(monitor_dir(root, dataset))
     new_path = Path(new) if Path(new).is_absolute() else Path(root) / new
     started = time.perf_counter()
-    reference = read_reference(root, dataset=dataset, min_cells=cfg.min_cells)
-    current = read_new(new_path, reference=reference, min_cells=cfg.min_cells)
+    family = family_of(params, dataset)
+    reference = read_reference(params, root, dataset=dataset, min_cells=cfg.min_cells)
+    current = read_new(params, new_path, dataset=dataset, names=list(reference), min_cells=cfg.min_cells)
     seconds = {"read": time.perf_counter() - started}
 
     tick = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
     ref_frames, new_frames, sizes = {}, {}, {}
-    for key, name in zip(("a", "b"), reference.names, strict=True):
-        ref_cells = reference.modality(key)
+    for name, all_ref in reference.items():
+        ref_cells = all_ref
         ref_cells = ref_cells[subsample(ref_cells.n_obs, max_cells=cfg.max_cells, rng=rng)]
         order = rng.permutation(ref_cells.n_obs)
         n_fit = min(max(round(cfg.fit_fraction * ref_cells.n_obs), 3), ref_cells.n_obs - 2)
-        prep = fit_projection(ref_cells[np.sort(order[:n_fit])], n_components=cfg.n_components,
-                              preprocess=params.preprocess)
+        prep = family.projection(ref_cells[np.sort(order[:n_fit])], n_components=cfg.n_components,
+                                 cfg=params.preprocess_config(family.name), seed=cfg.seed)
         new_cells = current[name]
         absent = missing_features(prep, new_cells)
         if absent:
@@ -360,7 +299,7 @@ def run(params: Params, *, dataset: str, new: str | Path, root: str | Path = "."
             raise XmodalInputError(f"modality {name!r} of the new data has NaN or infinite values", path=new_path,
                                    fix="remove or impute them (run the new data through `xmodal ingest`)")
         sizes[name] = {"n_reference": len(ref_frames[name]), "n_reference_fit": n_fit, "n_new": len(new_frames[name]),
-                       "n_reference_total": reference.modality(key).n_obs, "n_new_total": current[name].n_obs}
+                       "n_reference_total": all_ref.n_obs, "n_new_total": current[name].n_obs}
     seconds["project"] = time.perf_counter() - tick
     log.info("monitor %s: projected %s in %.1f s", dataset,
              {n: f"{s['n_reference']} ref / {s['n_new']} new × {ref_frames[n].shape[1]}" for n, s in sizes.items()},
@@ -374,7 +313,7 @@ def run(params: Params, *, dataset: str, new: str | Path, root: str | Path = "."
 
     modalities = {name: ModalityDrift(name=name, scores=tested[name]["scores"], drifted=tested[name]["drifted"],
                                       n_reference=sizes[name]["n_reference"], n_new=sizes[name]["n_new"],
-                                      n_reference_fit=sizes[name]["n_reference_fit"]) for name in reference.names}
+                                      n_reference_fit=sizes[name]["n_reference_fit"]) for name in reference}
     decision = decide_retrain({n: m.drifted_share for n, m in modalities.items()}, retrain_share=cfg.retrain_share)
     summary = _summary(params, dataset=dataset, new_path=new_path, root=root, decision=decision,
                        modalities=modalities, sizes=sizes, seconds=seconds)
@@ -432,5 +371,4 @@ def _hashes(folder: Path) -> dict[str, str] | None:
     return {str(m.get("name", key)): str(m.get("sha256", "")) for key, m in mods.items()}
 
 
-__all__ = ["ModalityDrift", "MonitorResult", "RetrainDecision", "decide_retrain", "drift_report", "fit_projection",
-           "missing_features", "project", "read_new", "read_reference", "run", "subsample"]
+__all__ = ["ModalityDrift", "MonitorResult", "RetrainDecision", "decide_retrain", "drift_report", "missing_features", "project", "read_new", "read_reference", "run", "subsample"]

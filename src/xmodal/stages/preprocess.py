@@ -1,99 +1,42 @@
-"""``preprocess``: split cells, then log1p / feature selection / scaling / PCA fitted on training cells only."""
+"""``preprocess``: split cells into train / validation / test, then the family's preprocessing fitted on training
+cells only, saved beside the data so raw cells can be brought into the model's features later."""
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import anndata as ad
-import numpy as np
-import pandas as pd
-
-from xmodal._io import atomic_dir, prepare_output, read_json, update_json
-from xmodal.config import Params, PreprocessConfig
-from xmodal.data import LABEL, MATCH, SPLIT, PairedData, read_paired, write_paired
-from xmodal.data._paired import DATA_FILE, SCHEMA_FILE
-from xmodal.errors import XmodalInputError, reading
+from xmodal._io import atomic_dir, prepare_output, update_json
+from xmodal.config import Params
+from xmodal.data import SCHEMA_FILE
+from xmodal.families import family_of
 from xmodal.stages._paths import ingested_dir, processed_dir
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ModalityPreprocessor:
-    """A fitted per-modality transform: ``x ↦ PCA(scale(select(log1p?(x))))``.
-
-    Attributes
-    ----------
-    log1p
-        Whether counts were log1p-transformed.
-    counts
-        Whether the modality holds counts: new cells must then hold non-negative integers (a negative or
-        fractional value is refused rather than clipped).
-    features
-        Names of the kept input features, shape ``(d_kept,)``.
-    mean, scale
-        Per-feature centring and scaling of the kept features, ``(d_kept,)``.
-    components
-        PCA loadings ``(n_pcs, d_kept)`` or ``None``.
-    """
-
-    log1p: bool
-    features: np.ndarray
-    mean: np.ndarray
-    scale: np.ndarray
-    components: np.ndarray | None = None
-    pca_mean: np.ndarray | None = None
-    explained_variance_ratio: list[float] = field(default_factory=list)
-    counts: bool = False
-
-    def transform(self, adata: ad.AnnData) -> np.ndarray:
-        """Apply to cells with (at least) the kept features; returns ``(n, n_pcs or d_kept)`` float32.
-
-        Raises
-        ------
-        XmodalInputError
-            A kept feature is missing, a value is NaN/infinite, negative where log1p applies, or not an integer
-            in a counts modality (naming the cell's row, the feature and the value).
-        """
-        missing = pd.Index(self.features).difference(adata.var_names)
-        if len(missing):
-            raise XmodalInputError(
-                f"{len(missing)} of the {len(self.features)} features the preprocessor needs are missing (first: "
-                f"{missing[0]!r})", fix="provide data with the same features as the training data",
-            )
-        x = _dense(adata[:, list(self.features)].X)
-        bad = ~np.isfinite(x)
-        if self.log1p:
-            bad |= x < 0
-        if self.counts:
-            bad |= x != np.round(x)
-        if bad.any():
-            i, j = divmod(int(np.argmax(bad.ravel())), x.shape[1])
-            what = ("NaN or infinite" if not np.isfinite(x[i, j]) else "negative" if x[i, j] < 0
-                    else "not an integer, in a counts modality")
-            raise XmodalInputError(f"value {x[i, j]:g} of cell {str(adata.obs_names[i])!r} is {what}", row=i + 1,
-                                   column=str(self.features[j]),
-                                   fix="give the same kind of values as the training data (raw counts for a counts "
-                                   "modality)")
-        if self.log1p:
-            x = np.log1p(x)
-        x = (x - self.mean) / self.scale
-        if self.components is not None:
-            x = (x - self.pca_mean) @ self.components.T
-        return x.astype(np.float32)
-
-
 @dataclass(frozen=True)
 class PreprocessResult:
-    """What ``preprocess`` wrote and how many cells landed in each split."""
+    """What ``preprocess`` wrote and how many cells of each modality (or domain) landed in each split."""
 
     output: Path
-    n_train: dict[str, int]
-    n_validation: dict[str, int]
+    sizes: dict[str, dict[str, int]]
+
+    @property
+    def n_train(self) -> dict[str, int]:
+        """Training cells per modality (or domain)."""
+        return self.sizes["train"]
+
+    @property
+    def n_validation(self) -> dict[str, int]:
+        """Validation cells (early stopping, selection, tuning) per modality (or domain)."""
+        return self.sizes["validation"]
+
+    @property
+    def n_test(self) -> dict[str, int]:
+        """Test cells (the headline, the gates, promotion) per modality (or domain)."""
+        return self.sizes["test"]
 
 
 def run(params: Params, *, dataset: str, root: str | Path = ".") -> PreprocessResult:
@@ -102,7 +45,7 @@ def run(params: Params, *, dataset: str, root: str | Path = ".") -> PreprocessRe
     Parameters
     ----------
     params
-        ``params.preprocess`` holds every setting.
+        ``params.split`` (shares, stratification, seed, floors) and ``preprocess.<family>``.
     dataset
         Dataset name.
     root
@@ -111,247 +54,17 @@ def run(params: Params, *, dataset: str, root: str | Path = ".") -> PreprocessRe
     Returns
     -------
     PreprocessResult
-        Output folder and split sizes per modality (for a ``multiome`` dataset: a
-        :class:`~xmodal.stages.preprocess_multiome.MultiomePreprocessResult`, sizes per domain).
+        Output folder and split sizes. Bad or too few cells raise
+        :class:`~xmodal.errors.XmodalInputError` and nothing is written.
     """
-    if params.dataset(dataset).family == "multiome":
-        from xmodal.stages import preprocess_multiome
-
-        return preprocess_multiome.run(params, dataset=dataset, root=root)  # type: ignore[return-value]
-    cfg = params.preprocess
+    family = family_of(params, dataset)
+    cfg = params.preprocess_config(family.name)
     out = prepare_output(processed_dir(root, dataset))
-    data = read_paired(ingested_dir(root, dataset))
-    with reading(ingested_dir(root, dataset) / DATA_FILE):
-        check_classes(data, min_cells=cfg.min_cells_per_class)
-        data = assign_split(data, cfg=cfg)
-        check_splits(data, min_cells=cfg.min_cells_per_split)
-        processed, fitted = preprocess_paired(data, cfg=cfg)
     with atomic_dir(out) as tmp:
-        write_paired(processed, tmp)
-        update_json(tmp / SCHEMA_FILE, settings={"preprocess": params.preprocess.model_dump(mode="json")})
-        for key, prep in fitted.items():
-            save_preprocessor(prep, tmp / f"preprocessor_{key}")
-    counts = {k: processed.modality(k).obs[SPLIT].value_counts() for k in ("a", "b")}
-    result = PreprocessResult(
-        output=out,
-        n_train={k: int(v.get("train", 0)) for k, v in counts.items()},
-        n_validation={k: int(v.get("validation", 0)) for k, v in counts.items()},
-    )
-    log.info("preprocess %s: train %s, validation %s → %s", dataset, result.n_train, result.n_validation, out)
+        sizes = family.preprocess(ingested_dir(root, dataset), out=tmp, cfg=cfg, split=params.split)
+        update_json(tmp / SCHEMA_FILE, settings={"preprocess": cfg.model_dump(mode="json"),
+                                                 "split": params.split.model_dump(mode="json")})
+    result = PreprocessResult(output=out, sizes=sizes)
+    log.info("preprocess %s: train %s, validation %s, test %s → %s", dataset, result.n_train, result.n_validation,
+             result.n_test, out)
     return result
-
-
-def assign_split(data: PairedData, *, cfg: PreprocessConfig) -> PairedData:
-    """Return a copy of ``data`` with ``obs["split"]`` in both modalities.
-
-    Known partners always land in the same split (so validation pairs are unseen in training);
-    unpaired cells are split per modality. Stratified by ``label`` when ``cfg.stratify``.
-    """
-    rng = np.random.default_rng(cfg.seed)
-    a, b = data.a.copy(), data.b.copy()
-    split_a = np.full(a.n_obs, "", dtype=object)
-    split_b = np.full(b.n_obs, "", dtype=object)
-    ia, ib = data.true_pairs()
-    if len(ia):
-        labels = a.obs[LABEL].astype(str).to_numpy()[ia] if cfg.stratify and LABEL in a.obs else None
-        val = _validation_mask(len(ia), labels, cfg.validation_fraction, rng)
-        split_a[ia] = np.where(val, "validation", "train")
-        split_b[ib] = split_a[ia]
-    for adata, split in ((a, split_a), (b, split_b)):
-        rest = np.flatnonzero(split == "")
-        if len(rest):
-            labels = adata.obs[LABEL].astype(str).to_numpy()[rest] if cfg.stratify and LABEL in adata.obs else None
-            val = _validation_mask(len(rest), labels, cfg.validation_fraction, rng)
-            split[rest] = np.where(val, "validation", "train")
-        adata.obs[SPLIT] = pd.Categorical(split, categories=["train", "validation"])
-    return replace(data, a=a, b=b)
-
-
-def check_classes(data: PairedData, *, min_cells: int) -> None:
-    """Every label must have at least ``min_cells`` cells in each modality.
-
-    Raises
-    ------
-    XmodalInputError
-        Naming the rarest too-small label, its modality and its count.
-    """
-    if not data.has_labels:
-        return
-    for k, key in enumerate(("a", "b")):
-        counts = data.modality(key).obs[LABEL].astype(str).value_counts()
-        small = counts[counts < min_cells].sort_values()
-        if len(small):
-            others = f" (and {len(small) - 1} other labels)" if len(small) > 1 else ""
-            raise XmodalInputError(
-                f"modality {key} ({data.names[k]}): label {small.index[0]!r} has {int(small.iloc[0])} cell"
-                f"{'s' if small.iloc[0] != 1 else ''}{others}; every label needs at least {min_cells}",
-                column=LABEL, fix="merge the rare label into a broader one or drop its cells, or lower "
-                "preprocess.min_cells_per_class")
-
-
-def check_splits(data: PairedData, *, min_cells: int) -> None:
-    """Each split of each modality must hold at least ``min_cells`` cells.
-
-    Raises
-    ------
-    XmodalInputError
-        Naming the modality, the split and how many cells it got.
-    """
-    for k, key in enumerate(("a", "b")):
-        adata = data.modality(key)
-        sizes = adata.obs[SPLIT].astype(str).value_counts()
-        for split in ("train", "validation"):
-            n = int(sizes.get(split, 0))
-            if n < min_cells:
-                raise XmodalInputError(
-                    f"modality {key} ({data.names[k]}) has {adata.n_obs} cell{'s' if adata.n_obs != 1 else ''}: its "
-                    f"{split} split gets {n}, at least {min_cells} are needed",
-                    fix="give more cells, or change preprocess.validation_fraction or lower "
-                    "preprocess.min_cells_per_split")
-
-
-def _validation_mask(n: int, labels: np.ndarray | None, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    mask = np.zeros(n, dtype=bool)
-    groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == g) for g in np.unique(labels)]
-    for idx in groups:
-        # at least one validation and one training cell per group; singletons stay in training
-        n_val = min(max(round(fraction * len(idx)), 1), len(idx) - 1) if len(idx) >= 2 else 0
-        mask[rng.choice(idx, size=n_val, replace=False)] = True
-    return mask
-
-
-def preprocess_paired(
-    data: PairedData, *, cfg: PreprocessConfig
-) -> tuple[PairedData, dict[str, ModalityPreprocessor]]:
-    """Fit one :class:`ModalityPreprocessor` per modality on its training cells and apply it to all cells.
-
-    Returns
-    -------
-    tuple
-        The transformed data (``X``: ``(n, n_pcs)``, obs kept) and the fitted preprocessors ``{"a", "b"}``.
-    """
-    out, fitted = {}, {}
-    for k, key in enumerate(("a", "b")):
-        adata = data.modality(key)
-        train = adata[adata.obs[SPLIT] == "train"]
-        prep = fit_preprocessor(train, cfg=cfg, kind=None if data.kinds is None else data.kinds[k],
-                                name=f"modality {key} ({data.names[k]})")
-        x = prep.transform(adata)
-        names = [f"pc_{i + 1}" for i in range(x.shape[1])] if prep.components is not None else list(prep.features)
-        out[key] = ad.AnnData(X=x, obs=adata.obs.copy(), var=pd.DataFrame(index=names))
-        fitted[key] = prep
-    return replace(data, a=out["a"], b=out["b"]), fitted
-
-
-def fit_preprocessor(train: ad.AnnData, *, cfg: PreprocessConfig, kind: str | None = None,
-                     name: str = "the modality") -> ModalityPreprocessor:
-    """Fit log1p, top-variance selection, scaling and PCA on the training cells ``train``.
-
-    Parameters
-    ----------
-    train
-        Training cells ``(n, d)``.
-    cfg
-        ``log1p`` (``auto``: for counts with values above 1), ``n_top_features``, ``scale``, ``n_pcs``,
-        ``min_features``.
-    kind
-        ``counts`` or ``continuous`` as ingest recorded it (``None``: inferred from ``train``).
-    name
-        The modality, for messages.
-
-    Raises
-    ------
-    XmodalInputError
-        Fewer than ``cfg.min_features`` features vary on the training cells, or ``log1p: yes`` meets a negative
-        value.
-    """
-    x = _dense(train.X)
-    counts = _looks_like_counts(x, strict=False) if kind is None else kind == "counts"
-    use_log = cfg.log1p == "yes" or (cfg.log1p == "auto" and counts and bool(x.size) and float(x.max()) > 1)
-    if use_log and x.size and float(x.min()) < 0:
-        i, j = divmod(int(np.argmin(x.ravel())), x.shape[1])
-        raise XmodalInputError(f"{name}: log1p needs non-negative values, but cell {str(train.obs_names[i])!r} holds "
-                               f"{x[i, j]:g}", row=i + 1, column=str(train.var_names[j]),
-                               fix="set preprocess.log1p to auto or no for data that are not counts")
-    if use_log:
-        x = np.log1p(x)
-    var = x.var(axis=0)
-    keep = np.flatnonzero(var > 0)
-    if len(keep) < cfg.min_features:
-        raise XmodalInputError(
-            f"{name}: {len(keep)} of its {x.shape[1]} features vary over the {x.shape[0]} training cells "
-            f"(the other {x.shape[1] - len(keep)} are constant); at least {cfg.min_features} are needed",
-            fix="give features that differ between cells (or more cells), or lower preprocess.min_features")
-    if cfg.n_top_features is not None and len(keep) > cfg.n_top_features:
-        keep = np.sort(keep[np.argsort(var[keep])[::-1][: cfg.n_top_features]])
-    x = x[:, keep]
-    mean = x.mean(axis=0) if cfg.scale else np.zeros(x.shape[1])
-    scale = x.std(axis=0) if cfg.scale else np.ones(x.shape[1])
-    scale[scale == 0] = 1.0
-    prep = ModalityPreprocessor(log1p=use_log, features=np.asarray(train.var_names[keep], dtype=str), mean=mean,
-                                scale=scale, counts=counts)
-    n_pcs = cfg.n_pcs
-    if n_pcs is not None and n_pcs < min(x.shape):
-        from sklearn.decomposition import PCA
-
-        pca = PCA(n_components=n_pcs, random_state=cfg.seed, svd_solver="full").fit((x - mean) / scale)
-        prep.components, prep.pca_mean = pca.components_, pca.mean_
-        prep.explained_variance_ratio = [float(v) for v in pca.explained_variance_ratio_]
-    return prep
-
-
-def save_preprocessor(prep: ModalityPreprocessor, directory: Path) -> None:
-    """Write a fitted preprocessor as ``meta.json`` + ``.npy`` arrays."""
-    directory.mkdir(parents=True, exist_ok=True)
-    meta: dict[str, Any] = {"log1p": prep.log1p, "explained_variance_ratio": prep.explained_variance_ratio,
-                            "features": prep.features.tolist(), "pca": prep.components is not None}
-    if prep.counts:
-        meta["counts"] = True
-    (directory / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-    for name in ("mean", "scale", "components", "pca_mean"):
-        value = getattr(prep, name)
-        if value is not None:
-            np.save(directory / f"{name}.npy", value, allow_pickle=False)
-
-
-def load_preprocessor(directory: str | Path) -> ModalityPreprocessor:
-    """Read a preprocessor written by :func:`save_preprocessor`."""
-    directory = Path(directory)
-    meta = read_json(directory / "meta.json")
-    try:
-        arrays = {n: np.load(directory / f"{n}.npy", allow_pickle=False)
-                  for n in ("mean", "scale", "components", "pca_mean") if (directory / f"{n}.npy").is_file()}
-        missing = [k for k in ("log1p", "features", "explained_variance_ratio") if k not in meta]
-        if missing or "mean" not in arrays or "scale" not in arrays:
-            raise ValueError(f"no {', '.join(missing or ['mean/scale arrays'])}")
-    except (OSError, ValueError, EOFError) as exc:
-        raise XmodalInputError(f"not a readable preprocessor ({exc})", path=directory,
-                               fix="re-run `xmodal preprocess` (or `dvc repro`): the folder is damaged") from None
-    return ModalityPreprocessor(log1p=meta["log1p"], features=np.asarray(meta["features"], dtype=str),
-                                explained_variance_ratio=meta["explained_variance_ratio"],
-                                counts=bool(meta.get("counts", False)), **arrays)
-
-
-def load_any_preprocessor(directory: str | Path) -> Any:
-    """Read a saved preprocessor of either family (``paired``: :class:`ModalityPreprocessor`; ``multiome``:
-    :class:`~xmodal.stages.preprocess_multiome.MultiomePreprocessor`)."""
-    meta = read_json(Path(directory) / "meta.json")
-    if meta.get("kind") == "multiome":
-        from xmodal.stages.preprocess_multiome import MultiomePreprocessor
-
-        return MultiomePreprocessor.load(directory)
-    return load_preprocessor(directory)
-
-
-def _looks_like_counts(x: np.ndarray, *, strict: bool = True) -> bool:
-    """Non-negative integers (``strict``: with some value above 1, i.e. not a binary matrix)."""
-    ok = bool(x.size) and bool((x >= 0).all()) and bool(np.allclose(x, np.round(x)))
-    return ok and (not strict or float(x.max()) > 1)
-
-
-def _dense(x: Any) -> np.ndarray:
-    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
-
-
-__all__ = ["ModalityPreprocessor", "PreprocessResult", "assign_split", "fit_preprocessor", "load_any_preprocessor",
-           "load_preprocessor", "preprocess_paired", "run", "save_preprocessor", MATCH]

@@ -5,11 +5,11 @@ It reads what ``train`` and ``evaluate`` wrote, so the MLflow run records exactl
 
 Promotion rule (all must hold):
 
-1. every gate in ``register.gates.<method>`` passes on the challenger's metrics on the held-out cells
+1. every gate in ``register.gates.<method>`` passes on the challenger's metrics on the test cells
    of the registered model's own dataset (``--registered-as`` names it when the challenger was trained on
    other cells; a challenger that cannot be scored there is rejected);
 2. the challenger beats the current ``champion`` on the method's primary metric by more than
-   ``register.min_improvement``, both scored here, by the same code, on the same held-out cells
+   ``register.min_improvement``, both scored here, by the same code, on the same test cells
    (each model through its own logged preprocessor, so a champion fitted on older preprocessing is
    still compared fairly). With no comparable champion, rule 1 alone decides.
 
@@ -29,14 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import anndata as ad
-
 from xmodal._io import atomic_file, prepare_output, read_json, write_json
 from xmodal._names import MAX_MODEL_NAME, check_name
 from xmodal.config import EvaluateConfig, GateBound, Params
-from xmodal.data import SPLIT, PairedData, read_paired
-from xmodal.data._paired import DATA_FILE
+from xmodal.data import DATA_FILE
 from xmodal.errors import ConfigError, XmodalInputError, first_line, reading
+from xmodal.families import family_of, load_preprocessor
 from xmodal.methods import get_method
 from xmodal.stages._paths import ingested_dir, model_dir, processed_dir, registry_dir, report_dir
 
@@ -169,82 +167,32 @@ def model_name(params: Params, *, dataset: str, method: str) -> str:
                       max_length=MAX_MODEL_NAME)
 
 
-def holdout(root: str | Path, *, dataset: str) -> PairedData:
-    """The validation cells in their *ingested* (raw) features, with the processed ``obs`` (labels, split).
+def holdout(params: Params, root: str | Path, *, dataset: str) -> Any:
+    """The test cells of ``dataset`` in their *ingested* (raw) features, with the processed ``obs``.
 
     Each model is scored on these cells after its own preprocessor, so models fitted on different
-    preprocessing are compared on exactly the same cells.
+    preprocessing are compared on exactly the same cells. The dataset's family reads them.
     """
-    raw = read_paired(ingested_dir(root, dataset))
-    processed = read_paired(processed_dir(root, dataset))
-    mods = {}
-    for key in ("a", "b"):
-        obs = processed.modality(key).obs
-        names = obs.index[obs[SPLIT] == "validation"]
-        if len(names) == 0:
-            raise XmodalInputError(f"dataset {dataset!r} has no validation cells in modality {key}",
-                                   path=processed_dir(root, dataset), fix="set preprocess.validation_fraction > 0")
-        source = raw.modality(key)
-        missing = names.difference(source.obs_names)
-        if len(missing):
-            raise XmodalInputError(f"{len(missing)} processed cells are not in the ingested data (first {missing[0]!r})",
-                                   path=ingested_dir(root, dataset), fix="re-run `dvc repro` so both are current")
-        mods[key] = ad.AnnData(X=source[names].X, obs=obs.loc[names].copy(), var=source.var.copy())
-    return replace(processed, a=mods["a"], b=mods["b"])
+    return family_of(params, dataset).holdout(ingested_dir(root, dataset), processed_dir(root, dataset))
 
 
-def holdout_multiome(root: str | Path, *, dataset: str) -> Any:
-    """The ``multiome`` test cells (both domains) in their *ingested* features, with the processed ``obs``."""
-    from xmodal.data.multiome import MultiomeData
-    from xmodal.data.multiome_io import read_multiome
-
-    raw = read_multiome(ingested_dir(root, dataset))
-    obs = read_multiome(processed_dir(root, dataset)).rna.obs
-    names = obs.index[obs[SPLIT].astype(str) == "test"]
-    if len(names) == 0:
-        raise XmodalInputError(f"dataset {dataset!r} has no test cells", path=processed_dir(root, dataset),
-                               fix="set preprocess.multiome.test_fraction > 0")
-    missing = names.difference(raw.rna.obs_names)
-    if len(missing):
-        raise XmodalInputError(f"{len(missing)} processed cells are not in the ingested data (first {missing[0]!r})",
-                               path=ingested_dir(root, dataset), fix="re-run `dvc repro` so both are current")
-    return MultiomeData(**{m: ad.AnnData(X=getattr(raw, m)[names].X, obs=obs.loc[names].copy(),
-                                         var=getattr(raw, m).var.copy()) for m in ("rna", "atac")})
+def score(loaded: Any, cells: Any, *, family: Any, cfg: EvaluateConfig) -> dict[str, float]:
+    """Score a loaded MLflow model (:class:`~xmodal.tracking._pyfunc.XmodalPyfunc`: ``.model`` and
+    ``.preprocessors``) on raw :func:`holdout` cells with the family's metrics."""
+    return family.score(loaded.model, loaded.preprocessors, cells, cfg=cfg)
 
 
-def score(loaded: Any, cells: Any, *, cfg: EvaluateConfig) -> dict[str, float]:
-    """Score a loaded MLflow model (:class:`~xmodal.tracking._pyfunc.XmodalPyfunc`) on raw held-out cells.
-
-    ``cells``: :class:`PairedData` (alignment metrics) or ``MultiomeData`` test cells (phase metrics).
-    """
-    if not isinstance(cells, PairedData):
-        from xmodal.data.multiome import MultiomeData
-        from xmodal.stages.evaluate_multiome import evaluate_phases
-
-        mods = {m: loaded.preprocessors[m].transform_adata(getattr(cells, m)) for m in ("rna", "atac")}
-        return evaluate_phases(loaded.model, MultiomeData(**mods), split="test")
-    from xmodal.stages.evaluate import evaluate_alignment
-
-    mods = {}
-    for key in ("a", "b"):
-        adata = cells.modality(key)
-        x = loaded.preprocessors[key].transform(adata) if key in loaded.preprocessors else adata.X
-        mods[key] = ad.AnnData(X=x, obs=adata.obs.copy())
-    return evaluate_alignment(loaded.model, replace(cells, a=mods["a"], b=mods["b"]), cfg=cfg)
-
-
-def _check_evaluation_is_current(mdir: Path, pdir: Path, metrics_file: Path, cells: Any, *,
+def _check_evaluation_is_current(mdir: Path, pdir: Path, metrics_file: Path, cells: Any, *, family: Any,
                                  cfg: EvaluateConfig, metric: str) -> None:
     """Refuse to log a ``metrics.json`` that does not belong to the model now in ``models/`` (stale outputs)."""
     from types import SimpleNamespace
 
     from xmodal.methods import load_model
-    from xmodal.stages.preprocess import load_any_preprocessor
     from xmodal.stages.report import headline
 
     local = SimpleNamespace(model=load_model(mdir), preprocessors={
-        p.name.removeprefix("preprocessor_"): load_any_preprocessor(p) for p in sorted(pdir.glob("preprocessor_*"))})
-    now = score(local, cells, cfg=cfg).get(metric)
+        p.name.removeprefix("preprocessor_"): load_preprocessor(p) for p in sorted(pdir.glob("preprocessor_*"))})
+    now = score(local, cells, family=family, cfg=cfg).get(metric)
     recorded = headline(read_json(metrics_file)).get(metric)
     if now is not None and (recorded is None or not math.isclose(now, recorded, rel_tol=1e-5, abs_tol=1e-6)):
         raise XmodalInputError(f"metrics.json says held-out {metric} = {recorded}, but the model in {mdir} "
@@ -297,15 +245,18 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
                                fix=f"run `dvc repro` (or `xmodal train` and `xmodal evaluate`) for {dataset}/{method}")
     registry_dataset = check_name(registered_as or dataset, what="dataset", where="--registered-as")
     name = model_name(params, dataset=registry_dataset, method=method)
-    cells = _holdout(params, root, dataset=dataset)
+    family = family_of(params, dataset)
+    cells = holdout(params, root, dataset=dataset)
     with reading(ingested_dir(root, dataset) / DATA_FILE):
-        _check_evaluation_is_current(mdir, processed_dir(root, dataset), metrics_file, cells,
+        _check_evaluation_is_current(mdir, processed_dir(root, dataset), metrics_file, cells, family=family,
                                      cfg=params.evaluate, metric=spec.primary_metric)
     gate_cells: Any = cells
+    gate_family = family
     gate_problem = None
     if registry_dataset != dataset:
         try:
-            gate_cells = _holdout(params, root, dataset=registry_dataset)
+            gate_family = family_of(params, registry_dataset)
+            gate_cells = holdout(params, root, dataset=registry_dataset)
         except (XmodalInputError, ConfigError) as exc:
             gate_cells, gate_problem = None, f"the held-out cells of {registry_dataset!r} cannot be read ({exc})"
     digest = model_sha256(mdir)
@@ -315,12 +266,12 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
         ref = _version_of(tracker, params, name=name, digest=digest, dataset=dataset, method=method, root=root)
         loaded = tracker.load(ref)
         with reading(ingested_dir(root, dataset) / DATA_FILE):
-            challenger_metrics = score(loaded, cells, cfg=params.evaluate)
+            challenger_metrics = score(loaded, cells, family=family, cfg=params.evaluate)
         gate_metrics = challenger_metrics
         if gate_cells is not None and registry_dataset != dataset:
             try:
                 with reading(ingested_dir(root, registry_dataset) / DATA_FILE):
-                    gate_metrics = score(loaded, gate_cells, cfg=params.evaluate)
+                    gate_metrics = score(loaded, gate_cells, family=gate_family, cfg=params.evaluate)
             except XmodalInputError as exc:
                 gate_problem = f"the challenger cannot score the held-out cells of {registry_dataset!r} ({exc})"
         champion = tracker.alias(name, CHAMPION)
@@ -337,7 +288,7 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
                     fix=f"restore its artifacts, or remove the alias (MlflowClient().delete_registered_model_alias("
                     f"{name!r}, 'champion')) to let the gates alone decide") from None
             try:
-                champion_metrics = score(champion_model, cells, cfg=params.evaluate)
+                champion_metrics = score(champion_model, cells, family=family, cfg=params.evaluate)
             except XmodalInputError as exc:
                 notes.append(f"champion version {champion.version} cannot score these cells ({exc}); "
                              "it is not comparable")
@@ -392,13 +343,6 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
             tracker.log_artifact(ref.run_id, out, artifact_path=f"registry/v{ref.version}")
     log.info("register %s/%s: version %s %s (%s)", dataset, method, ref.version, outcome, "; ".join(decision["reasons"]))
     return RegisterResult(output=out, decision=decision)
-
-
-def _holdout(params: Params, root: str | Path, *, dataset: str) -> Any:
-    """The held-out cells of ``dataset`` in their raw features (``paired``: validation; ``multiome``: test)."""
-    if params.dataset(dataset).family == "multiome":
-        return holdout_multiome(root, dataset=dataset)
-    return holdout(root, dataset=dataset)
 
 
 def _version_of(tracker: Any, params: Params, *, name: str, digest: str, dataset: str, method: str,
@@ -464,10 +408,13 @@ def trained_settings(params: Params, *, root: str | Path, dataset: str, method: 
     trained = meta.get("trained") or {}
     out = {"method": meta.get("config"), "seed": trained.get("seed"),
            "dataset": settings["ingested"].get("dataset"), "preprocess": settings["processed"].get("preprocess"),
+           "split": settings["processed"].get("split"),
            "evaluate": params.evaluate.model_dump(mode="json")}
+    family = params.dataset(dataset).family
     current = {"method": params.method(method).model_dump(mode="json"), "seed": params.seed,
                "dataset": params.dataset(dataset).model_dump(mode="json"),
-               "preprocess": params.preprocess.model_dump(mode="json")}
+               "preprocess": params.preprocess_config(family).model_dump(mode="json"),
+               "split": params.split.model_dump(mode="json")}
     missing = [key for key in current if out[key] is None]
     if missing:
         log.warning("register %s/%s: the outputs do not record %s; logging today's params for them",

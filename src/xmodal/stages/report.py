@@ -1,4 +1,4 @@
-"""``report``: collect every run's validation metrics into ``reports/summary.json`` and a table."""
+"""``report``: collect every run's test-split metrics into ``reports/summary.json`` and one table."""
 
 from __future__ import annotations
 
@@ -7,59 +7,65 @@ from typing import Any
 
 from xmodal._io import atomic_file, read_json, write_json
 from xmodal.config import Params
+from xmodal.families._base import HEADLINE
 from xmodal.methods import get_method
 from xmodal.stages._paths import registry_dir, report_dir, summary_file
 
+#: version of the ``reports/summary.json`` layout (one layout for every family)
+SUMMARY_VERSION = 2
+
 
 def headline(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
-    """The split a run is judged on: ``test`` when there is one (``multiome``), else ``validation``."""
-    return metrics.get("test") or metrics["validation"]
+    """The metrics a run is judged on: its test cells (never seen by training, early stopping or search)."""
+    return metrics[HEADLINE]
 
 
 def run(params: Params, *, root: str | Path = ".") -> dict[str, Any]:
-    """Write ``reports/summary.json`` for every (dataset, method) in ``params.runs``.
-
-    Each run's headline metrics: its validation cells (``paired``) or its test cells (``multiome``,
-    whose validation cells drove early stopping).
+    """Write ``reports/summary.json`` for every entry of ``params.runs``.
 
     Returns
     -------
     dict
-        ``{"runs": [{"dataset", "method", "metrics", "registry"}...]}``; a run with no
-        ``metrics.json`` yet is listed with ``"status": "not evaluated"``.
+        ``{"version", "split": "test", "runs": [row...]}``. Every row has the same keys: ``run``, ``dataset``,
+        ``family``, ``method``, ``status`` (``evaluated`` / ``not evaluated``), ``primary_metric``,
+        ``greater_is_better``, ``metrics`` (the test split's; ``{}`` when not evaluated) and ``registry`` (the
+        last promotion decision, or ``None``).
     """
     rows = []
-    for group in params.runs.values():
-        for dataset in group.datasets:
-            for method in group.methods:
-                metrics_file = report_dir(root, dataset, method) / "metrics.json"
-                decision_file = registry_dir(root, dataset, method) / "decision.json"
-                row: dict[str, Any] = {"dataset": dataset, "method": method}
-                if metrics_file.is_file():
-                    row["metrics"] = headline(read_json(metrics_file))
-                    row["status"] = "evaluated"
-                else:
-                    row["status"] = "not evaluated"
-                row["registry"] = read_json(decision_file) if decision_file.is_file() else None
-                rows.append(row)
-    summary = {"runs": rows}
+    for name, entry in params.runs.items():
+        dataset, method = entry.dataset, entry.method
+        spec = get_method(method)
+        metrics_file = report_dir(root, dataset, method) / "metrics.json"
+        decision_file = registry_dir(root, dataset, method) / "decision.json"
+        evaluated = metrics_file.is_file()
+        rows.append({
+            "run": name, "dataset": dataset, "family": params.dataset(dataset).family, "method": method,
+            "status": "evaluated" if evaluated else "not evaluated",
+            "primary_metric": spec.primary_metric, "greater_is_better": spec.greater_is_better,
+            "metrics": headline(read_json(metrics_file)) if evaluated else {},
+            "registry": read_json(decision_file) if decision_file.is_file() else None,
+        })
+    summary = {"version": SUMMARY_VERSION, "split": HEADLINE, "runs": rows}
     with atomic_file(summary_file(root)) as tmp:
         write_json(tmp, summary)
     return summary
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """Render the summary as a plain-text table (one line per run)."""
+    """Render the summary as one plain-text table: one line per run, its primary metric first."""
     lines = []
     for row in summary["runs"]:
         spec = get_method(row["method"])
         metrics = row.get("metrics") or {}
-        cells = [f"{m}={metrics[m]:.3f}" for m in spec.summary_metrics if metrics.get(m) is not None]
+        shown = [row["primary_metric"], *(m for m in spec.summary_metrics if m != row["primary_metric"])]
+        cells = [f"{m}={metrics[m]:.3f}" for m in shown if metrics.get(m) is not None]
         reg = row.get("registry") or {}
         decision = reg.get("decision", "not registered")
         if reg:
             champion = reg.get("champion_after")
             decision += f" v{reg['version']} (champion: {'v' + str(champion) if champion else 'none'})"
-        lines.append(f"{row['dataset']:<20} {row['method']:<10} {'  '.join(cells) or row['status']:<80} {decision}")
-    header = f"{'dataset':<20} {'method':<10} {'held-out metrics (paired: validation, multiome: test cells)':<80} registry"
+        lines.append(f"{row['dataset']:<20} {row['family']:<9} {row['method']:<10} "
+                     f"{'  '.join(cells) or row['status']:<80} {decision}")
+    header = (f"{'dataset':<20} {'family':<9} {'method':<10} "
+              f"{'test-split metrics (primary first; the headline, gates and promotion)':<80} registry")
     return "\n".join([header, "-" * len(header), *lines])

@@ -108,7 +108,7 @@ def preprocess_step(params_text: str, *, dataset: str, ingested: str | Path, out
     with _scratch_root(lambda root: {ingested_dir(root, dataset): ingested}) as root:
         result = preprocess.run(params, dataset=dataset, root=root)
         _export(result.output, output)
-    return {"n_train": result.n_train, "n_validation": result.n_validation}
+    return {"n_train": result.n_train, "n_validation": result.n_validation, "n_test": result.n_test}
 
 
 @kfp_task
@@ -148,16 +148,16 @@ def evaluate_step(
     Parameters
     ----------
     metrics
-        Receives every finite validation metric (the Kubeflow UI lists them).
+        Receives every finite test-split metric (the Kubeflow UI lists them).
     confusion
-        Receives the label-transfer confusion matrix on validation cells, when the data are labelled.
+        Receives the family's confusion matrix on the test cells, when the data are labelled.
     html
         A self-contained HTML page (metrics table + embedded plots) is written here.
 
     Returns
     -------
     dict
-        The headline metrics: validation cells (``paired``), test cells (``multiome``).
+        The headline metrics: the test cells'.
     """
     from xmodal.stages import evaluate
 
@@ -168,19 +168,19 @@ def evaluate_step(
         result = evaluate.run(params, dataset=dataset, method=method, root=root)
         _export(result.output, output)
         if confusion is not None:
-            categories, matrix = evaluate.label_transfer_confusion(params, dataset=dataset, method=method, root=root)
+            categories, matrix = evaluate.confusion(params, dataset=dataset, method=method, root=root)
             if categories:
                 confusion.log_confusion_matrix(categories, matrix)
     from xmodal.stages.report import headline
 
-    validation = headline(result.metrics)
+    test = headline(result.metrics)
     if metrics is not None:
-        for key, value in sorted(validation.items()):
+        for key, value in sorted(test.items()):
             if isinstance(value, int | float) and value == value:
                 metrics.log_metric(key, float(value))
     if html is not None:
-        _write_html(Path(output), Path(html), title=f"{method} on {dataset}", metrics=validation)
-    return validation
+        _write_html(Path(output), Path(html), title=f"{method} on {dataset}", metrics=test)
+    return test
 
 
 @kfp_task
@@ -290,10 +290,10 @@ def _write_html(report: Path, html: Path, *, title: str, metrics: Mapping[str, f
                    if isinstance(v, int | float))
     images = "".join(
         f'<h2>{png.stem}</h2><img alt="{png.stem}" src="data:image/png;base64,'
-        f'{base64.b64encode(png.read_bytes()).decode()}"/>' for png in sorted(report.glob("*.png")))
+        f'{base64.b64encode(png.read_bytes()).decode()}"/>' for png in sorted(report.glob("**/*.png")))
     html.parent.mkdir(parents=True, exist_ok=True)
     html.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
-                    f"<h1>{title}</h1><h2>validation metrics</h2><table>{rows}</table>{images}</body></html>")
+                    f"<h1>{title}</h1><h2>test-split metrics</h2><table>{rows}</table>{images}</body></html>")
 
 
 __all__ = ["evaluate_step", "ingest_step", "monitor_step", "parse_params", "preprocess_step", "register_step",

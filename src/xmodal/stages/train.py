@@ -9,9 +9,9 @@ from typing import Any
 
 from xmodal._io import atomic_dir, prepare_output, remove_stale_in, update_json
 from xmodal.config import Params
-from xmodal.data import read_paired
-from xmodal.data._paired import DATA_FILE
+from xmodal.data import DATA_FILE
 from xmodal.errors import ConfigError, TrainingDivergedError, reading
+from xmodal.families import family_of
 from xmodal.methods import get_method
 from xmodal.methods._base import MODEL_JSON
 from xmodal.stages._paths import ABLATION, checkpoint_dir, model_dir, processed_dir
@@ -28,8 +28,7 @@ class TrainResult:
 
 
 def load_training_data(params: Params, *, dataset: str, method: str, root: str | Path = ".") -> Any:
-    """What ``method`` may see of ``data/processed/<dataset>``: the training cells (``paired``), or the
-    training and validation cells (``multiome``: validation selects the kept model; test cells are dropped).
+    """What ``method`` may see of ``data/processed/<dataset>``: the family's training data (never test cells).
 
     Raises
     ------
@@ -40,24 +39,17 @@ def load_training_data(params: Params, *, dataset: str, method: str, root: str |
     family = params.dataset(dataset).family
     if spec.family != family:
         raise ConfigError(f"method {method!r} works on family {spec.family!r}; dataset {dataset!r} is {family!r}")
-    if family == "multiome":
-        from xmodal.data.multiome_io import read_multiome
-        from xmodal.stages.preprocess_multiome import without_test
-
-        return without_test(read_multiome(processed_dir(root, dataset)))
-    return read_paired(processed_dir(root, dataset)).split("train")
+    return family_of(params, dataset).training_data(processed_dir(root, dataset))
 
 
 def training_kwargs(params: Params, *, dataset: str) -> dict[str, Any]:
-    """Keyword arguments of ``fit`` that come from the dataset (``multiome``: the source and target domains)."""
-    cfg = params.dataset(dataset)
-    if cfg.family == "multiome":
-        return {"source_domain": cfg.source_domain, "target_domain": cfg.target_domain}  # type: ignore[union-attr]
-    return {}
+    """Keyword arguments of ``fit`` that come from the dataset (its family says which)."""
+    return family_of(params, dataset).fit_kwargs(params.dataset(dataset))
 
 
-def _check_finite(saved: Path, *, spec: Any, model: Any, train: Any) -> None:
-    """Refuse a fitted model whose saved arrays or embeddings of training cells are not finite.
+def _check_finite(saved: Path, *, spec: Any, model: Any, train: Any, family: Any) -> None:
+    """Refuse a fitted model whose saved arrays, or the family's view of its outputs on training cells, are not
+    finite.
 
     Raises
     ------
@@ -65,21 +57,12 @@ def _check_finite(saved: Path, *, spec: Any, model: Any, train: Any) -> None:
         Naming the array (or modality), how many values are NaN/inf, and the parameter to change; the model
         folder being written is then removed.
     """
-    import numpy as np
-
-    from xmodal.data import PairedData
     from xmodal.methods._base import first_nonfinite
 
     found = first_nonfinite(saved)
     where = None if found is None else f"{found[1]:,} of the {found[2]:,} values of {found[0]} are NaN or infinite"
-    if where is None and isinstance(train, PairedData) and hasattr(model, "transform"):
-        for key in ("a", "b"):
-            cells = np.asarray(train.modality(key).X)[:2000]
-            z = np.asarray(model.transform(cells, modality=key))
-            if not np.isfinite(z).all():
-                where = f"{int((~np.isfinite(z)).sum()):,} values of the embedding of modality {key}'s training " \
-                        "cells are NaN or infinite"
-                break
+    if where is None:
+        where = family.check_fitted(model, train)
     if where is not None:
         raise TrainingDivergedError(f"{spec.name}: the fitted model is not finite ({where}); it was not saved. "
                                     f"Fix: {spec.divergence_fix}")
@@ -103,8 +86,8 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".", re
     Returns
     -------
     TrainResult
-        Output folder and fit summary. Validation cells are never seen by the fit (``multiome``: the
-        target domain's validation cells select the kept model; test cells are never passed in). A
+        Output folder and fit summary. Test cells are never passed to the fit; what else it sees is the
+        family's :meth:`~xmodal.families._base.Family.training_data`. A
         method with an ``ablation`` in its registry entry also gets that baseline, fitted with the same
         settings, in ``ablation/`` of the model folder.
     """
@@ -133,6 +116,6 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".", re
         if ablation is not None:
             ablation.save(tmp / ABLATION)
             update_json(tmp / ABLATION / MODEL_JSON, trained=trained)
-        _check_finite(tmp, spec=spec, model=model, train=train)
+        _check_finite(tmp, spec=spec, model=model, train=train, family=family_of(params, dataset))
     log.info("train %s/%s → %s", dataset, method, out)
     return TrainResult(output=out, info=dict(model.info))

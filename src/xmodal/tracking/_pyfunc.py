@@ -29,21 +29,23 @@ with warnings.catch_warnings(record=True) as _caught:
         - ``modality``: ``"a"`` (default) or ``"b"``;
         - ``input``: ``"processed"`` (default; features as in ``data/processed``, in order) or ``"raw"``
           (a DataFrame whose columns include the raw features the logged preprocessor kept; it is applied first);
-        - ``domain`` (multiome, raw input): the cell line the cells come from; when the preprocessor has a
-          learned peak mapper for it, the peaks that line did not measure may be absent and are predicted.
+        - ``domain`` (raw input, families with domains): the domain (cell line) the cells come from; when the
+          preprocessor has a learned peak mapper for it, the peaks that line did not measure may be absent and
+          are predicted.
 
-        After loading, ``.model`` is the model as its own class and ``.preprocessors`` maps modality → fitted
-        :class:`~xmodal.stages.preprocess.ModalityPreprocessor` (empty if none was logged).
+        After loading, ``.model`` is the model as its own class and ``.preprocessors`` maps modality → the fitted
+        preprocessor of the dataset's family (:func:`xmodal.families.load_preprocessor`; empty if none was
+        logged).
         """
 
         def load_context(self, context: Any) -> None:
             """Load the model folder and the preprocessors from the logged artifacts."""
+            from xmodal.families import load_preprocessor
             from xmodal.methods import load_model
-            from xmodal.stages.preprocess import load_any_preprocessor
 
             self.model = load_model(context.artifacts[MODEL_ARTIFACT])
             prefix = PREPROCESSOR_ARTIFACT.format(modality="")
-            self.preprocessors = {key.removeprefix(prefix): load_any_preprocessor(path)
+            self.preprocessors = {key.removeprefix(prefix): load_preprocessor(path)
                                   for key, path in sorted(context.artifacts.items()) if key.startswith(prefix)}
 
         def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
@@ -68,25 +70,19 @@ with warnings.catch_warnings(record=True) as _caught:
                 return self.model.predict_proba(model_input, modality=modality).astype(np.float64)
             return self.model.transform(model_input, modality=modality)
 
-        def preprocess(self, frame: Any, *, modality: str, domain: str | None = None) -> np.ndarray:
+        def preprocess(self, frame: Any, *, modality: str, domain: str | None = None) -> Any:
             """Apply the logged preprocessor of ``modality`` to a DataFrame of raw features → ``(n, d_processed)``.
 
-            ``domain`` (multiome) names the cells' cell line, so that its learned peak mapper applies.
+            The family's preprocessor adapts the frame (``transform_frame``); ``domain`` names the cells' domain
+            where the family has domains (its learned peak mapper then applies).
             """
-            import anndata as ad
             import pandas as pd
 
             if modality not in self.preprocessors:
                 raise ValueError(f"no preprocessor was logged for modality {modality!r}; pass processed features")
             if not isinstance(frame, pd.DataFrame):
                 raise TypeError("raw input must be a pandas DataFrame whose columns are feature names")
-            adata = ad.AnnData(X=frame.to_numpy(dtype=np.float64),
-                               var=pd.DataFrame(index=frame.columns.astype(str)))
-            if domain is not None:
-                adata.obs["domain"] = str(domain)
-            prep = self.preprocessors[modality]
-            # multiome: an AnnData with the raw counts kept, for a foundation-model source encoder
-            return prep.transform_adata(adata) if hasattr(prep, "transform_adata") else prep.transform(adata)
+            return self.preprocessors[modality].transform_frame(frame, domain=domain)
 
 for _w in _caught:
     if "type hints to the `predict` method" not in str(_w.message):

@@ -10,8 +10,9 @@ import pytest
 import scipy.sparse as sp
 
 from _files import write_10x
-from xmodal.data.multiome import MultiomeData, synthetic_multiome
-from xmodal.data.multiome_io import (
+from xmodal.errors import XmodalInputError
+from xmodal.families.multiome._data import MultiomeData, synthetic_multiome
+from xmodal.families.multiome._io import (
     concat_domains,
     read_10x_multiome,
     read_multiome,
@@ -19,7 +20,6 @@ from xmodal.data.multiome_io import (
     validate_multiome,
     write_multiome,
 )
-from xmodal.errors import XmodalInputError
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,8 @@ def test_h5mu_round_trip_and_domains(tmp_path: Path) -> None:
     fewer = MultiomeData(rna=data.domain("target").rna, atac=data.domain("target").atac[:, :10].copy())
     with pytest.raises(XmodalInputError, match="other atac features"):
         concat_domains([data.domain("source"), fewer])
-    from xmodal.data import synthetic_paired, write_paired
+    from xmodal.families.paired._data import write_paired
+    from xmodal.families.paired._synthetic import synthetic_paired
 
     write_paired(synthetic_paired(n_cells=30), tmp_path / "p")
     with pytest.raises(XmodalInputError, match="not a `multiome` family file"):

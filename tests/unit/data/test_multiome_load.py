@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xmodal.config import MultiomeFilesSource, MultiomePreprocessConfig
-from xmodal.data.multiome import MultiomeData, synthetic_multiome
-from xmodal.data.multiome_io import load_multiome
-from xmodal.data.multiome_prep import parse_peaks
 from xmodal.errors import XmodalInputError
-from xmodal.stages.preprocess_multiome import preprocess_multiome
+from xmodal.families.multiome._config import MultiomeFilesSource, MultiomePreprocessConfig
+from xmodal.families.multiome._data import MultiomeData, synthetic_multiome
+from xmodal.families.multiome._io import load_multiome
+from xmodal.families.multiome._prep import parse_peaks
+from xmodal.families.multiome._preprocess import preprocess_multiome
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_learned_peak_mapper_predicts_the_peaks_a_domain_did_not_measure(two_lin
     for name, value in fitted["atac"].mappers["sup"].arrays().items():
         np.testing.assert_array_equal(refitted["atac"].mappers["sup"].arrays()[name], value)
     # saved with the preprocessor; new cells of that domain are imputed the same way
-    from xmodal.stages.preprocess_multiome import MultiomePreprocessor
+    from xmodal.families.multiome._preprocess import MultiomePreprocessor
 
     fitted["atac"].save(tmp_path / "prep")
     loaded = MultiomePreprocessor.load(tmp_path / "prep")

@@ -8,17 +8,17 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from xmodal.data.multiome import synthetic_multiome
-from xmodal.data.multiome_prep import (
+from xmodal.errors import XmodalInputError
+from xmodal.families.multiome._data import synthetic_multiome
+from xmodal.families.multiome._prep import (
     frequent_peaks,
     looks_normalized,
     map_peaks,
     normalize_cpm_log1p_l2,
     parse_peaks,
     score_phases,
-    split_per_domain,
 )
-from xmodal.errors import XmodalInputError
+from xmodal.families.multiome._preprocess import split_per_domain
 
 
 def test_normalisation_is_cpm_log1p_then_unit_rows() -> None:

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from xmodal.config import SyntheticMultiomeSource
-from xmodal.data.multiome import G2M_GENES, PHASES, S_GENES, MultiomeData, synthetic_multiome
+from xmodal.families.multiome._config import SyntheticMultiomeSource
+from xmodal.families.multiome._data import (
+    G2M_GENES,
+    PHASES,
+    S_GENES,
+    MultiomeData,
+    synthetic_multiome,
+)
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,15 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from xmodal.config._models import AnnDataSource, CsvPairedSource
-from xmodal.data._paired import PairedData
-from xmodal.data.readers import (
+from xmodal.errors import XmodalInputError
+from xmodal.families.paired._config import AnnDataSource, CsvPairedSource
+from xmodal.families.paired._data import PairedData
+from xmodal.families.paired._readers import (
     CLUSTER_ID,
     read_paired_anndata,
     read_paired_csv,
     validate_paired,
 )
-from xmodal.errors import XmodalInputError
 
 N = 8
 MORPH = ["soma_depth", "branch_count", "total_length", "max_radius"]

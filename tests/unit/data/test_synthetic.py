@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from xmodal.data import synthetic_paired
+from xmodal.families.paired._synthetic import synthetic_paired
 
 SMALL = {"n_cells": 600, "dim_a": 20, "dim_b": 50, "n_clusters": 3}
 

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from xmodal.config import MultiomePreprocessConfig, load_params
-from xmodal.data.multiome import MultiomeData, synthetic_multiome
+from xmodal.config import load_params
 from xmodal.errors import ConfigError
+from xmodal.families.multiome._config import MultiomePreprocessConfig
+from xmodal.families.multiome._data import MultiomeData, synthetic_multiome
+from xmodal.families.multiome._evaluate import evaluate_phases
+from xmodal.families.multiome._preprocess import preprocess_multiome, without_test
 from xmodal.methods import load_model
 from xmodal.methods.dualdann import DualDANN, DualDANNConfig
 from xmodal.nn import PEAK_KINDS
-from xmodal.stages.evaluate_multiome import evaluate_phases
-from xmodal.stages.preprocess_multiome import preprocess_multiome, without_test
 
 SMALL = {"shared_dim": 32, "peak_hidden": 16, "peak_intermediate": 32, "cls_hidden": 16, "disc_hidden": 16,
          "source_pcs": 10, "batch_size": 32, "eval_every": 1}
@@ -171,7 +172,7 @@ def test_adaptation_beats_the_source_only_ablation_on_a_planted_shift() -> None:
 
 
 def test_expression_side_classifier_learns_planted_phases_and_keeps_its_best_epoch() -> None:
-    from xmodal.data.multiome_prep import normalize_cpm_log1p_l2
+    from xmodal.families.multiome._prep import normalize_cpm_log1p_l2
     from xmodal.methods.dualdann._expression import expression_phase_check, split_stratified
 
     raw = synthetic_multiome(n_cells=300, n_background_genes=60, n_background_peaks=10, domains=("a",), seed=5)

@@ -99,12 +99,12 @@ def test_dualdann_trains_on_geneformer_embeddings_and_round_trips(tmp_path: Path
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
-    from xmodal.config import MultiomePreprocessConfig
-    from xmodal.data.multiome import synthetic_multiome
+    from xmodal.families.multiome._config import MultiomePreprocessConfig
+    from xmodal.families.multiome._data import synthetic_multiome
+    from xmodal.families.multiome._evaluate import evaluate_phases
+    from xmodal.families.multiome._preprocess import preprocess_multiome, without_test
     from xmodal.methods import load_model
     from xmodal.methods.dualdann import DualDANN, DualDANNConfig
-    from xmodal.stages.evaluate_multiome import evaluate_phases
-    from xmodal.stages.preprocess_multiome import preprocess_multiome, without_test
 
     raw = synthetic_multiome(n_cells=120, n_background_genes=30, n_background_peaks=100, domains=("a", "b"), seed=6)
     data = preprocess_multiome(raw, cfg=MultiomePreprocessConfig(n_top_genes=None))[0]

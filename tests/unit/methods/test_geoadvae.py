@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from xmodal.config import EvaluateConfig, PreprocessConfig
-from xmodal.data import LABEL, MATCH, PairedData, synthetic_paired
+from xmodal.config import EvaluateConfig, SplitConfig
 from xmodal.errors import TrainingDivergedError, XmodalInputError
+from xmodal.families.paired._config import PairedPreprocessConfig
+from xmodal.families.paired._data import LABEL, MATCH, PairedData
+from xmodal.families.paired._evaluate import evaluate_alignment
+from xmodal.families.paired._preprocess import assign_split, preprocess_paired
+from xmodal.families.paired._synthetic import synthetic_paired
 from xmodal.methods.geoadvae import GeoAdVAE, GeoAdVAEConfig
 from xmodal.methods.geoadvae._module import GeoAdVAEModule
 from xmodal.methods.geoadvae._trainer import CHECKPOINT, active_losses, phase_of
-from xmodal.stages.evaluate import evaluate_alignment
-from xmodal.stages.preprocess import assign_split, preprocess_paired
 
 FAST = {"dim": 16, "latent_dim": 4, "max_iter": 12, "batch_size": 16, "phase_durations": [3, 3, 3],
         "prior_clusters": 4, "prior_loss_warmup": 3, "log_every": 1, "checkpoint_every": 5}
@@ -27,9 +29,9 @@ FAST = {"dim": 16, "latent_dim": 4, "max_iter": 12, "batch_size": 16, "phase_dur
 @pytest.fixture(scope="module")
 def tiny() -> PairedData:
     """Training cells of a small planted dataset (8 PCs per modality)."""
-    cfg = PreprocessConfig(n_pcs=8)
+    cfg = PairedPreprocessConfig(n_pcs=8)
     data, _ = preprocess_paired(assign_split(synthetic_paired(n_cells=120, dim_a=12, dim_b=40, n_clusters=3,
-                                                              seed=2), cfg=cfg), cfg=cfg)
+                                                              seed=2), split=SplitConfig()), cfg=cfg)
     return data.split("train")
 
 
@@ -258,9 +260,9 @@ def test_other_gan_losses_train(tiny: PairedData, gan_type: str) -> None:
 
 def test_beats_its_no_alignment_ablation_on_planted_structure() -> None:
     """VAEs alone (no adversary, GW or prior) leave the modalities unaligned; the full model aligns them."""
-    cfg = PreprocessConfig(n_pcs=8)
+    cfg = PairedPreprocessConfig(n_pcs=8)
     data, _ = preprocess_paired(assign_split(synthetic_paired(n_cells=300, dim_a=12, dim_b=40, n_clusters=3,
-                                                              seed=3), cfg=cfg), cfg=cfg)
+                                                              seed=3), split=SplitConfig()), cfg=cfg)
     base = {"dim": 32, "latent_dim": 8, "max_iter": 300, "phase_durations": [50, 100, 100], "prior_clusters": 8,
             "lambda_p": 30.0, "prior_loss_warmup": 50, "checkpoint_every": 1000}
     scores = {}

@@ -8,7 +8,7 @@ import sys
 
 FIT_IN_A_FRESH_PROCESS = """
 import json, os, sys
-from xmodal.data import synthetic_paired
+from xmodal.families.paired._synthetic import synthetic_paired
 from xmodal.methods.gwot import GWOT, GWOTConfig
 
 data = synthetic_paired(n_cells=60, dim_a=8, dim_b=20, n_clusters=3, seed=0)

@@ -214,13 +214,13 @@ def test_dualdann_trains_on_scfoundation_and_on_the_ensemble_and_round_trips(tmp
     pytest.importorskip("transformers")
     from transformers import BertConfig, BertForMaskedLM
 
-    from xmodal.config import MultiomePreprocessConfig
-    from xmodal.data.multiome import synthetic_multiome
     from xmodal.errors import ConfigError
+    from xmodal.families.multiome._config import MultiomePreprocessConfig
+    from xmodal.families.multiome._data import synthetic_multiome
+    from xmodal.families.multiome._preprocess import preprocess_multiome, without_test
     from xmodal.methods import load_model
     from xmodal.methods.dualdann import DualDANN, DualDANNConfig
     from xmodal.methods.dualdann._source import EnsembleSource
-    from xmodal.stages.preprocess_multiome import preprocess_multiome, without_test
 
     raw = synthetic_multiome(n_cells=120, n_background_genes=30, n_background_peaks=100, domains=("a", "b"), seed=6)
     data = preprocess_multiome(raw, cfg=MultiomePreprocessConfig(n_top_genes=None))[0]

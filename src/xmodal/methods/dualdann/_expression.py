@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from xmodal import losses as L
-from xmodal.data.multiome import PHASES
+from xmodal.families.multiome._data import PHASES
 from xmodal.methods.dualdann._config import DualDANNConfig
 from xmodal.methods.dualdann._module import classifier_head, projection
 from xmodal.methods.dualdann._source import PCAEncoder
@@ -129,7 +129,7 @@ def split_stratified(phases: Any, *, validation: float = 0.15, test: float = 0.1
     """``train``/``validation``/``test`` per cell, stratified by phase (one domain)."""
     import pandas as pd
 
-    from xmodal.data.multiome_prep import split_per_domain
+    from xmodal.families.multiome._preprocess import split_per_domain
 
     obs = pd.DataFrame({"phase": np.asarray(phases).astype(str), "domain": "all"})
     return split_per_domain(obs, validation=validation, test=test, seed=seed).astype(str).to_numpy()

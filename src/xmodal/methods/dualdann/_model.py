@@ -13,8 +13,8 @@ import scipy.sparse as sp
 import torch
 
 from xmodal._safe_load import load_torch
-from xmodal.data.multiome import DOMAIN, PHASE, PHASES, MultiomeData
 from xmodal.errors import ConfigError, XmodalInputError
+from xmodal.families.multiome._data import DOMAIN, PHASE, PHASES, MultiomeData
 from xmodal.methods._base import RETRAIN, read_history, read_model_meta, write_model_meta
 from xmodal.methods.dualdann._config import DualDANNConfig
 from xmodal.methods.dualdann._module import DualDANNModule
@@ -73,9 +73,7 @@ class DualDANN:
 
     Examples
     --------
-    >>> from xmodal.data.multiome import synthetic_multiome
-    >>> from xmodal.config import MultiomePreprocessConfig
-    >>> from xmodal.stages.preprocess_multiome import preprocess_multiome
+    >>> from xmodal.families.multiome import MultiomePreprocessConfig, preprocess_multiome, synthetic_multiome
     >>> data, _ = preprocess_multiome(synthetic_multiome(n_cells=200, n_background_genes=50, n_background_peaks=100),
     ...                               cfg=MultiomePreprocessConfig())
     >>> cfg = DualDANNConfig(epochs=2, batch_size=32, eval_every=1, shared_dim=32, peak_hidden=16)

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from xmodal._safe_load import load_torch
-from xmodal.data import PairedData
 from xmodal.errors import ConfigError, XmodalInputError
+from xmodal.families.paired._data import PairedData
 from xmodal.methods._base import RETRAIN, read_history, read_model_meta, write_model_meta
 from xmodal.methods.geoadvae._config import GeoAdVAEConfig
 from xmodal.methods.geoadvae._module import GeoAdVAEModule
@@ -44,7 +44,7 @@ class GeoAdVAE:
 
     Examples
     --------
-    >>> from xmodal.data import synthetic_paired
+    >>> from xmodal.families.paired import synthetic_paired
     >>> data = synthetic_paired(n_cells=120, dim_a=10, dim_b=30, seed=0)
     >>> cfg = GeoAdVAEConfig(max_iter=20, dim=16, phase_durations=[5, 5, 5], prior_clusters=4)
     >>> model = GeoAdVAE(cfg).fit(data, seed=0)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xmodal.data import CLUSTER, PairedData
 from xmodal.errors import XmodalInputError
+from xmodal.families.paired._data import CLUSTER, PairedData
 from xmodal.methods.geoadvae._config import GeoAdVAEConfig
 
 log = logging.getLogger(__name__)

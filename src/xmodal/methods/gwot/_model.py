@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from xmodal._pot import import_pot as _import_pot
-from xmodal.data import PairedData
 from xmodal.errors import XmodalInputError
+from xmodal.families.paired._data import PairedData
 from xmodal.geometry import intra_distances, nearest_neighbors
 from xmodal.methods._base import read_history, read_model_meta, write_model_meta
 from xmodal.methods.gwot._config import GWOTConfig
@@ -42,7 +42,7 @@ class GWOT:
 
     Examples
     --------
-    >>> from xmodal.data import synthetic_paired
+    >>> from xmodal.families.paired import synthetic_paired
     >>> data = synthetic_paired(n_cells=120, dim_a=10, dim_b=30, seed=0)
     >>> model = GWOT(GWOTConfig(max_iter=50, n_neighbors=10)).fit(data, seed=0)
     >>> model.transform(data.b.X, modality="b").shape

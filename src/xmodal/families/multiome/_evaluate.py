@@ -1,4 +1,4 @@
-"""``evaluate`` for the ``multiome`` family: phase classification on held-out cells of both domains.
+"""Evaluation of the ``multiome`` family: phase classification on held-out cells of both domains.
 
 The headline is the **test** split (never seen by training, early stopping or search): ATAC and RNA
 cells of the source and the target domain. ``metrics.json`` holds ``test`` (the headline),
@@ -6,44 +6,32 @@ cells of the source and the target domain. ``metrics.json`` holds ``test`` (the 
 a source-only ablation (``ablation/``), its target-domain ATAC test metrics come too, with the gain
 of adaptation (``adaptation_gain_macro_f1``, ``adaptation_gain_accuracy``).
 
-Written to ``reports/<dataset>/<method>/``: ``metrics.json``, ``confusion_matrix.png``,
-``predictions.csv`` (every cell: split, domain, phase, the predicted phase and the class
-probabilities from ATAC and from RNA), ``predictions.h5mu`` (the processed data with the same
-columns in ``obs``), ``embedding.png`` (the shared space) and ``training_curve.png``.
+Written to ``reports/<dataset>/<method>/``: ``metrics.json``, ``predictions.csv`` (every cell: split,
+domain, phase, the predicted phase and the class probabilities from ATAC and from RNA),
+``predictions.h5mu`` (the processed data with the same columns in ``obs``), and in ``plots/``:
+``confusion_matrix.png``, ``embedding.png`` (the shared space) and ``training_curve.png``.
 """
 
 from __future__ import annotations
 
-import logging
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from xmodal._io import atomic_dir, prepare_output, write_json
-from xmodal.config import Params
-from xmodal.data.multiome import DOMAIN, PHASE, PHASES, MultiomeData
-from xmodal.data.multiome_io import read_multiome
+from xmodal._io import write_json
 from xmodal.errors import reading
+from xmodal.families._base import PLOTS
+from xmodal.families.multiome._data import DOMAIN, PHASE, PHASES, MultiomeData
+from xmodal.families.multiome._io import read_multiome
 from xmodal.geometry import pca_2d
 from xmodal.methods import load_model
 from xmodal.metrics import classification_metrics, confusion_matrix
-from xmodal.stages._paths import ABLATION, model_dir, processed_dir, report_dir
+from xmodal.stages._paths import ABLATION
 
-log = logging.getLogger(__name__)
 SPLIT = "split"
-
-
-@dataclass(frozen=True)
-class MultiomeEvaluateResult:
-    """Output folder and the metrics (``{"test": {...}, "validation": {...}, "train": {...}}``)."""
-
-    output: Path
-    metrics: dict[str, dict[str, float]]
-
 
 def _domain_roles(model: Any) -> list[tuple[str, str]]:
     """``(role, domain)``: ``target`` first; ``source`` too when it is another domain."""
@@ -81,30 +69,34 @@ def evaluate_phases(model: Any, data: MultiomeData, *, split: str) -> dict[str, 
     return out
 
 
-def run(params: Params, *, dataset: str, method: str, root: str | Path = ".") -> MultiomeEvaluateResult:
-    """Score ``models/<dataset>/<method>`` and write ``reports/<dataset>/<method>/`` (see the module docstring)."""
-    out = prepare_output(report_dir(root, dataset, method))
-    data = read_multiome(processed_dir(root, dataset))
-    mdir = model_dir(root, dataset, method)
-    model = load_model(mdir)
-    with reading(mdir):
+def evaluate_all(model_dir: Path, processed: Path, *, out: Path, cfg: Any, title: str) -> dict[str, dict[str, float]]:
+    """Score the model in ``model_dir`` on every split of ``processed``; write the files of the module docstring
+    into ``out``.
+
+    Returns
+    -------
+    dict
+        ``{"test": {...}, "validation": {...}, "train": {...}}`` (:func:`evaluate_phases` per split; the
+        ablation's test metrics and the gains of adaptation join ``test``).
+    """
+    data = read_multiome(processed)
+    model = load_model(model_dir)
+    with reading(model_dir):
         metrics = {split: evaluate_phases(model, data, split=split) for split in ("test", "validation", "train")}
-        if (mdir / ABLATION).is_dir():
-            ablation = load_model(mdir / ABLATION)
+        if (Path(model_dir) / ABLATION).is_dir():
+            ablation = load_model(Path(model_dir) / ABLATION)
             metrics["test"] |= ablation_metrics(metrics["test"], evaluate_phases(ablation, data, split="test"))
         predictions = predict_all(model, data)
-    with atomic_dir(out) as tmp:
-        write_json(tmp / "metrics.json", metrics)
-        predictions.to_csv(tmp / "predictions.csv", index_label="cell")
-        _write_annotated(data, predictions, tmp / "predictions.h5mu")
-        _plot_confusions(data, predictions, model, tmp / "confusion_matrix.png", title=f"{method} on {dataset}")
-        _plot_shared_space(model, data, tmp / "embedding.png", title=f"{method} on {dataset}", seed=params.evaluate.seed,
-                           max_cells=params.evaluate.max_plot_cells)
-        model.plot_history(tmp / "training_curve.png")
-    shown = {k: round(v, 3) for k, v in metrics["test"].items() if k.endswith(("macro_f1", "accuracy")) and
-             "balanced" not in k}
-    log.info("evaluate %s/%s (test cells): %s", dataset, method, shown)
-    return MultiomeEvaluateResult(output=out, metrics=metrics)
+    out = Path(out)
+    write_json(out / "metrics.json", metrics)
+    predictions.to_csv(out / "predictions.csv", index_label="cell")
+    _write_annotated(data, predictions, out / "predictions.h5mu")
+    plots = out / PLOTS
+    plots.mkdir()
+    _plot_confusions(data, predictions, model, plots / "confusion_matrix.png", title=title)
+    _plot_shared_space(model, data, plots / "embedding.png", title=title, seed=cfg.seed, max_cells=cfg.max_plot_cells)
+    model.plot_history(plots / "training_curve.png")
+    return metrics
 
 
 def ablation_metrics(adapted: dict[str, float], ablation: dict[str, float]) -> dict[str, float]:
@@ -145,11 +137,10 @@ def _write_annotated(data: MultiomeData, predictions: pd.DataFrame, path: Path) 
         md.MuData(mods).write(path)
 
 
-def label_confusion(params: Params, *, dataset: str, method: str,
-                    root: str | Path = ".") -> tuple[list[str], list[list[int]]]:
+def label_confusion(model_dir: Path, processed: Path) -> tuple[list[str], list[list[int]]]:
     """Confusion matrix of the target domain's ATAC test cells (rows: true phase, columns: predicted)."""
-    data = read_multiome(processed_dir(root, dataset))
-    model = load_model(model_dir(root, dataset, method))
+    data = read_multiome(processed)
+    model = load_model(model_dir)
     obs = data.rna.obs
     mask = (obs[SPLIT].astype(str) == "test").to_numpy() & (
         obs[DOMAIN].astype(str) == model.info["target_domain"]).to_numpy()
@@ -216,5 +207,4 @@ def _plot_shared_space(model: Any, data: MultiomeData, path: Path, *, title: str
     plt.close(fig)
 
 
-__all__ = ["MultiomeEvaluateResult", "ablation_metrics", "evaluate_phases", "label_confusion",
-           "predict_all", "run"]
+__all__ = ["ablation_metrics", "evaluate_all", "evaluate_phases", "label_confusion", "predict_all"]

@@ -1,4 +1,4 @@
-"""Reading, validating and storing ``multiome`` data (see :mod:`xmodal.data.multiome`).
+"""Reading, validating and storing ``multiome`` data (see :mod:`xmodal.families.multiome._data`).
 
 Readers accept what users have: Cell Ranger ARC's ``filtered_feature_bc_matrix.h5`` (Gene Expression
 + Peaks), an ``.h5mu`` with ``rna`` and ``atac`` modalities, and the seed's CSV set (cells × genes,
@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from xmodal.data._paired import SCHEMA_FILE
-from xmodal.data.multiome import DOMAIN, PHASE, PHASES, MultiomeData
-from xmodal.data.multiome_prep import parse_peaks
+from xmodal.data import SCHEMA_FILE
 from xmodal.errors import XmodalInputError
+from xmodal.families.multiome._data import DOMAIN, PHASE, PHASES, MultiomeData
+from xmodal.families.multiome._prep import parse_peaks
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -103,12 +103,12 @@ def read_multiome_csv(rna: str | Path, atac: str | Path, *, domain: str,
     MultiomeData
         Validated; cells in the order of ``rna``.
     """
-    from xmodal.data.readers import _check_file, _numeric, _read_table
+    from xmodal.data._tables import check_file, numeric, read_table
 
     tables = {}
     for role, path in (("rna", Path(rna)), ("atac", Path(atac))):
-        _check_file(path, role, path.parent)
-        tables[role] = _read_table(path, role, header="required")
+        check_file(path, role, path.parent)
+        tables[role] = read_table(path, role, header="required")
     t_rna, t_atac = tables["rna"], tables["atac"]
     only_rna = sorted(set(t_rna.ids) - set(t_atac.ids))
     only_atac = sorted(set(t_atac.ids) - set(t_rna.ids))
@@ -118,8 +118,8 @@ def read_multiome_csv(rna: str | Path, atac: str | Path, *, domain: str,
                                path=t_rna.path if only_rna else t_atac.path,
                                fix="both tables must list the same cells (a Multiome measures each cell twice)")
     order = pd.Index(t_atac.ids).get_indexer(t_rna.ids)
-    x_rna = _numeric(t_rna)
-    x_atac = _numeric(t_atac)[order]
+    x_rna = numeric(t_rna)
+    x_atac = numeric(t_atac)[order]
     try:
         parse_peaks(t_atac.columns)
     except XmodalInputError as exc:
@@ -139,7 +139,7 @@ def read_phase_labels(path: str | Path, ids: Sequence[str]) -> pd.Series:
     """Read a labels CSV (cell id column first, a ``phase`` column) for the cells ``ids``.
 
     Structure is checked as for every xmodal CSV (ragged lines, duplicate or empty ids, text that is not
-    UTF-8), then each phase: it must be one of :data:`~xmodal.data.multiome.PHASES`, and every cell of ``ids``
+    UTF-8), then each phase: it must be one of :data:`~xmodal.families.multiome.PHASES`, and every cell of ``ids``
     needs one (extra rows for other cells are ignored).
 
     Returns
@@ -152,11 +152,11 @@ def read_phase_labels(path: str | Path, ids: Sequence[str]) -> pd.Series:
     XmodalInputError
         Naming the labels file, the line and the column, the bad value and the fix.
     """
-    from xmodal.data.readers import _check_file, _read_table
+    from xmodal.data._tables import check_file, read_table
 
     path = Path(path)
-    _check_file(path, "labels", path.parent)
-    table = _read_table(path, "labels", header="required")
+    check_file(path, "labels", path.parent)
+    table = read_table(path, "labels", header="required")
     if PHASE not in table.columns:
         raise XmodalInputError(f"labels: no `{PHASE}` column (columns: {table.columns})", path=path, row=1,
                                fix="name the column holding G1/S/G2M `phase`")
@@ -193,7 +193,7 @@ def validate_multiome(data: MultiomeData, *, source: str | None = None) -> None:
             dup = adata.var_names[adata.var_names.duplicated()][0]
             raise XmodalInputError(f"{name}: feature {str(dup)!r} appears twice", path=source,
                                    fix="give every gene and peak a unique name (anndata's var_names_make_unique())")
-    from xmodal.data.readers import first_entry
+    from xmodal.data import first_entry
 
     for name, adata in (("rna", data.rna), ("atac", data.atac)):
         bad = first_entry(sp.csr_matrix(adata.X), lambda v: ~np.isfinite(v) | (v < 0))
@@ -213,7 +213,7 @@ def validate_multiome(data: MultiomeData, *, source: str | None = None) -> None:
 
 
 def check_phases(phases: pd.Series, *, source: str | Path | None) -> None:
-    """Every value of ``phases`` (indexed by cell) must be one of :data:`~xmodal.data.multiome.PHASES`.
+    """Every value of ``phases`` (indexed by cell) must be one of :data:`~xmodal.families.multiome.PHASES`.
 
     Raises
     ------
@@ -235,7 +235,7 @@ def concat_domains(datasets: Sequence[MultiomeData]) -> MultiomeData:
     Raises
     ------
     XmodalInputError
-        When features differ (map peaks with :func:`~xmodal.data.multiome_prep.map_peaks` first) or a
+        When features differ (map peaks with :func:`~xmodal.families.multiome.map_peaks` first) or a
         domain name repeats.
     """
     names = [d.domains[0] for d in datasets]
@@ -277,7 +277,7 @@ def content_hash(adata: ad.AnnData) -> str:
 def write_multiome(data: MultiomeData, directory: str | Path) -> dict[str, Any]:
     """Write ``data.h5mu`` (modalities ``rna``, ``atac``) and ``schema.json``; return the schema."""
     from xmodal._io import write_json
-    from xmodal.data._paired import write_h5mu
+    from xmodal.data import write_h5mu
 
     directory = Path(directory)
     write_h5mu({"rna": data.rna, "atac": data.atac},
@@ -295,7 +295,7 @@ def write_multiome(data: MultiomeData, directory: str | Path) -> dict[str, Any]:
 
 def read_multiome(directory_or_file: str | Path) -> MultiomeData:
     """Read what :func:`write_multiome` wrote (the folder or its ``.h5mu``)."""
-    from xmodal.data._paired import read_h5mu
+    from xmodal.data import read_h5mu
 
     mdata, path = read_h5mu(directory_or_file)
     if mdata.uns.get("xmodal", {}).get("family") != "multiome" or not {"rna", "atac"} <= set(mdata.mod):
@@ -349,13 +349,13 @@ def load_multiome(source: Any, *, root: str | Path = ".", seed: int = 0) -> Mult
     -------
     MultiomeData
         All domains stacked (``obs["domain"]``), with a ``phase`` per cell: given, or scored from the
-        S and G2/M genes (:func:`~xmodal.data.multiome_prep.score_phases`; ``obs["phase_scored"]`` says
+        S and G2/M genes (:func:`~xmodal.families.multiome.score_phases`; ``obs["phase_scored"]`` says
         which). Later domains' peaks are carried onto the first domain's by genomic overlap; when
         some reference peak found no overlap, ``atac.var["measured[<domain>]"]`` (bool) says, per
-        domain, which peaks were measured and which are zero-imputed (see :class:`~xmodal.data.multiome_prep.PeakMapper`).
+        domain, which peaks were measured and which are zero-imputed (see :class:`~xmodal.families.multiome.PeakMapper`).
     """
-    from xmodal.config import MultiomeFilesSource, SyntheticMultiomeSource
-    from xmodal.data.multiome import synthetic_multiome
+    from xmodal.families.multiome._config import MultiomeFilesSource, SyntheticMultiomeSource
+    from xmodal.families.multiome._data import synthetic_multiome
 
     if isinstance(source, SyntheticMultiomeSource):
         data = synthetic_multiome(source)
@@ -372,11 +372,11 @@ def load_multiome(source: Any, *, root: str | Path = ".", seed: int = 0) -> Mult
             domains = [d.model_copy(update={f: local[f"{i}.{f}"] for f in ("path", "rna", "atac", "labels")
                                             if f"{i}.{f}" in local}) for i, d in enumerate(source.domains)]
             return load_multiome(source.model_copy(update={"domains": domains}), root=root, seed=seed)
-    from xmodal.data.readers import _resolve
+    from xmodal.data._tables import resolve
     from xmodal.errors import reading
 
     read = [_read_domain(d, root=Path(root), seed=seed) for d in source.domains]
-    files = [_resolve(Path(str(d.path if d.path is not None else d.atac)), Path(root)) for d in source.domains]
+    files = [resolve(Path(str(d.path if d.path is not None else d.atac)), Path(root)) for d in source.domains]
     reference = list(read[0].atac.var_names)
     aligned = [read[0]]
     measured = {read[0].domains[0]: np.ones(len(reference), dtype=bool)}
@@ -384,7 +384,7 @@ def load_multiome(source: Any, *, root: str | Path = ".", seed: int = 0) -> Mult
         measured[d.domains[0]] = np.ones(len(reference), dtype=bool)
         with reading(file):
             if list(d.atac.var_names) != reference:
-                from xmodal.data.multiome_prep import map_peaks
+                from xmodal.families.multiome._prep import map_peaks
 
                 x, matched = map_peaks(reference, d.atac, min_overlap=source.peak_min_overlap)
                 if not matched.any():
@@ -397,7 +397,7 @@ def load_multiome(source: Any, *, root: str | Path = ".", seed: int = 0) -> Mult
             aligned.append(_common_genes(d, read[0]))
     data = concat_domains(_unique_ids(aligned, files=files, mode=source.cell_ids))
     if not all(m.all() for m in measured.values()):  # record what coordinate mapping left at zero
-        from xmodal.data.multiome_prep import MEASURED
+        from xmodal.families.multiome._prep import MEASURED
 
         for name, mask in measured.items():
             data.atac.var[MEASURED.format(name)] = mask
@@ -455,12 +455,12 @@ def _common_genes(data: MultiomeData, reference: MultiomeData) -> MultiomeData:
 
 
 def _read_domain(files: Any, *, root: Path, seed: int) -> MultiomeData:
-    from xmodal.data.readers import _check_file, _resolve
+    from xmodal.data._tables import check_file, resolve
 
-    paths = {f: _resolve(Path(str(getattr(files, f))), root) for f in ("path", "rna", "atac", "labels")
+    paths = {f: resolve(Path(str(getattr(files, f))), root) for f in ("path", "rna", "atac", "labels")
              if getattr(files, f) is not None}
     for role, path in paths.items():
-        _check_file(path, f"domains[{files.name}].{role}", root)
+        check_file(path, f"domains[{files.name}].{role}", root)
     if files.format == "csv":
         data = read_multiome_csv(paths["rna"], paths["atac"], domain=files.name, labels=paths.get("labels"))
     else:
@@ -473,7 +473,7 @@ def _read_domain(files: Any, *, root: Path, seed: int) -> MultiomeData:
             data = _with_domain(data.rna, data.atac, files.name, phases)
     if PHASE in data.rna.obs:
         return _mark_scored(data, scored=False)
-    from xmodal.data.multiome_prep import score_phases
+    from xmodal.families.multiome._prep import score_phases
 
     phases = score_phases(data.rna, seed=seed)
     log.info("domain %s: no labels given; phases scored from S and G2/M genes: %s", files.name,

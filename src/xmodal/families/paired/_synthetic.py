@@ -18,8 +18,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from xmodal.config import SyntheticPairedSource
-from xmodal.data._paired import CLUSTER, LABEL, MATCH, PairedData
+from xmodal.families.paired._config import SyntheticPairedSource
+from xmodal.families.paired._data import CLUSTER, LABEL, MATCH, PairedData
 
 
 def synthetic_paired(config: SyntheticPairedSource | None = None, **overrides: object) -> PairedData:

@@ -8,13 +8,12 @@ Conventions on each modality's ``obs``:
     Name of the true partner cell in the *other* modality (``""`` when unknown); ground truth
     for FOSCTTM and matching accuracy, never shown to a method.
 ``split``
-    ``"train"`` or ``"validation"``, written by ``preprocess``.
+    ``"train"``, ``"validation"`` or ``"test"``, written by ``preprocess``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,11 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from xmodal.data._h5mu import SCHEMA_FILE, read_h5mu, write_h5mu
 from xmodal.errors import XmodalInputError
 
 LABEL, MATCH, SPLIT, CLUSTER = "label", "match", "split", "cluster"
 SCHEMA_VERSION = 1
-DATA_FILE, SCHEMA_FILE = "data.h5mu", "schema.json"
 
 
 @dataclass(frozen=True)
@@ -126,21 +125,6 @@ def content_hash(adata: ad.AnnData) -> str:
     return h.hexdigest()
 
 
-def write_h5mu(modalities: dict[str, ad.AnnData], uns: dict[str, Any], directory: str | Path) -> Path:
-    """Write ``directory/data.h5mu`` holding ``modalities`` and ``uns`` (the folder is created); return its path."""
-    import mudata as md
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    md.set_options(pull_on_update=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mdata = md.MuData(dict(modalities))
-        mdata.uns.update(uns)
-        mdata.write(directory / DATA_FILE)
-    return directory / DATA_FILE
-
-
 def write_paired(data: PairedData, directory: str | Path) -> dict[str, Any]:
     """Write ``data.h5mu`` and ``schema.json`` into ``directory``; return the schema."""
     from xmodal._io import write_json
@@ -158,37 +142,6 @@ def write_paired(data: PairedData, directory: str | Path) -> dict[str, Any]:
     schema = data.schema()
     write_json(Path(directory) / SCHEMA_FILE, schema)
     return schema
-
-
-def read_h5mu(directory_or_file: str | Path) -> tuple[Any, Path]:
-    """Open a stage's ``data.h5mu`` (given the folder or the file); return the MuData and the file path.
-
-    Raises
-    ------
-    XmodalInputError
-        When there is no such file (the previous stage has not run).
-    """
-    import mudata as md
-
-    from xmodal.data._formats import require
-
-    path = Path(directory_or_file)
-    if path.is_dir():
-        path = path / DATA_FILE
-    if not path.is_file():
-        raise XmodalInputError("no such data file", path=path, fix="run the previous stage (`dvc repro`) first")
-    require(path, "h5mu", expects="expected an .h5mu written by xmodal", suggest=False,
-            fix="give a folder (or .h5mu) that `xmodal ingest`/`preprocess` wrote; re-run the stage that writes it "
-            "if it was damaged")
-    md.set_options(pull_on_update=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return md.read_h5mu(path), path
-        except Exception as exc:  # noqa: BLE001 - h5py/mudata raise many types for a damaged file
-            raise XmodalInputError(f"cannot read the .h5mu ({type(exc).__name__}: {exc})", path=path,
-                                   fix="the file is damaged or incomplete: re-run the stage that writes it "
-                                   "(`dvc repro`)") from None
 
 
 def read_paired(directory_or_file: str | Path) -> PairedData:

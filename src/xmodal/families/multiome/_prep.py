@@ -8,7 +8,6 @@
 - :class:`PeakMapper`: the learned alternative to those zeros — predicts the reference peaks a dataset
   did not measure from the ones it did, fitted on cells that measured both;
 - :func:`score_phases`: cell-cycle phases from S and G2/M gene scores when a dataset has no labels;
-- :func:`split_per_domain`: stratified train/validation/test split inside every domain.
 """
 
 from __future__ import annotations
@@ -23,12 +22,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from xmodal.data.multiome import DOMAIN, G2M_GENES, PHASE, S_GENES
 from xmodal.errors import XmodalInputError
+from xmodal.families.multiome._data import G2M_GENES, PHASE, S_GENES
 
 log = logging.getLogger(__name__)
 _PEAK = re.compile(r"^(?P<chrom>[^:\s]+)[:_-](?P<start>\d+)[-_](?P<end>\d+)$")
-SPLITS = ("train", "validation", "test")
 
 
 def looks_normalized(x: np.ndarray | sp.spmatrix) -> bool:
@@ -304,7 +302,7 @@ def score_phases(rna: ad.AnnData, *, s_genes: Sequence[str] = S_GENES, g2m_genes
     """Cell-cycle phase of each cell from S and G2/M gene scores (scanpy's ``score_genes_cell_cycle``).
 
     The expression is normalised (CPM → log1p) on a copy first. Default gene lists: Tirosh et al.
-    (2016), :data:`~xmodal.data.multiome.S_GENES` and :data:`~xmodal.data.multiome.G2M_GENES`.
+    (2016), :data:`~xmodal.families.multiome.S_GENES` and :data:`~xmodal.families.multiome.G2M_GENES`.
 
     Raises
     ------
@@ -330,36 +328,3 @@ def score_phases(rna: ad.AnnData, *, s_genes: Sequence[str] = S_GENES, g2m_genes
     sc.pp.log1p(work)
     sc.tl.score_genes_cell_cycle(work, s_genes=list(s_genes), g2m_genes=list(g2m_genes), random_state=seed)
     return work.obs["phase"].astype(str).rename(PHASE)
-
-
-def split_per_domain(obs: pd.DataFrame, *, validation: float = 0.15, test: float = 0.15,
-                     seed: int = 0) -> pd.Series:
-    """Stratified (by ``phase``) train/validation/test assignment inside each ``domain``.
-
-    Parameters
-    ----------
-    obs
-        Cell annotations with ``domain`` and ``phase`` columns.
-    validation, test
-        Shares held out in every domain and phase.
-    seed
-        Seeds the assignment.
-
-    Returns
-    -------
-    pandas.Series
-        ``train``, ``validation`` or ``test`` per cell (categorical), indexed like ``obs``.
-    """
-    if validation < 0 or test < 0 or validation + test >= 1:
-        raise ValueError("validation and test must be non-negative shares with validation + test < 1")
-    rng = np.random.default_rng(seed)
-    out = np.empty(len(obs), dtype=object)
-    groups = obs.groupby([obs[DOMAIN].astype(str), obs[PHASE].astype(str)], sort=True).indices
-    for _, idx in sorted(groups.items()):
-        idx = rng.permutation(idx)
-        n_test = int(round(test * len(idx)))
-        n_val = int(round(validation * len(idx)))
-        out[idx[:n_test]] = "test"
-        out[idx[n_test:n_test + n_val]] = "validation"
-        out[idx[n_test + n_val:]] = "train"
-    return pd.Series(pd.Categorical(out, categories=list(SPLITS)), index=obs.index, name="split")

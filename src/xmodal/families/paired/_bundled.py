@@ -8,9 +8,9 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from xmodal.config import Pbmc68kSource
-from xmodal.data._paired import LABEL, MATCH, PairedData
 from xmodal.errors import ConfigError
+from xmodal.families.paired._config import Pbmc68kSource
+from xmodal.families.paired._data import LABEL, MATCH, PairedData
 
 
 def pbmc68k_paired(config: Pbmc68kSource | None = None) -> PairedData:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from xmodal.config import SyntheticMultiomeSource
+from xmodal.families.multiome._config import SyntheticMultiomeSource
 
 PHASE, DOMAIN = "phase", "domain"
 _RESTING = 0.4  # program activity of a cycling gene outside its phase (as a share of program_effect)

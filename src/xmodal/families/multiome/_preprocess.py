@@ -1,7 +1,7 @@
-"""``preprocess`` for the ``multiome`` family: split per domain, select features, normalise (seed 001).
+"""Preprocessing of the ``multiome`` family: split per domain, select features, normalise (seed 001).
 
-Every domain is split into train / validation / test, stratified by phase
-(:func:`~xmodal.data.multiome_prep.split_per_domain`). Feature selection is fitted on the training
+Every domain is split into train / validation / test, stratified by phase (:func:`split_per_domain`, the
+shared :func:`xmodal.data.split_cells`). Feature selection is fitted on the training
 cells only: peaks open in at least ``min_peak_fraction`` of them, and the ``n_top_genes`` most
 variable genes. Both modalities are then normalised per cell (CPM → log1p → L2, the seed's
 normalisation, skipped for data that already look normalised). The fitted
@@ -21,22 +21,20 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from xmodal._io import atomic_dir, prepare_output, read_json, update_json
-from xmodal.config import MultiomePreprocessConfig, Params
-from xmodal.data._paired import DATA_FILE, SCHEMA_FILE
-from xmodal.data.multiome import DOMAIN, PHASE, MultiomeData
-from xmodal.data.multiome_io import read_multiome, write_multiome
-from xmodal.data.multiome_prep import (
+from xmodal._io import read_json
+from xmodal.config import SplitConfig
+from xmodal.data import SPLITS, split_cells
+from xmodal.errors import XmodalInputError
+from xmodal.families.multiome._config import MultiomePreprocessConfig
+from xmodal.families.multiome._data import DOMAIN, PHASE, MultiomeData
+from xmodal.families.multiome._prep import (
     MEASURED,
     PeakMapper,
     frequent_peaks,
     looks_normalized,
     mapper_views,
     normalize_cpm_log1p_l2,
-    split_per_domain,
 )
-from xmodal.errors import XmodalInputError, reading
-from xmodal.stages._paths import ingested_dir, processed_dir
 
 log = logging.getLogger(__name__)
 SPLIT = "split"
@@ -126,13 +124,21 @@ class MultiomePreprocessor:
         x = self._finish(kept, obs)
         return ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=self.features), layers={COUNTS: kept})
 
+    def transform_frame(self, frame: pd.DataFrame, *, domain: str | None = None) -> ad.AnnData:
+        """:meth:`transform_adata` of a DataFrame of raw features (columns: feature names); ``domain`` names the
+        cells' domain, so that its learned peak mapper predicts the peaks that domain did not measure."""
+        adata = ad.AnnData(X=frame.to_numpy(dtype=np.float64), var=pd.DataFrame(index=frame.columns.astype(str)))
+        if domain is not None:
+            adata.obs[DOMAIN] = str(domain)
+        return self.transform_adata(adata)
+
     def save(self, directory: Path) -> None:
         """Write ``meta.json`` into ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
         mappers = [{"domain": name, "file": f"peak_mapper_{i}.npz"} for i, name in enumerate(self.mappers)]
         for entry in mappers:
             np.savez(directory / entry["file"], **self.mappers[entry["domain"]].arrays())
-        meta = {"kind": "multiome", "normalize": self.normalize, "features": self.features.tolist(),
+        meta = {"family": "multiome", "normalize": self.normalize, "features": self.features.tolist(),
                 "peak_mappers": mappers}
         (directory / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 
@@ -155,16 +161,6 @@ class MultiomePreprocessor:
             raise XmodalInputError(f"not a readable multiome preprocessor ({type(exc).__name__}: {exc})",
                                    path=directory, fix="re-run `xmodal preprocess` (or `dvc repro`): the folder is "
                                    "damaged") from None
-
-
-@dataclass(frozen=True)
-class MultiomePreprocessResult:
-    """What ``preprocess`` wrote and how many cells of each domain landed in each split."""
-
-    output: Path
-    n_train: dict[str, int]
-    n_validation: dict[str, int]
-    n_test: dict[str, int]
 
 
 def fit_preprocessors(data: MultiomeData, train: np.ndarray, *,
@@ -200,7 +196,7 @@ def fit_peak_mappers(data: MultiomeData, train: np.ndarray, keep_peaks: np.ndarr
 
     Each is fitted on the **training** cells of the domains that measured every kept peak (the reference
     domain at least; ``atac.var["measured[<domain>]"]``, written by ``ingest``, says which), their raw counts
-    seen as the mapped domain would show them (:func:`~xmodal.data.multiome_prep.mapper_views`).
+    seen as the mapped domain would show them (:func:`~xmodal.families.multiome.mapper_views`).
     ``normalize``: whether the ATAC preprocessor normalises (the mapper works on the values it produces).
     """
     if cfg.peak_impute != "learned":
@@ -244,19 +240,18 @@ def check_domains(obs: pd.DataFrame, split: pd.Series, *, min_cells_per_split: i
             raise XmodalInputError(
                 f"domain {domain!r}: phase {small.index[0]!r} has {int(small.iloc[0])} of its {int(here.sum())} cells; "
                 f"every phase present needs at least {min_cells_per_class}", column=PHASE,
-                fix="give more cells of that phase (or relabel them), or lower preprocess.min_cells_per_class")
+                fix="give more cells of that phase (or relabel them), or lower split.min_cells_per_class")
         sizes = split[here].astype(str).value_counts()
         for name in ("train", "validation", "test"):
             if int(sizes.get(name, 0)) < min_cells_per_split:
                 raise XmodalInputError(
                     f"domain {domain!r} has {int(here.sum())} cells: its {name} split gets {int(sizes.get(name, 0))}, "
                     f"at least {min_cells_per_split} are needed",
-                    fix="give more cells, change preprocess.multiome.validation_fraction / test_fraction, or lower "
-                    "preprocess.min_cells_per_split")
+                    fix="give more cells, change split.validation_fraction / split.test_fraction, or lower "
+                    "split.min_cells_per_split")
 
 
-def preprocess_multiome(data: MultiomeData, *, cfg: MultiomePreprocessConfig, min_cells_per_split: int = 1,
-                        min_cells_per_class: int = 1, min_features: int = 1
+def preprocess_multiome(data: MultiomeData, *, cfg: MultiomePreprocessConfig, split: SplitConfig | None = None
                         ) -> tuple[MultiomeData, dict[str, MultiomePreprocessor]]:
     """Split, then fit and apply the per-modality preprocessors.
 
@@ -265,10 +260,10 @@ def preprocess_multiome(data: MultiomeData, *, cfg: MultiomePreprocessConfig, mi
     data
         Ingested cells of every domain, with ``phase``.
     cfg
-        Split shares, feature selection and normalisation.
-    min_cells_per_split, min_cells_per_class, min_features
-        The floors of ``preprocess.*`` (see :func:`check_domains`); fewer features of a modality than
-        ``min_features`` varying over the training cells is an error too.
+        Feature selection and normalisation (``preprocess.multiome``); fewer features of a modality than
+        ``cfg.min_features`` varying over the training cells is an error.
+    split
+        The shares, seed and floors of the split (``split``; default: its defaults), see :func:`check_domains`.
 
     Returns
     -------
@@ -278,10 +273,12 @@ def preprocess_multiome(data: MultiomeData, *, cfg: MultiomePreprocessConfig, mi
     """
     if PHASE not in data.rna.obs:
         raise XmodalInputError("the ingested data carry no `phase`", fix="re-run `xmodal ingest` (it scores phases)")
-    split = split_per_domain(data.rna.obs, validation=cfg.validation_fraction, test=cfg.test_fraction, seed=cfg.seed)
-    check_domains(data.rna.obs, split, min_cells_per_split=min_cells_per_split,
-                  min_cells_per_class=min_cells_per_class)
-    train = (split == "train").to_numpy()
+    split = SplitConfig() if split is None else split
+    assigned = split_per_domain(data.rna.obs, validation=split.validation_fraction, test=split.test_fraction,
+                                seed=split.seed, stratify=split.stratify)
+    check_domains(data.rna.obs, assigned, min_cells_per_split=split.min_cells_per_split,
+                  min_cells_per_class=split.min_cells_per_class)
+    train = (assigned == "train").to_numpy()
     if cfg.normalize == "yes":  # declared raw counts: refuse what is not
         _check_counts(data)
     fitted = fit_preprocessors(data, train, cfg=cfg)
@@ -289,18 +286,18 @@ def preprocess_multiome(data: MultiomeData, *, cfg: MultiomePreprocessConfig, mi
         x = sp.csr_matrix(getattr(data, name)[train][:, list(fitted[name].features)].X, dtype=np.float64)
         mean = np.asarray(x.mean(axis=0)).ravel()
         varying = int((np.asarray(x.multiply(x).mean(axis=0)).ravel() - mean**2 > 1e-12).sum())
-        if varying < min_features:
+        if varying < cfg.min_features:
             raise XmodalInputError(
                 f"{name}: {varying} of the {len(fitted[name].features)} kept features vary over the {int(train.sum())} "
-                f"training cells; at least {min_features} are needed",
-                fix="give features that differ between cells, or lower preprocess.min_features")
+                f"training cells; at least {cfg.min_features} are needed",
+                fix="give features that differ between cells, or lower preprocess.multiome.min_features")
     out = {}
     for name in MODALITIES:
         adata = getattr(data, name)
         prep = fitted[name]
         obs = adata.obs.copy()
-        obs[SPLIT] = split.to_numpy()
-        obs[SPLIT] = obs[SPLIT].astype(split.dtype)
+        obs[SPLIT] = assigned.to_numpy()
+        obs[SPLIT] = obs[SPLIT].astype(assigned.dtype)
         var = adata.var.loc[prep.features].copy() if adata.var.shape[1] else pd.DataFrame(index=prep.features)
         done = prep.transform_adata(adata)
         if name == "rna":  # raw counts and depth stay for foundation-model source encoders
@@ -313,7 +310,7 @@ def preprocess_multiome(data: MultiomeData, *, cfg: MultiomePreprocessConfig, mi
 
 def _check_counts(data: MultiomeData) -> None:
     """``normalize: yes`` declares raw counts: a value that is not an integer is an error (with its cell)."""
-    from xmodal.data.readers import first_entry
+    from xmodal.data import first_entry
 
     for name in MODALITIES:
         adata = getattr(data, name)
@@ -328,30 +325,29 @@ def _check_counts(data: MultiomeData) -> None:
                 "then used as they are)")
 
 
-def run(params: Params, *, dataset: str, root: str | Path = ".") -> MultiomePreprocessResult:
-    """Preprocess ``data/ingested/<dataset>`` (``multiome``) into ``data/processed/<dataset>``."""
-    cfg = params.preprocess.multiome
-    out = prepare_output(processed_dir(root, dataset))
-    data = read_multiome(ingested_dir(root, dataset))
-    floors = params.preprocess
-    with reading(ingested_dir(root, dataset) / DATA_FILE):
-        processed, fitted = preprocess_multiome(data, cfg=cfg, min_cells_per_split=floors.min_cells_per_split,
-                                                min_cells_per_class=floors.min_cells_per_class,
-                                                min_features=floors.min_features)
-    with atomic_dir(out) as tmp:
-        write_multiome(processed, tmp)
-        update_json(tmp / SCHEMA_FILE, settings={"preprocess": params.preprocess.model_dump(mode="json")})
-        for name, prep in fitted.items():
-            prep.save(tmp / f"preprocessor_{name}")
-    obs = processed.rna.obs
-    counts = {s: obs[obs[SPLIT] == s][DOMAIN].astype(str).value_counts().to_dict() for s in ("train", "validation",
-                                                                                               "test")}
-    result = MultiomePreprocessResult(output=out, n_train={k: int(v) for k, v in counts["train"].items()},
-                                      n_validation={k: int(v) for k, v in counts["validation"].items()},
-                                      n_test={k: int(v) for k, v in counts["test"].items()})
-    log.info("preprocess %s: train %s, validation %s, test %s → %s", dataset, result.n_train, result.n_validation,
-             result.n_test, out)
-    return result
+def split_per_domain(obs: pd.DataFrame, *, validation: float = 0.15, test: float = 0.15, seed: int = 0,
+                     stratify: bool = True) -> pd.Series:
+    """Train / validation / test assignment inside each ``domain``, stratified by ``phase`` (``stratify``).
+
+    Parameters
+    ----------
+    obs
+        Cell annotations with ``domain`` and ``phase`` columns.
+    validation, test
+        Shares held out in every domain (and phase).
+    seed
+        Seeds the assignment.
+    stratify
+        Stratify by phase within each domain (the domain always is a stratum).
+
+    Returns
+    -------
+    pandas.Series
+        ``train``, ``validation`` or ``test`` per cell (categorical), indexed like ``obs``.
+    """
+    strata = [obs[DOMAIN].astype(str).to_numpy()] + ([obs[PHASE].astype(str).to_numpy()] if stratify else [])
+    out = split_cells(len(obs), strata=strata, validation=validation, test=test, rng=np.random.default_rng(seed))
+    return pd.Series(pd.Categorical(out, categories=list(SPLITS)), index=obs.index, name="split")
 
 
 def without_test(data: MultiomeData) -> MultiomeData:
@@ -360,5 +356,5 @@ def without_test(data: MultiomeData) -> MultiomeData:
     return MultiomeData(rna=data.rna[keep].copy(), atac=data.atac[keep].copy())
 
 
-__all__ = ["MultiomePreprocessResult", "MultiomePreprocessor", "fit_peak_mappers", "fit_preprocessors", "preprocess_multiome", "run",
+__all__ = ["MultiomePreprocessor", "fit_peak_mappers", "fit_preprocessors", "preprocess_multiome", "split_per_domain",
            "without_test"]
