@@ -39,9 +39,13 @@ test-all: install  ## run every test, slow ones included
 lint: install  ## ruff
 	$(BIN)/ruff check src tests benchmarks
 
-bench: install  ## run the benchmarks (writes benchmarks/results/*.json)
-	$(BIN)/python benchmarks/gwot_scaling.py
-	$(BIN)/python benchmarks/pipeline_overhead.py --repeats 3
+bench: install  ## run every benchmark at full size (writes benchmarks/results/*.json; `make test` runs each --quick)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/gwot_scaling.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/geoadvae_speed.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/dualdann_speed.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/dualdann_pbmc68k_phase.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/foundation_embed.py
+	OMP_NUM_THREADS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pipeline_overhead.py --repeats 3
 
 lock:  ## regenerate requirements/lock.txt from the current .venv
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements/lock.txt

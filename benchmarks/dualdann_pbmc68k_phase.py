@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xmodal.data.multiome import PHASES
+from xmodal.families.multiome._data import PHASES
 from xmodal.methods.dualdann import DualDANNConfig
 from xmodal.methods.dualdann._expression import expression_phase_check, split_stratified
 from xmodal.methods.dualdann._source import PCAEncoder
@@ -55,8 +55,15 @@ def _summary(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="stratified splits (split seeds 0..repeats-1)")
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "dualdann_pbmc68k_phase.json"))
+    parser.add_argument("--output", default=None, help="default: results/dualdann_pbmc68k_phase.json (--quick: "
+                        "results/quick/)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes: checks that the benchmark runs (`make test` does this); its figures mean nothing")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats = 1
+    args.output = args.output or str(Path(__file__).parent / "results" / ("quick" if args.quick else "")
+                                     / "dualdann_pbmc68k_phase.json")
 
     import scanpy as sc
 
@@ -65,7 +72,7 @@ def main() -> None:
         adata = sc.datasets.pbmc68k_reduced()
     x = np.asarray(adata.raw.X.toarray() if hasattr(adata.raw.X, "toarray") else adata.raw.X, dtype=np.float32)
     phases = adata.obs["phase"].astype(str).to_numpy()
-    cfg = DualDANNConfig()
+    cfg = DualDANNConfig(epochs=3) if args.quick else DualDANNConfig()
     results: dict[str, list[dict[str, float]]] = {"dualdann_rna": [], "majority": [], "logistic_regression": []}
     kept = []
     for seed in range(args.repeats):
@@ -81,6 +88,7 @@ def main() -> None:
               f"{results['majority'][-1]['accuracy']:.3f}", flush=True)
     out = {
         "check": "dualdann expression-side phase classifier on scanpy's pbmc68k_reduced",
+        "quick": args.quick,
         "cells": int(adata.n_obs), "genes": int(adata.raw.shape[1]),
         "phases": {p: int(np.sum(phases == p)) for p in PHASES},
         "splits": {"train": 0.70, "validation": 0.15, "test": 0.15, "repeats": args.repeats},

@@ -30,11 +30,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from xmodal.config import MultiomePreprocessConfig
-from xmodal.data.multiome import G2M_GENES, S_GENES, synthetic_multiome
+from xmodal.families.multiome._config import MultiomePreprocessConfig
+from xmodal.families.multiome._data import G2M_GENES, S_GENES, synthetic_multiome
+from xmodal.families.multiome._preprocess import preprocess_multiome
 from xmodal.methods.dualdann import DualDANN, DualDANNConfig
 from xmodal.nn import PEAK_KINDS
-from xmodal.stages.preprocess_multiome import preprocess_multiome
 
 GENES_BG, PEAKS_PER_GENE = 400, 3
 
@@ -72,8 +72,14 @@ def main() -> None:
     parser.add_argument("--peaks", type=int, default=25000)
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per repeat")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "dualdann_speed.json"))
+    parser.add_argument("--output", default=None, help="default: results/dualdann_speed.json (--quick: results/quick/)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes: checks that the benchmark runs (`make test` does this); its figures mean nothing")
     args = parser.parse_args()
+    if args.quick:
+        args.cells, args.peaks, args.steps, args.repeats = 400, 400, 2, 1
+    args.output = args.output or str(Path(__file__).parent / "results" / ("quick" if args.quick else "")
+                                     / "dualdann_speed.json")
 
     t0 = time.perf_counter()
     data = _data(args.cells, args.peaks)
@@ -96,7 +102,7 @@ def main() -> None:
     out = {
         "benchmark": "dualdann training throughput", "cells": int(data.rna.n_obs), "peaks": int(data.atac.n_vars),
         "peak_zero_share": float(1 - atac.nnz / np.prod(atac.shape)), "batch_size": DualDANNConfig().batch_size,
-        "steps": args.steps, "repeats": args.repeats, "results": results, "sparse_over_dense": ratios,
+        "steps": args.steps, "repeats": args.repeats, "quick": args.quick, "results": results, "sparse_over_dense": ratios,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "threads": torch.get_num_threads()},
     }

@@ -110,10 +110,16 @@ def main() -> None:
     parser.add_argument("--genes", type=int, default=1000, help="mean expressed genes per cell (default 1000)")
     parser.add_argument("--depth", type=int, default=12, help="encoder layers (released: 12)")
     parser.add_argument("--batch", type=int, nargs="+", default=[8, 32], help="batch sizes against 1 (default 8 32)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "foundation_embed.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/foundation_embed.json (--quick: "
+                        "results/quick/)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes: checks that the benchmark runs (`make test` does this); its figures mean nothing")
     args = parser.parse_args()
+    if args.quick:
+        args.cells, args.genes, args.depth, args.batch = 2, 50, 1, [2]
+    args.out = args.out or Path(__file__).parent / "results" / ("quick" if args.quick else "") / "foundation_embed.json"
 
-    result: dict[str, object] = {"benchmark": "foundation_embed", "depth": args.depth, "dim": DIM, "heads": HEADS}
+    result: dict[str, object] = {"benchmark": "foundation_embed", "quick": args.quick, "depth": args.depth, "dim": DIM, "heads": HEADS}
     for name in args.models:
         with tempfile.TemporaryDirectory() as tmp:
             make, names, n_params = {"scfoundation": _scfoundation, "geneformer": _geneformer}[name](

@@ -93,7 +93,7 @@ def _seed_style_step(t: Trainer, opt_gen: torch.optim.Optimizer, opt_dis: torch.
 
 
 def _time(step: object, iters: int, repeats: int) -> dict[str, float]:
-    for _ in range(5):
+    for _ in range(min(5, iters)):
         step()
     runs = []
     for _ in range(repeats):
@@ -146,8 +146,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iters", type=int, default=60, help="iterations per timed repeat")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "geoadvae_speed.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/geoadvae_speed.json (--quick: "
+                        "results/quick/)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes: checks that the benchmark runs (`make test` does this); its figures mean nothing")
     args = parser.parse_args()
+    if args.quick:
+        args.iters, args.repeats = 2, 1
+    args.out = args.out or Path(__file__).parent / "results" / ("quick" if args.quick else "") / "geoadvae_speed.json"
 
     cfg = _config()
     on, off, seed = _trainer(cfg), _trainer(_config(gw_w=0.0)), _trainer(cfg)
@@ -170,7 +176,7 @@ def main() -> None:
                "gw_off": _time(step_off, args.iters, args.repeats),
                "seed_style": _time(lambda: _seed_style_step(seed, opt_gen, opt_dis), args.iters, args.repeats)}
     flop = _flop(on)
-    gflops = _matmul_gflops(cfg)
+    gflops = _matmul_gflops(cfg, repeats=5 if args.quick else 200)
     floor_ms = flop / (gflops * 1e9) * 1e3
 
     # the GW term's gradient reaches the encoders in the timed configuration
@@ -183,6 +189,7 @@ def main() -> None:
 
     report = {
         "benchmark": "geoadvae_speed",
+        "quick": args.quick,
         "shapes": {"dim_a": DIM_A, "dim_b": DIM_B, "dim": cfg.dim, "latent": cfg.latent_dim,
                    "batch": cfg.batch_size, "num_disc": cfg.num_disc, "losses": sorted(cfg.loss_schedule)},
         "ms_per_iteration": {k: round(v["ms_median"], 2) for k, v in results.items()},

@@ -24,14 +24,14 @@ CHILD = r"""
 import json, resource, sys, time
 import anndata as ad
 from dataclasses import replace
-from xmodal.config import PreprocessConfig
-from xmodal.data import synthetic_paired
+from xmodal.config import SplitConfig
+from xmodal.families.paired import PairedPreprocessConfig, assign_split, preprocess_paired, synthetic_paired
 from xmodal.methods.gwot import GWOT, GWOTConfig
-from xmodal.stages.preprocess import assign_split, preprocess_paired
 n = int(sys.argv[1])
-cfg = PreprocessConfig(validation_fraction=0.05)
+cfg = PairedPreprocessConfig()
 data = synthetic_paired(n_cells=int(round(n / 0.95)), seed=0)
-data, _ = preprocess_paired(assign_split(data, cfg=cfg), cfg=cfg)
+data, _ = preprocess_paired(assign_split(data, split=SplitConfig(validation_fraction=0.025, test_fraction=0.025)),
+                            cfg=cfg)
 train = data.split("train")
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
@@ -55,8 +55,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000, 4000])
     parser.add_argument("--config", default='{"max_iter": 100, "tol": 1e-7}', help="GWOTConfig overrides as JSON")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "gwot_scaling.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/gwot_scaling.json (--quick: "
+                        "results/quick/)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes: checks that the benchmark runs (`make test` does this); its figures mean nothing")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.config = [100, 200], '{"max_iter": 5, "anneal_steps": 1}'
+    args.out = args.out or Path(__file__).parent / "results" / ("quick" if args.quick else "") / "gwot_scaling.json"
     rows = []
     for n in args.sizes:
         proc = subprocess.run([sys.executable, "-c", CHILD, str(n), args.config],
@@ -72,6 +78,7 @@ def main() -> None:
     result = {
         "benchmark": "gwot_scaling",
         "config": json.loads(args.config),
+        "quick": args.quick,
         "rows": rows,
         "time_growth_exponent": _exponent(rows, lambda r: r["seconds"]),
         "time_per_iteration_growth_exponent": _exponent(rows, lambda r: r["seconds"] / r["iterations"]),

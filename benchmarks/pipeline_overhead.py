@@ -42,11 +42,11 @@ def _params(n_cells: int) -> dict[str, Any]:
         "seed": 0,
         "datasets": {"bench": {"family": "paired",
                                "source": {"kind": "synthetic", "n_cells": n_cells, "n_clusters": 6, "seed": 0}}},
-        "preprocess": {"n_pcs": 30},
+        "split": {},  # dvc.yaml declares it: DVC needs the key (the defaults apply)
+        "preprocess": {"paired": {"n_pcs": 30}},
         "methods": {"gwot": {"max_iter": 100, "tol": 1.0e-7}},
         "evaluate": {"embedding_plot": "pca"},
-        # dvc.yaml reads every family's group under runs: an empty one runs nothing
-        "runs": {"paired": {"datasets": ["bench"], "methods": ["gwot"]}, "multiome": {"datasets": [], "methods": []}},
+        "runs": {"bench-gwot": {"dataset": "bench", "method": "gwot"}},
     }
 
 
@@ -141,8 +141,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-cells", type=int, default=800, help="cells per modality (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per mode; the minimum is kept")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "pipeline_overhead.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/pipeline_overhead.json (--quick: "
+                        "results/quick/)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes: checks that the benchmark runs (`make test` does this); its figures mean nothing")
     args = parser.parse_args()
+    if args.quick:
+        args.n_cells, args.repeats = 120, 1
+    args.out = args.out or REPO / "benchmarks" / "results" / ("quick" if args.quick else "") / "pipeline_overhead.json"
     params = _params(args.n_cells)
     modes = {"direct": run_direct, "direct_warm": run_direct_warm, "dvc": run_dvc, "kfp_local": run_kfp_local}
     times: dict[str, list[float]] = {name: [] for name in modes}
@@ -155,6 +161,7 @@ def main() -> None:
     result = {
         "benchmark": "pipeline_overhead",
         "n_cells": args.n_cells,
+        "quick": args.quick,
         "repeats": args.repeats,
         "seconds": best,
         "median_seconds": median,
