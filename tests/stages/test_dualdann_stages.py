@@ -136,3 +136,39 @@ def test_errors_exit_2_and_write_nothing(project: Path, capsys: pytest.CaptureFi
     assert "weights/scfoundation/models.ckpt" in err
     assert "checkpoint not found" in err
     assert not (root / "models/mo/dualdann").exists()
+
+
+def test_monitor_flags_a_planted_rna_shift_of_new_multiome_cells_and_not_a_resample(project: Path) -> None:
+    """The drift monitor works on the multiome family through its own projection (CPM → log1p → L2 → PCA)."""
+    from xmodal.config import load_params
+    from xmodal.families.multiome import MultiomeData, read_multiome, write_multiome
+    from xmodal.stages import monitor
+
+    root = project
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["datasets"]["mo"]["source"]["n_cells"] = 400  # enough cells for two-sample tests
+    params["monitor"] = {"n_components": 10}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    assert _cli(root, "ingest", "--dataset", "mo") == 0
+    assert _cli(root, "preprocess", "--dataset", "mo") == 0
+    raw = read_multiome(root / "data/ingested/mo")
+    split = read_multiome(root / "data/processed/mo").rna.obs["split"].astype(str)
+    held = split.index[split != "train"]
+    same = MultiomeData(rna=raw.rna[held].copy(), atac=raw.atac[held].copy())
+    write_multiome(same, root / "new/resample")
+    rna = same.rna.copy()
+    x = np.asarray(rna.X.toarray() if hasattr(rna.X, "toarray") else rna.X, dtype=np.float32)
+    half = x.shape[1] // 2
+    x[:, :half] = np.round(x[:, :half] * 4 + 2)  # half the genes: higher capture and an offset
+    rna.X = x
+    write_multiome(MultiomeData(rna=rna, atac=same.atac.copy()), root / "new/shift")
+
+    loaded = load_params(root / "params.yaml")
+    shifted = monitor.run(loaded, dataset="mo", new="new/shift", root=root)
+    shares = {name: m.drifted_share for name, m in shifted.modalities.items()}
+    assert set(shares) == {"rna", "atac"}
+    assert shifted.retrain, shares
+    assert shares["rna"] >= 0.5, shares
+    assert shares["atac"] < loaded.monitor.retrain_share, shares
+    resample = monitor.run(loaded, dataset="mo", new="new/resample", root=root)
+    assert not resample.retrain, {name: m.drifted_share for name, m in resample.modalities.items()}
