@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 SPLITS = ("train", "validation", "test")
+#: the ``obs`` column holding each cell's split
+SPLIT = "split"
+_RERUN = "re-run `dvc repro` so both are current"
 
 
 def split_cells(n: int, *, strata: Sequence[Sequence[str]] = (), validation: float, test: float,
@@ -60,3 +64,28 @@ def split_cells(n: int, *, strata: Sequence[Sequence[str]] = (), validation: flo
         out[idx[n_test:n_test + n_val]] = "validation"
         out[idx[n_test + n_val:]] = "train"
     return out
+
+
+def split_names(obs: pd.DataFrame, split: str, *, ingested_names: pd.Index, ingested: Path,
+                processed: Path) -> pd.Index:
+    """The cells of ``split`` in processed ``obs``, each checked to be among the ingested cells.
+
+    What the registry's held-out cells and the monitor's reference both need: processed cells looked up in
+    their raw (ingested) features.
+
+    Raises
+    ------
+    XmodalInputError
+        The processed data carry no split, or some of the cells are not in the ingested data (the two stages'
+        outputs are out of step: ``dvc repro``).
+    """
+    from xmodal.errors import XmodalInputError
+
+    if SPLIT not in obs:
+        raise XmodalInputError("processed data carry no split", path=processed, fix=_RERUN)
+    names = obs.index[obs[SPLIT].astype(str) == split]
+    absent = names.difference(ingested_names)
+    if len(absent):
+        raise XmodalInputError(f"{len(absent)} {split} cells of the processed data are not in the ingested data "
+                               f"(first {absent[0]!r})", path=ingested, fix=_RERUN)
+    return names

@@ -9,13 +9,13 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
+from xmodal.data import split_names
 from xmodal.errors import XmodalInputError
 from xmodal.families._base import HEADLINE, SPLITS, Evaluation, Family, Projection
 from xmodal.families.multiome._data import DOMAIN, MultiomeData
 
 SPLIT = "split"
 MODALITIES = ("rna", "atac")
-_RERUN = "re-run `dvc repro` so both are current"
 
 
 class MultiomeFamily(Family):
@@ -86,14 +86,10 @@ class MultiomeFamily(Family):
 
         raw = read_multiome(ingested)
         obs = read_multiome(processed).rna.obs
-        names = obs.index[obs[SPLIT].astype(str) == HEADLINE]
+        names = split_names(obs, HEADLINE, ingested_names=raw.rna.obs_names, ingested=ingested, processed=processed)
         if len(names) == 0:
             raise XmodalInputError("the processed data have no test cells", path=processed,
                                    fix="set split.test_fraction > 0 and re-run `dvc repro`")
-        missing = names.difference(raw.rna.obs_names)
-        if len(missing):
-            raise XmodalInputError(f"{len(missing)} processed cells are not in the ingested data (first "
-                                   f"{missing[0]!r})", path=ingested, fix=_RERUN)
         return MultiomeData(**{m: ad.AnnData(X=getattr(raw, m)[names].X, obs=obs.loc[names].copy(),
                                              var=getattr(raw, m).var.copy()) for m in MODALITIES})
 
@@ -109,14 +105,8 @@ class MultiomeFamily(Family):
         from xmodal.families.multiome._io import read_multiome
 
         raw = read_multiome(ingested)
-        obs = read_multiome(processed).rna.obs
-        if SPLIT not in obs:
-            raise XmodalInputError("processed data carry no split", path=processed, fix=_RERUN)
-        names = obs.index[obs[SPLIT].astype(str) == "train"]
-        absent = names.difference(raw.rna.obs_names)
-        if len(absent):
-            raise XmodalInputError(f"{len(absent)} training cells are not in the ingested data (first "
-                                   f"{absent[0]!r})", path=ingested, fix=_RERUN)
+        names = split_names(read_multiome(processed).rna.obs, "train", ingested_names=raw.rna.obs_names,
+                            ingested=ingested, processed=processed)
         if len(names) < min_cells:
             raise XmodalInputError(f"{len(names)} training cells; drift tests need at least monitor.min_cells = "
                                    f"{min_cells}", path=processed, fix="use a larger dataset or lower monitor.min_cells")

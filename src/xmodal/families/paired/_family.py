@@ -10,12 +10,10 @@ import anndata as ad
 import numpy as np
 
 from xmodal._io import write_json
-from xmodal.data import DATA_FILE
+from xmodal.data import DATA_FILE, split_names
 from xmodal.errors import XmodalInputError, reading
 from xmodal.families._base import HEADLINE, PLOTS, SPLITS, Evaluation, Family, Projection
 from xmodal.families.paired._data import SPLIT, PairedData, read_paired, write_paired
-
-_RERUN = "re-run `dvc repro` so both are current"
 
 
 class PairedFamily(Family):
@@ -120,16 +118,12 @@ class PairedFamily(Family):
         raw, done = read_paired(ingested), read_paired(processed)
         mods = {}
         for key in ("a", "b"):
-            obs = done.modality(key).obs
-            names = obs.index[obs[SPLIT].astype(str) == HEADLINE]
+            obs, source = done.modality(key).obs, raw.modality(key)
+            names = split_names(obs, HEADLINE, ingested_names=source.obs_names, ingested=ingested,
+                                processed=processed)
             if len(names) == 0:
                 raise XmodalInputError(f"no test cells in modality {key}", path=processed,
                                        fix="set split.test_fraction > 0 and re-run `dvc repro`")
-            source = raw.modality(key)
-            missing = names.difference(source.obs_names)
-            if len(missing):
-                raise XmodalInputError(f"{len(missing)} processed cells are not in the ingested data (first "
-                                       f"{missing[0]!r})", path=ingested, fix=_RERUN)
             mods[key] = ad.AnnData(X=source[names].X, obs=obs.loc[names].copy(), var=source.var.copy())
         return replace(done, a=mods["a"], b=mods["b"])
 
@@ -149,15 +143,9 @@ class PairedFamily(Family):
         raw, done = read_paired(ingested), read_paired(processed)
         out = {}
         for k, key in enumerate(("a", "b")):
-            obs = done.modality(key).obs
-            if SPLIT not in obs:
-                raise XmodalInputError("processed data carry no split", path=processed, fix=_RERUN)
-            names = obs.index[obs[SPLIT].astype(str) == "train"]
             source = raw.modality(key)
-            absent = names.difference(source.obs_names)
-            if len(absent):
-                raise XmodalInputError(f"{len(absent)} training cells are not in the ingested data (first "
-                                       f"{absent[0]!r})", path=ingested, fix=_RERUN)
+            names = split_names(done.modality(key).obs, "train", ingested_names=source.obs_names,
+                                ingested=ingested, processed=processed)
             if len(names) < min_cells:
                 raise XmodalInputError(f"modality {raw.names[k]!r} has {len(names)} training cells; drift tests need "
                                        f"at least monitor.min_cells = {min_cells}", path=processed,
