@@ -8,10 +8,10 @@ Adding a data family is one folder ``families/<name>/``, one entry here and a ``
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
+from xmodal._targets import import_target
 from xmodal.errors import ConfigError
 
 
@@ -42,20 +42,15 @@ class FamilySpec:
 
     def dataset_config_cls(self) -> Any:
         """Import and return the dataset config class."""
-        return _import(self.dataset_config)
+        return import_target(self.dataset_config)
 
     def preprocess_config_cls(self) -> Any:
         """Import and return the preprocessing config class."""
-        return _import(self.preprocess_config)
+        return import_target(self.preprocess_config)
 
     def load(self) -> Any:
         """Import the family class and return an instance."""
-        return _import(self.family)()
-
-
-def _import(target: str) -> Any:
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+        return import_target(self.family)()
 
 
 FAMILIES: dict[str, FamilySpec] = {

@@ -6,10 +6,10 @@ in ``components/``, ``pipelines/``, ``docker/`` or ``k8s/`` changes.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
+from xmodal._targets import import_target
 from xmodal.errors import ConfigError
 
 
@@ -64,20 +64,15 @@ class MethodSpec:
 
     def config_cls(self) -> Any:
         """Import and return the config class."""
-        return _import(self.config)
+        return import_target(self.config)
 
     def model_cls(self) -> Any:
         """Import and return the model class."""
-        return _import(self.model)
+        return import_target(self.model)
 
     def search_space_fn(self) -> Any:
         """Import and return the search-space function (``None`` when the method has none)."""
-        return None if self.search_space is None else _import(self.search_space)
-
-
-def _import(target: str) -> Any:
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+        return None if self.search_space is None else import_target(self.search_space)
 
 
 METHODS: dict[str, MethodSpec] = {

@@ -9,8 +9,7 @@ imported on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from xmodal._targets import lazy_exports
 
 _EXPORTS = {
     "_config": ("MultiomeDatasetConfig", "MultiomeDomainFiles", "MultiomeFilesSource", "MultiomePreprocessConfig",
@@ -25,11 +24,4 @@ _EXPORTS = {
     "_evaluate": ("ablation_metrics", "evaluate_all", "evaluate_phases", "label_confusion", "predict_all"),
     "_family": ("MultiomeFamily",),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -9,8 +9,7 @@ readers with validation (``_readers``), the synthetic generator and the bundled 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from xmodal._targets import lazy_exports
 
 _EXPORTS = {
     "_config": ("AnnDataSource", "CsvPairedSource", "Kind", "PairedDatasetConfig", "PairedPreprocessConfig",
@@ -25,11 +24,4 @@ _EXPORTS = {
     "_evaluate": ("evaluate_alignment", "plot_embedding", "plot_history"),
     "_family": ("PairedFamily",),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)
