@@ -94,7 +94,7 @@ def test_a_damaged_checkpoint_is_exit_2_naming_the_file(geo_trained: Path, damag
         torch.save(torch.zeros(3), ckpt)
     else:
         state = torch.load(ckpt, weights_only=True)
-        del state["opt_gen"]
+        del state["optimizer_states"]
         torch.save(state, ckpt)
     model = (geo_project / "models/tiny/geoadvae/weights.pt").read_bytes()
     assert_refused(_resume(geo_project), needle=str(ckpt))

@@ -80,3 +80,33 @@ def test_bad_geoadvae_params_name_the_key(project: Path, capsys: pytest.CaptureF
     err = capsys.readouterr().err
     assert "methods.geoadvae.loss_schedule" in err
     assert "gww" in err
+
+
+def test_training_is_logged_live_and_register_attaches_the_model_to_that_run(project: Path) -> None:
+    """The MLflow run is opened when training starts (per-step metrics, dataset inputs with their content hashes);
+    register adds the model to that run instead of creating another one."""
+    from mlflow import MlflowClient
+
+    root = project
+    assert _cli(root, "train", "--dataset", "tiny", "--method", "geoadvae") == 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("xmodal")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["xmodal.training_run"] == "true"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_total")]
+    assert steps == [*range(0, GEOADVAE["max_iter"], GEOADVAE["log_every"]), GEOADVAE["max_iter"] - 1]
+    assert run.data.params["method.lr"] == "0.0002"
+    schema = json.loads((root / "data/processed/tiny/schema.json").read_text())
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert {d.dataset.digest for d in inputs.values()} == {m["sha256"][:36] for m in schema["modalities"].values()}
+    assert all(d.tags[0].value == "training" for d in inputs.values())
+
+    assert _cli(root, "evaluate", "--dataset", "tiny", "--method", "geoadvae") == 0
+    assert _cli(root, "register", "--dataset", "tiny", "--method", "geoadvae") == 0
+    decision = json.loads((root / "reports/registry/tiny/geoadvae/decision.json").read_text())
+    assert decision["run_id"] == run.info.run_id
+    (after,) = client.search_runs([experiment.experiment_id])  # still one run, now with the model and metrics
+    assert after.outputs.model_outputs
+    assert "test/foscttm" in after.data.metrics

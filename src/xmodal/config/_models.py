@@ -129,6 +129,9 @@ class RegisterConfig(StrictModel):
     tracking_uri: str = Field("sqlite:///mlflow.db", description="relative sqlite paths are under the project root")
     artifact_location: str = Field("mlartifacts", description="artifact root for new experiments")
     experiment: str = Field("xmodal", description="MLflow experiment name")
+    live_training: bool = Field(
+        True, description="`train` opens the MLflow run when training starts and logs each step's metrics while it "
+        "runs (rank 0); `register` attaches the model to that run. false: the run is created at register time")
     model_name_template: str = Field("xmodal-{method}-{dataset}", description="registered model name")
     min_improvement: float = Field(
         0.0, ge=0, description="the challenger must beat the champion's primary metric by more than this"

@@ -113,6 +113,7 @@ METHODS: dict[str, MethodSpec] = {
                          "source_rna_macro_f1", "adaptation_gain_macro_f1"),
         description="dual-encoder class-conditional DANN: cell-cycle phases from RNA to ATAC across domains "
         "(seed 001)",
+        resumable=True,
         ablation={"adapt": False},
         search_space="xmodal.methods.dualdann._search:search_space",
         divergence_fix="lower methods.dualdann.lr or the adversary's weight, or check the input for extreme values",

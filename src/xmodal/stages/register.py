@@ -367,7 +367,11 @@ def _version_of(tracker: Any, params: Params, *, name: str, digest: str, dataset
     mdir, rdir = model_dir(root, dataset, method), report_dir(root, dataset, method)
     evaluation = read_json(rdir / "metrics.json")
     history_file = mdir / "history.json"
+    live_run = tracker.find_training_run(tag=MODEL_HASH_TAG, value=digest)
+    if live_run is not None:
+        log.info("register %s/%s: attaching the model to its training run %s", dataset, method, live_run)
     ref = tracker.log_model_run(
+        run_id=live_run,
         run_name=f"{method}-{dataset}",
         registered_name=name,
         # resolved: a pipeline step links its inputs in, and MLflow refuses paths that leave the folder

@@ -91,31 +91,87 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".", re
         method with an ``ablation`` in its registry entry also gets that baseline, fitted with the same
         settings, in ``ablation/`` of the model folder.
     """
+    from xmodal.train import global_rank
+
     spec = get_method(method)
     if resume and not spec.resumable:
         raise ConfigError(f"method {method!r} does not checkpoint its training; run without --resume")
     config = params.method(method)
-    out = prepare_output(model_dir(root, dataset, method))
-    if spec.resumable:  # a checkpoint being written when the last run was killed
-        remove_stale_in(checkpoint_dir(root, dataset, method))
+    writer = global_rank() == 0  # under DDP every rank trains; rank 0 alone writes
+    out = model_dir(root, dataset, method)
+    if writer:
+        out = prepare_output(out)
+        if spec.resumable:  # a checkpoint being written when the last run was killed
+            remove_stale_in(checkpoint_dir(root, dataset, method))
     train = load_training_data(params, dataset=dataset, method=method, root=root)
     fit_kw = training_kwargs(params, dataset=dataset)
     resume_kw = {"checkpoint_dir": checkpoint_dir(root, dataset, method), "resume": resume} if spec.resumable else {}
+    live = _open_live_run(params, dataset=dataset, method=method, root=root) if writer and spec.resumable else None
+    live_kw = {"live": live} if live is not None else {}
     log.info("train %s/%s: fitting%s", dataset, method, " (resuming from the checkpoint)" if resume else "")
-    with reading(processed_dir(root, dataset) / DATA_FILE):
-        model = spec.model_cls()(config).fit(train, seed=params.seed, **fit_kw, **resume_kw)
-        ablation = None
-        if spec.ablation:
-            log.info("train %s/%s: the ablation (%s) with the same settings", dataset, method, spec.ablation)
-            ablation = spec.model_cls()(config.model_copy(update=spec.ablation)).fit(train, seed=params.seed,
-                                                                                     **fit_kw)
-    trained = {"seed": params.seed, "dataset": dataset, **{k: v for k, v in fit_kw.items() if v is not None}}
-    with atomic_dir(out) as tmp:
-        model.save(tmp)
-        update_json(tmp / MODEL_JSON, trained=trained)  # what the registry logs as the run's settings
-        if ablation is not None:
-            ablation.save(tmp / ABLATION)
-            update_json(tmp / ABLATION / MODEL_JSON, trained=trained)
-        _check_finite(tmp, spec=spec, model=model, train=train, family=family_of(params, dataset))
+    try:
+        with reading(processed_dir(root, dataset) / DATA_FILE):
+            model = spec.model_cls()(config).fit(train, seed=params.seed, **fit_kw, **resume_kw, **live_kw)
+            ablation = None
+            if spec.ablation:
+                log.info("train %s/%s: the ablation (%s) with the same settings", dataset, method, spec.ablation)
+                ablation = spec.model_cls()(config.model_copy(update=spec.ablation)).fit(train, seed=params.seed,
+                                                                                         **fit_kw)
+        if not writer:
+            log.info("train %s/%s: rank %d done (rank 0 saves the model)", dataset, method, global_rank())
+            return TrainResult(output=out, info=dict(model.info))
+        trained = {"seed": params.seed, "dataset": dataset, **{k: v for k, v in fit_kw.items() if v is not None}}
+        with atomic_dir(out) as tmp:
+            model.save(tmp)
+            update_json(tmp / MODEL_JSON, trained=trained)  # what the registry logs as the run's settings
+            if ablation is not None:
+                ablation.save(tmp / ABLATION)
+                update_json(tmp / ABLATION / MODEL_JSON, trained=trained)
+            _check_finite(tmp, spec=spec, model=model, train=train, family=family_of(params, dataset))
+    except BaseException:
+        if live is not None:
+            _close_quietly(live, status="KILLED")
+        raise
+    if live is not None:
+        from xmodal.stages.register import MODEL_HASH_TAG
+        from xmodal.tracking import model_sha256
+
+        _close_quietly(live, status="FINISHED", tags={MODEL_HASH_TAG: model_sha256(out)})
     log.info("train %s/%s → %s", dataset, method, out)
     return TrainResult(output=out, info=dict(model.info))
+
+
+def _open_live_run(params: Params, *, dataset: str, method: str, root: str | Path) -> Any:
+    """The MLflow run that records this training while it runs, or ``None`` (``register.live_training: false``,
+    or the store cannot be opened: training goes on, logged, and ``register`` creates the run later)."""
+    cfg = params.registry
+    if not cfg.live_training:
+        return None
+    from xmodal.tracking import Tracker, flatten_params, lineage_tags, resolve_tracking_uri
+    from xmodal.tracking._live import TrainingRun, dataset_inputs
+    from xmodal.tracking._mlflow import resolve_artifact_location
+
+    family = params.dataset(dataset).family
+    settings = {"method": params.method(method).model_dump(mode="json"), "seed": params.seed,
+                "dataset": params.dataset(dataset).model_dump(mode="json"),
+                "preprocess": params.preprocess_config(family).model_dump(mode="json"),
+                "split": params.split.model_dump(mode="json")}
+    try:
+        tracker = Tracker(resolve_tracking_uri(cfg.tracking_uri, root=root), experiment=cfg.experiment,
+                          artifact_location=resolve_artifact_location(cfg.artifact_location, root=root))
+        return TrainingRun(tracker, run_name=f"{method}-{dataset}", params=flatten_params(settings),
+                           inputs=dataset_inputs(processed_dir(root, dataset), dataset=dataset),
+                           tags={**lineage_tags(root, dataset=dataset), "xmodal.method": method})
+    except Exception as exc:  # noqa: BLE001 - a tracking store being down must not stop a training
+        from xmodal.errors import first_line
+
+        log.warning("train %s/%s: no live MLflow run (%s: %s); register will log one", dataset, method,
+                    type(exc).__name__, first_line(exc, limit=200))
+        return None
+
+
+def _close_quietly(live: Any, *, status: str, tags: dict[str, str] | None = None) -> None:
+    try:
+        live.finish(status=status, tags=tags)
+    except Exception as exc:  # noqa: BLE001 - the model is saved; the run's closing is bookkeeping
+        log.warning("could not close the MLflow run %s (%s)", getattr(live, "run_id", "?"), exc)

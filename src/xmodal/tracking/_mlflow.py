@@ -20,6 +20,8 @@ from xmodal._locks import file_lock
 
 log = logging.getLogger(__name__)
 
+#: the UI opens an experiment with this tag as model training (runs, metrics, models), not in the GenAI view
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 #: batch size for ``log_batch`` (MLflow accepts at most 1000 metrics per call)
 _BATCH = 1000
 #: MLflow accepts at most 100 params per ``log_batch`` call
@@ -148,9 +150,12 @@ class Tracker:
 
         found = self.client.get_experiment_by_name(self.experiment)
         if found is not None:
+            if found.tags.get(EXPERIMENT_KIND_TAG) is None:
+                self.client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             return found.experiment_id
         try:
-            return self.client.create_experiment(self.experiment, artifact_location=self.artifact_location)
+            return self.client.create_experiment(self.experiment, artifact_location=self.artifact_location,
+                                                 tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         except MlflowException:
             found = self.client.get_experiment_by_name(self.experiment)
             if found is None:
@@ -182,6 +187,19 @@ class Tracker:
                 continue
             if run.data.tags.get(tag) == value:
                 return ref
+        return None
+
+    def find_training_run(self, *, tag: str, value: str) -> str | None:
+        """The id of the oldest run opened by ``train`` (:class:`~xmodal.tracking._live.TrainingRun`) tagged
+        ``tag`` = ``value`` and holding no logged model yet; ``None`` if there is none."""
+        from xmodal.tracking._live import TRAINING_RUN_TAG
+
+        runs = self.client.search_runs([self.experiment_id()],
+                                       filter_string=f"tags.`{tag}` = '{value}' and tags.`{TRAINING_RUN_TAG}` = 'true'",
+                                       order_by=["attributes.start_time ASC"], max_results=20)
+        for run in runs:
+            if not run.outputs or not run.outputs.model_outputs:
+                return run.info.run_id
         return None
 
     def aliases(self, name: str) -> dict[str, str]:
@@ -234,8 +252,12 @@ class Tracker:
         metrics: Mapping[str, float],
         artifacts_dir: Path | None,
         tags: Mapping[str, str],
+        run_id: str | None = None,
     ) -> ModelVersionRef:
         """Log one training run with its model and register the model as a new version.
+
+        With ``run_id`` (the run ``train`` opened and logged live), the model, the final metrics, the params it
+        lacks and the artifacts are attached to that run; its history is already there.
 
         Parameters
         ----------
@@ -255,6 +277,8 @@ class Tracker:
             Folder of plots and JSON to log under ``evaluation/``.
         tags
             Run and model-version tags (lineage).
+        run_id
+            An existing run to attach the model to (see above).
 
         Returns
         -------
@@ -269,8 +293,14 @@ class Tracker:
         artifacts = {MODEL_ARTIFACT: str(model_dir)}
         artifacts.update({PREPROCESSOR_ARTIFACT.format(modality=m): str(p) for m, p in preprocessors.items()})
         with self.active():
-            run = self.client.create_run(self.experiment_id(), run_name=run_name, tags=dict(tags))
-            run_id = run.info.run_id
+            known: dict[str, str] = {}
+            if run_id is None:
+                run_id = self.client.create_run(self.experiment_id(), run_name=run_name, tags=dict(tags)).info.run_id
+            else:
+                known = dict(self.client.get_run(run_id).data.params)
+                for k, v in tags.items():
+                    self.client.set_tag(run_id, k, v)
+                history = []  # logged live while training ran
             try:
                 now = int(time.time() * 1000)
                 step_metrics = [Metric(f"train/{k}", float(v), now, int(rec.get("step", i)))
@@ -278,7 +308,11 @@ class Tracker:
                 step_metrics += [Metric(k, float(v), now, 0) for k, v in metrics.items()]
                 for start in range(0, len(step_metrics), _BATCH):
                     self.client.log_batch(run_id, metrics=step_metrics[start:start + _BATCH])
-                plist = [Param(k, v) for k, v in params.items()]
+                differs = sorted(k for k, v in params.items() if k in known and known[k] != v)
+                if differs:
+                    log.warning("run %s was logged with other values of %s while training; keeping those", run_id,
+                                ", ".join(differs[:5]))
+                plist = [Param(k, v) for k, v in params.items() if k not in known]
                 for start in range(0, len(plist), _PARAM_BATCH):
                     self.client.log_batch(run_id, params=plist[start:start + _PARAM_BATCH])
                 if artifacts_dir is not None and artifacts_dir.is_dir():

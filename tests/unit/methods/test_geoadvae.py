@@ -19,8 +19,9 @@ from xmodal.families.paired._evaluate import evaluate_alignment
 from xmodal.families.paired._preprocess import assign_split, preprocess_paired
 from xmodal.families.paired._synthetic import synthetic_paired
 from xmodal.methods.geoadvae import GeoAdVAE, GeoAdVAEConfig
+from xmodal.methods.geoadvae._lightning import active_losses, phase_of
 from xmodal.methods.geoadvae._module import GeoAdVAEModule
-from xmodal.methods.geoadvae._trainer import CHECKPOINT, active_losses, phase_of
+from xmodal.train import CHECKPOINT
 
 FAST = {"dim": 16, "latent_dim": 4, "max_iter": 12, "batch_size": 16, "phase_durations": [3, 3, 3],
         "prior_clusters": 4, "prior_loss_warmup": 3, "log_every": 1, "checkpoint_every": 5}
@@ -183,7 +184,7 @@ def test_resumed_run_ends_with_the_same_weights(tiny: PairedData, tmp_path: Path
     with pytest.raises(Interrupt):
         GeoAdVAE(GeoAdVAEConfig(**FAST)).fit(tiny, seed=3, checkpoint_dir=tmp_path, callback=stop_at_7)
     state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
-    assert state["step"] == 5  # the last checkpoint before the interruption
+    assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"step": 5, "world": 1}]  # the last one
     torch.manual_seed(1234)  # whatever the process did in between must not matter
     resumed = GeoAdVAE(GeoAdVAEConfig(**FAST)).fit(tiny, seed=3, checkpoint_dir=tmp_path, resume=True)
     assert _same(_weights(full), _weights(resumed))

@@ -10,11 +10,15 @@ from typing import Literal
 
 from pydantic import Field
 
-from xmodal.config import StrictModel
+from xmodal.train._config import EngineSettings
 
 
-class DualDANNConfig(StrictModel):
-    """Dual-encoder class-conditional domain-adversarial network: RNA phases → ATAC (seed 001)."""
+class DualDANNConfig(EngineSettings):
+    """Dual-encoder class-conditional domain-adversarial network: RNA phases → ATAC (seed 001).
+
+    Where and how it trains (device, precision, DDP, checkpoints) are the engine's fields,
+    :class:`~xmodal.train.EngineSettings`.
+    """
 
     # source (RNA) embeddings
     source_encoder: Literal["pca", "geneformer", "scfoundation", "ensemble"] = Field(
@@ -107,5 +111,3 @@ class DualDANNConfig(StrictModel):
     input: Literal["auto", "dense", "sparse"] = Field(
         "auto", description="peaks held dense in memory, or sparse and densified per batch; auto: dense up to 1 GiB"
     )
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (null: torch's default)")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available")

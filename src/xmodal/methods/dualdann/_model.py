@@ -17,6 +17,15 @@ from xmodal.errors import ConfigError, XmodalInputError
 from xmodal.families.multiome._data import DOMAIN, PHASE, PHASES, MultiomeData
 from xmodal.methods._base import RETRAIN, read_history, read_model_meta, write_model_meta
 from xmodal.methods.dualdann._config import DualDANNConfig
+from xmodal.methods.dualdann._lightning import (
+    DualDANNTraining,
+    EpochPlan,
+    Peaks,
+    TrainingData,
+    config_digest,
+    epochs_of,
+    predict_peaks,
+)
 from xmodal.methods.dualdann._module import DualDANNModule
 from xmodal.methods.dualdann._source import (
     PCAEncoder,
@@ -24,7 +33,6 @@ from xmodal.methods.dualdann._source import (
     build_source_encoder,
     load_source_encoder,
 )
-from xmodal.methods.dualdann._trainer import Peaks, Trainer, TrainingData, predict_peaks
 from xmodal.nn import PeakEncoder
 
 log = logging.getLogger(__name__)
@@ -91,14 +99,9 @@ class DualDANN:
         self.source_encoder: SourceEncoder | None = None
         self.history: list[dict[str, float]] = []
         self.info: dict[str, Any] = {}
+        self.rank = 0
 
     # ------------------------------------------------------------------ fit
-    def _device(self) -> torch.device:
-        cfg = self.config
-        if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("methods.dualdann.device is `cuda` but PyTorch sees no CUDA device; use `auto` or `cpu`")
-        return torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
-
     def _build(self, source_dim: int, n_peaks: int) -> DualDANNModule:
         cfg = self.config
         encoder = PeakEncoder(cfg.peak_encoder, n_peaks, hidden=cfg.peak_hidden, intermediate=cfg.peak_intermediate,
@@ -111,7 +114,8 @@ class DualDANN:
                               conditional=cfg.conditional, spectral_norm=cfg.spectral_norm)
 
     def fit(self, data: MultiomeData, *, seed: int = 0, source_domain: str | None = None,
-            target_domain: str | None = None, callback: Any = None) -> DualDANN:
+            target_domain: str | None = None, callback: Any = None, checkpoint_dir: str | Path | None = None,
+            resume: bool = False, live: Any = None) -> DualDANN:
         """Train on the ``train`` cells, select on the target domain's ``validation`` cells.
 
         Parameters
@@ -125,32 +129,55 @@ class DualDANN:
             Domain names (default: the first, and the second or else the first).
         callback
             ``callback(epoch, record)`` after every epoch.
+        checkpoint_dir
+            Where ``checkpoint.pt`` is written every ``checkpoint_every`` steps.
+        resume
+            Continue from ``checkpoint_dir/checkpoint.pt`` when it exists.
+        live
+            A :class:`~xmodal.train.LiveLogger` that rank 0 sends each epoch's record to while training runs.
 
         Returns
         -------
         DualDANN
             ``self``, holding the best state on target validation.
         """
+        from xmodal.train import Selection, StepLoader, fit, resolve_layout
+
         cfg = self.config
-        threads = torch.get_num_threads()
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        try:
-            start = time.perf_counter()
-            trainer = self.trainer(data, seed=seed, source_domain=source_domain, target_domain=target_domain)
-            self.history, summary = trainer.fit(callback=callback)
-            self.module = trainer.module.cpu().eval()
-        finally:
-            torch.set_num_threads(threads)
-        self.info |= {"fit_seconds": time.perf_counter() - start, **summary}
+        start = time.perf_counter()
+        training, data_dims = self.training_data(data, source_domain=source_domain, target_domain=target_domain)
+        world = resolve_layout(cfg, what="methods.dualdann").world
+        plan = EpochPlan(training, batch_size=cfg.batch_size, world=world, seed=seed, input_mode=cfg.input)
+        torch.manual_seed(seed)
+        net = self._build(*data_dims)
+        module = DualDANNTraining(net, cfg, plan=plan, val_x=training.val_x, val_y=training.val_y,
+                                  classes=list(PHASES))
+        key = f"val_{cfg.selection_metric}"
+
+        def on_record(step: int, record: dict[str, float]) -> None:
+            if callback is not None and record:
+                callback(int(record["epoch"]), record)
+
+        result = fit(module, StepLoader(plan, total=cfg.epochs * plan.steps_per_epoch), settings=cfg, seed=seed,
+                     digest=config_digest(cfg, data_dims, seed), checkpoint_dir=checkpoint_dir, resume=resume,
+                     selection=Selection(monitor=key, mode="max", patience=cfg.patience), live=live,
+                     what=self.method, on_record=on_record)
+        self.module, self.history, self.rank = net.cpu().eval(), result.history, result.rank
+        summary = {"best_epoch": epochs_of(result.history, result.summary["best_step"]),
+                   f"best_{key}": result.summary[f"best_{key}"],
+                   "epochs_run": result.summary["steps_run"] // plan.steps_per_epoch,
+                   "stopped": result.summary["stopped"].replace("max_steps", "max_epochs"),
+                   "steps_per_epoch": plan.steps_per_epoch}
+        self.info |= {"fit_seconds": time.perf_counter() - start, "device": result.summary["device"],
+                      "world_size": result.world, "precision": cfg.precision, **summary}
         log.info("dualdann: %d epochs in %.1f s; best target-validation %s %.3f at epoch %d (%s)",
                  summary["epochs_run"], self.info["fit_seconds"], cfg.selection_metric,
-                 summary[f"best_val_{cfg.selection_metric}"], summary["best_epoch"], summary["stopped"])
+                 summary[f"best_{key}"], summary["best_epoch"], summary["stopped"])
         return self
 
-    def trainer(self, data: MultiomeData, *, seed: int = 0, source_domain: str | None = None,
-                target_domain: str | None = None) -> Trainer:
-        """Fit the source encoder and build the networks and their :class:`Trainer` (what :meth:`fit` runs).
+    def training_data(self, data: MultiomeData, *, source_domain: str | None = None,
+                      target_domain: str | None = None) -> tuple[TrainingData, tuple[int, int]]:
+        """Fit the source encoder and gather what training sees: ``(cells, (source_dim, n_peaks))``.
 
         Sets ``self.source_encoder`` and the data part of ``self.info``; see :meth:`fit` for the arguments.
         """
@@ -158,7 +185,6 @@ class DualDANN:
         if SPLIT not in data.rna.obs:
             raise XmodalInputError("the data have no `split`", fix="run `xmodal preprocess` first")
         source, target = resolve_domains(data.domains, source=source_domain, target=target_domain)
-        device = self._device()
         src = _cells(data, split="train", domain=source)
         val = _cells(data, split="validation", domain=target)
         if len(src) == 0 or len(val) == 0:
@@ -177,15 +203,13 @@ class DualDANN:
         training = TrainingData(source_x=self.source_encoder.transform(rna_src), source_y=_codes(data, src),
                                 target_x=atac[pool_idx], target_y=np.concatenate(labels),
                                 val_x=atac[val], val_y=_codes(data, val), adapted=adapted)
-        torch.manual_seed(seed)
-        module = self._build(self.source_encoder.dim, data.atac.n_vars).to(device)
         self.info = {
             "source_domain": source, "target_domain": target, "classes": list(PHASES),
             "n_source_train": int(len(src)), "n_target_train": int(len(pool_idx) - len(src)),
-            "n_target_validation": int(len(val)), "adapt": cfg.adapt, "device": device.type,
+            "n_target_validation": int(len(val)), "adapt": cfg.adapt,
             "features_rna": list(map(str, data.rna.var_names)), "features_atac": list(map(str, data.atac.var_names)),
         }
-        return Trainer(module, cfg, training, classes=list(PHASES), seed=seed, device=device)
+        return training, (self.source_encoder.dim, data.atac.n_vars)
 
     # -------------------------------------------------------------- predict
     def _check_fitted(self) -> tuple[DualDANNModule, SourceEncoder]:

@@ -9,13 +9,17 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from xmodal.config import StrictModel
+from xmodal.train._config import EngineSettings
 
 LOSSES = ("kl", "recon", "gan", "gw", "prior")
 
 
-class GeoAdVAEConfig(StrictModel):
-    """Per-modality VAEs, a latent adversary, differentiable GW and a cluster prior (seed 000)."""
+class GeoAdVAEConfig(EngineSettings):
+    """Per-modality VAEs, a latent adversary, differentiable GW and a cluster prior (seed 000).
+
+    Where and how it trains (device, precision, DDP, checkpoints) are the engine's fields,
+    :class:`~xmodal.train.EngineSettings`.
+    """
 
     mode: Literal["paired", "unpaired"] = Field(
         "unpaired", description="paired: batches take partner rows together (needs known pairs); unpaired: each "
@@ -71,10 +75,7 @@ class GeoAdVAEConfig(StrictModel):
     num_disc: int = Field(2, ge=0, description="discriminator updates per iteration (while the GAN loss is on)")
     num_gen: int = Field(1, ge=1, description="encoder/decoder updates per iteration")
     # bookkeeping
-    checkpoint_every: int = Field(500, ge=1, description="write a resumable checkpoint every this many iterations")
     log_every: int = Field(10, ge=1, description="record losses and latent statistics every this many iterations")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (null: torch's default)")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available")
 
     @field_validator("loss_schedule")
     @classmethod

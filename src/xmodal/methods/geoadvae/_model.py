@@ -11,13 +11,13 @@ import numpy as np
 import torch
 
 from xmodal._safe_load import load_torch
-from xmodal.errors import ConfigError, XmodalInputError
+from xmodal.errors import XmodalInputError
 from xmodal.families.paired._data import PairedData
 from xmodal.methods._base import RETRAIN, read_history, read_model_meta, write_model_meta
 from xmodal.methods.geoadvae._config import GeoAdVAEConfig
+from xmodal.methods.geoadvae._lightning import GeoAdVAETraining, batch_plan, config_digest
 from xmodal.methods.geoadvae._module import GeoAdVAEModule
 from xmodal.methods.geoadvae._prior import build_prior
-from xmodal.methods.geoadvae._trainer import Trainer
 
 log = logging.getLogger(__name__)
 WEIGHTS = "weights.pt"
@@ -59,10 +59,11 @@ class GeoAdVAE:
         self.module: GeoAdVAEModule | None = None
         self.history: list[dict[str, float]] = []
         self.info: dict[str, Any] = {}
+        self.rank = 0
 
     # ------------------------------------------------------------------ fit
     def fit(self, data: PairedData, *, seed: int = 0, checkpoint_dir: str | Path | None = None,
-            resume: bool = False, callback: Any = None) -> GeoAdVAE:
+            resume: bool = False, callback: Any = None, live: Any = None) -> GeoAdVAE:
         """Train on ``data`` (its labels are never read; its pairing only in ``paired`` mode).
 
         Parameters
@@ -76,45 +77,46 @@ class GeoAdVAE:
         resume
             Continue from ``checkpoint_dir/checkpoint.pt`` when it exists.
         callback
-            ``callback(step, record)`` after each iteration.
+            ``callback(step, record)`` after each recorded iteration (``step`` counts from 1).
+        live
+            A :class:`~xmodal.train.LiveLogger` that rank 0 sends each record to while training runs.
 
         Returns
         -------
         GeoAdVAE
             ``self``, fitted.
         """
+        from xmodal.train import StepLoader, fit
+
         cfg = self.config
-        if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("methods.geoadvae.device is `cuda` but PyTorch sees no CUDA device; use `auto` or `cpu`")
-        device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                              ("cpu" if cfg.device == "auto" else cfg.device))
-        threads = torch.get_num_threads()
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        try:
-            start = time.perf_counter()
-            pairs = self._pairs(data)
-            prior = build_prior(data, cfg, seed=seed)
-            torch.manual_seed(seed)
-            module = GeoAdVAEModule(data.a.n_vars, data.b.n_vars, cfg).to(device)
-            x_a = torch.as_tensor(np.asarray(data.a.X, dtype=np.float32), device=device)
-            x_b = torch.as_tensor(np.asarray(data.b.X, dtype=np.float32), device=device)
-            trainer = Trainer(module, cfg, x_a, x_b, prior=prior, pairs=pairs, seed=seed)
-            self.history = trainer.fit(checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
-                                       resume=resume, callback=callback)
-            self.module = module.cpu().eval()
-        finally:
-            torch.set_num_threads(threads)
+        start = time.perf_counter()
+        pairs = self._pairs(data)
+        prior = build_prior(data, cfg, seed=seed)
+        torch.manual_seed(seed)
+        net = GeoAdVAEModule(data.a.n_vars, data.b.n_vars, cfg)
+        x_a = torch.as_tensor(np.asarray(data.a.X, dtype=np.float32))
+        x_b = torch.as_tensor(np.asarray(data.b.X, dtype=np.float32))
+        training = GeoAdVAETraining(net, cfg, prior=prior, paired=pairs is not None)
+        loader = StepLoader(batch_plan(x_a, x_b, batch_size=cfg.batch_size, seed=seed, pairs=pairs),
+                            total=cfg.max_iter)
+        result = fit(training, loader, settings=cfg, seed=seed,
+                     digest=config_digest(cfg, (data.a.n_vars, data.b.n_vars), seed),
+                     checkpoint_dir=checkpoint_dir, resume=resume, live=live, what=self.method,
+                     on_record=None if callback is None else (lambda step, record: callback(step, record)))
+        self.history = result.history
+        self.module = net.cpu().eval()
         self.info = {
             "n_train_a": int(data.a.n_obs), "n_train_b": int(data.b.n_obs), "mode": cfg.mode,
             "prior": None if prior is None else prior.source,
             "prior_clusters": None if prior is None else int(len(prior.corr)),
-            "n_iter": cfg.max_iter, "device": device.type, "fit_seconds": time.perf_counter() - start,
+            "n_iter": cfg.max_iter, "device": result.summary["device"], "world_size": result.world,
+            "precision": cfg.precision, "fit_seconds": time.perf_counter() - start,
             "features_a": list(map(str, data.a.var_names)), "features_b": list(map(str, data.b.var_names)),
             "names": list(data.names),
         }
-        log.info("geoadvae: trained %d iterations on %d × %d cells in %.1f s (%s)", cfg.max_iter, data.a.n_obs,
-                 data.b.n_obs, self.info["fit_seconds"], device.type)
+        self.rank = result.rank
+        log.info("geoadvae: trained %d iterations on %d × %d cells in %.1f s (%s × %d)", cfg.max_iter, data.a.n_obs,
+                 data.b.n_obs, self.info["fit_seconds"], self.info["device"], result.world)
         return self
 
     def _pairs(self, data: PairedData) -> tuple[np.ndarray, np.ndarray] | None:
