@@ -230,11 +230,13 @@ def _callback_cls() -> type:
                             best_value=state["best_value"], best_state=state["best_state"], stale=int(state["stale"]),
                             stopped=state["stopped"])
             self._pending_rng = state["rng"]
+            self.loader.finished = self.run.stopped is not None  # resumed from the checkpoint written when it stopped
+
+        def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            # before Lightning creates the loader's iterator (and prefetches its first batch)
+            self.loader.rank, self.loader.world = trainer.global_rank, trainer.world_size
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            self.loader.rank, self.loader.world = trainer.global_rank, trainer.world_size
-            if self.run.stopped is not None:  # resumed from the checkpoint written when it stopped
-                self.loader.total = self.loader.position
             if trainer.is_global_zero:
                 from tqdm.auto import tqdm
 
@@ -284,6 +286,7 @@ def _callback_cls() -> type:
                 trainer.save_checkpoint(self.path)
 
         def _validate(self, module: XmodalModule, step: int) -> dict[str, float]:
+            _same_buffers(module)  # every rank validates the same model, so all take the same decisions
             was = module.training
             module.eval()
             try:
@@ -304,6 +307,7 @@ def _callback_cls() -> type:
             return values
 
         def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+            _same_buffers(pl_module)
             if self._bar is not None:
                 self._bar.close()
             if self.live is not None and trainer.is_global_zero:
@@ -317,6 +321,19 @@ def _callback_cls() -> type:
                     self.live.flush()
 
     return EngineCallback
+
+
+def _same_buffers(module: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics).
+
+    DDP broadcasts them at the start of each forward pass, so after the last one each rank holds its own
+    update; on GPUs SyncBatchNorm keeps them equal, on CPU (gloo, no SyncBatchNorm) this does.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=0)
 
 
 # ---------------------------------------------------------------------- fit
@@ -460,7 +477,8 @@ def fit(
                 num_nodes=layout.num_nodes, strategy=strategy, precision=settings.precision, max_epochs=1,
                 logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                 num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False,
-                sync_batchnorm=layout.distributed and layout.world > 1, callbacks=[callback],
+                sync_batchnorm=layout.distributed and layout.world > 1 and layout.accelerator == "cuda",
+                callbacks=[callback],
                 plugins=[_checkpoint_io()], gradient_clip_val=gradient_clip if module.automatic_optimization
                 else None, default_root_dir=str(path.parent) if path is not None else None,
                 deterministic=None)

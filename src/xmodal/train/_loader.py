@@ -64,8 +64,11 @@ class StepLoader:
         self.batch, self.total = batch, int(total)
         self.position = 0
         self.rank, self.world = 0, 1
+        self.finished = False
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self.finished:  # stopped early: nothing is left to train
+            return
         for step in range(self.position, self.total):
             yield self.batch(step, self.rank, self.world)
 

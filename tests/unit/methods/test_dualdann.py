@@ -188,3 +188,34 @@ def test_expression_side_classifier_learns_planted_phases_and_keeps_its_best_epo
     scrambled[split == "test"] = 0.0
     again = expression_phase_check(scrambled, phases, split, config=cfg, seed=0)
     assert (again.best_epoch, again.best_validation) == (check.best_epoch, check.best_validation)
+
+
+def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(data: MultiomeData, tmp_path: Path) -> None:
+    """Interrupted mid-training (the last checkpoint falls inside an epoch), resumed in a process whose RNG has
+    moved on: the same weights, history, kept epoch and early-stopping state."""
+    from xmodal.train import CHECKPOINT
+
+    over = {"epochs": 5, "checkpoint_every": 2}
+    full = _fit(data, **over)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(epoch: int, record: dict[str, float]) -> None:
+        if epoch == 3:
+            raise Interrupt
+
+    cfg = DualDANNConfig(**{**SMALL, **over})
+    with pytest.raises(Interrupt):
+        DualDANN(cfg).fit(data, seed=0, checkpoint_dir=tmp_path, callback=stop)
+    saved = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    position = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["step"]
+    assert position % full.info["steps_per_epoch"] != 0  # resumed inside an epoch
+    torch.manual_seed(1234)
+    np.random.seed(1234)
+    resumed = DualDANN(cfg).fit(data, seed=0, checkpoint_dir=tmp_path, resume=True)
+    for a, b in zip(_weights(full), _weights(resumed), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert resumed.history == full.history
+    assert {k: resumed.info[k] for k in ("best_epoch", "best_val_macro_f1", "epochs_run", "stopped")} == \
+        {k: full.info[k] for k in ("best_epoch", "best_val_macro_f1", "epochs_run", "stopped")}

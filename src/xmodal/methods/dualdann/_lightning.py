@@ -159,7 +159,8 @@ class EpochPlan:
         s = shard(order_s[i * g:(i + 1) * g], rank=rank, world=world)
         t = np.concatenate([shard(order[i * g:(i + 1) * g], rank=rank, world=world) for order in orders_t])
         t_idx = torch.as_tensor(t)
-        return {"step": step, "x_source": self.source_x[s], "y_source": self.source_y[s],
+        return {"step": step, "idx_source": torch.as_tensor(s), "idx_target": t_idx,
+                "x_source": self.source_x[s], "y_source": self.source_y[s],
                 "peaks": self.target.batch(t), "y_target": self.target_y[t_idx], "adversarial": self.adapted[t_idx]}
 
 
