@@ -6,7 +6,15 @@ from typing import Any
 
 import torch
 
-from xmodal.train import EngineSettings, StepLoader, XmodalModule, epoch_slice, fit, permutation, shard
+from xmodal.train import (
+    EngineSettings,
+    StepLoader,
+    XmodalModule,
+    epoch_slice,
+    fit,
+    permutation,
+    shard,
+)
 
 N, D, STEPS = 64, 5, 12
 

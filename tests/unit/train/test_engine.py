@@ -52,7 +52,9 @@ def test_rng_state_round_trips_through_plain_values() -> None:
     random.seed(0)
     set_rng_state(state)
     got = (torch.rand(3), np.random.rand(3), random.random())
-    assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
+    assert torch.equal(expected[0], got[0])
+    assert np.array_equal(expected[1], got[1])
+    assert expected[2] == got[2]
 
 
 def test_records_reach_mlflow_while_training_runs(tmp_path: Path) -> None:
