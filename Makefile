@@ -45,6 +45,7 @@ bench: install  ## run every benchmark at full size (writes benchmarks/results/*
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/dualdann_speed.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/dualdann_pbmc68k_phase.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/foundation_embed.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/gpu_check.py  # records "no CUDA device" on a CPU machine
 	OMP_NUM_THREADS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pipeline_overhead.py --repeats 3
 
 lock:  ## regenerate requirements/lock.txt from the current .venv

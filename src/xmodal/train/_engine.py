@@ -132,6 +132,10 @@ def resolve_layout(settings: EngineSettings, *, what: str) -> Layout:
             raise ConfigError(f"{what}: {devices} device(s) × {nodes} node(s) (or a torchrun launch) need "
                               f"`{what}.strategy: ddp`")
         return Layout(accelerator, 1, 1, distributed=False)
+    if not launched and devices * nodes > 1:
+        raise ConfigError(
+            f"{what}: strategy ddp with {devices} × {nodes} processes is started by torchrun, one process per device: "
+            f"`torchrun --nproc_per_node {devices} --nnodes {nodes} -m xmodal.cli train ...` (or Kubeflow's trainer)")
     if launched and devices * nodes != int(env_world):
         raise ConfigError(f"{what}: devices {devices} × num_nodes {nodes} = {devices * nodes} processes, but torchrun "
                           f"started {env_world}; set both to `auto` or match --nproc_per_node × --nnodes")

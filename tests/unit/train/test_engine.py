@@ -25,13 +25,14 @@ def test_a_layout_needs_ddp_for_more_than_one_process(monkeypatch: pytest.Monkey
     assert resolve_layout(EngineSettings(device="cpu"), what="m").world == 1
     with pytest.raises(ConfigError, match="strategy: ddp"):
         resolve_layout(EngineSettings(device="cpu", devices=2), what="methods.x")
-    ddp = resolve_layout(EngineSettings(device="cpu", strategy="ddp", devices=2, num_nodes=3), what="m")
-    assert (ddp.devices, ddp.num_nodes, ddp.world, ddp.distributed) == (2, 3, 6, True)
+    assert resolve_layout(EngineSettings(device="cpu", strategy="ddp"), what="m").world == 1
+    with pytest.raises(ConfigError, match="torchrun --nproc_per_node 2 --nnodes 3"):
+        resolve_layout(EngineSettings(device="cpu", strategy="ddp", devices=2, num_nodes=3), what="m")
     # under torchrun, auto takes its layout; an explicit one must agree with it
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     auto = resolve_layout(EngineSettings(device="cpu", strategy="ddp"), what="m")
-    assert (auto.devices, auto.num_nodes) == (2, 2)
+    assert (auto.devices, auto.num_nodes, auto.world, auto.distributed) == (2, 2, 4, True)
     with pytest.raises(ConfigError, match="torchrun started 4"):
         resolve_layout(EngineSettings(device="cpu", strategy="ddp", devices=3, num_nodes=1), what="m")
     with pytest.raises(ConfigError, match="strategy: ddp"):
