@@ -14,7 +14,7 @@ from __future__ import annotations
 from xmodal._targets import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
-    "_config": ("BOOKKEEPING", "ENGINE_FIELDS", "EngineSettings"),
+    "_config": ("BOOKKEEPING", "ENGINE_FIELDS", "EngineSettings", "settings_digest"),
     "_engine": ("CHECKPOINT", "FitResult", "LiveLogger", "Selection", "fit", "global_rank", "read_checkpoint",
                 "resolve_layout"),
     "_loader": ("StepLoader", "epoch_slice", "permutation", "shard"),

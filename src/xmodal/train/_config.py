@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import hashlib
+import json
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -46,4 +48,12 @@ class EngineSettings(StrictModel):
         return self
 
 
-__all__ = ["BOOKKEEPING", "ENGINE_FIELDS", "EngineSettings"]
+def settings_digest(config: StrictModel, *, shapes: Any, seed: int, exclude: tuple[str, ...] = ()) -> str:
+    """What a checkpoint must match to be resumed: every setting of ``config`` but where it trains
+    (:data:`ENGINE_FIELDS`) and ``exclude``, plus the data's ``shapes`` and the ``seed`` (16 hex digits)."""
+    fields = config.model_dump(mode="json", exclude={*ENGINE_FIELDS, *exclude})
+    blob = json.dumps({"config": fields, "dims": list(shapes), "seed": seed}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+__all__ = ["BOOKKEEPING", "ENGINE_FIELDS", "EngineSettings", "settings_digest"]

@@ -19,8 +19,6 @@ cells are never passed in.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -34,7 +32,7 @@ from xmodal.methods.dualdann._config import DualDANNConfig
 from xmodal.methods.dualdann._module import DualDANNModule, LossWeights, batch_losses
 from xmodal.metrics import classification_metrics
 from xmodal.nn import grl_alpha
-from xmodal.train import ENGINE_FIELDS, XmodalModule, shard
+from xmodal.train import XmodalModule, settings_digest, shard
 
 _DENSE_LIMIT = 1 << 30  # bytes of peaks held dense under input: auto
 _COLLAPSE_AFTER, _COLLAPSE_RUN = 25, 5
@@ -106,9 +104,7 @@ def predict_peaks(module: DualDANNModule, peaks: Peaks, *, batch_size: int = 102
 
 def config_digest(config: DualDANNConfig, dims: tuple[int, int], seed: int) -> str:
     """What a checkpoint must match to be resumed: every setting but where it trains, plus shapes and seed."""
-    fields = config.model_dump(mode="json", exclude=set(ENGINE_FIELDS))
-    blob = json.dumps({"config": fields, "dims": list(dims), "seed": seed}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return settings_digest(config, shapes=dims, seed=seed)
 
 
 class EpochPlan:

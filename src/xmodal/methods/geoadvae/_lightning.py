@@ -14,8 +14,6 @@ checkpoints, resume, RNG, progress, live metrics and DDP.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import warnings
@@ -30,7 +28,7 @@ from xmodal import losses as L
 from xmodal.methods.geoadvae._config import LOSSES, GeoAdVAEConfig
 from xmodal.methods.geoadvae._module import GeoAdVAEModule
 from xmodal.methods.geoadvae._prior import ClusterPrior
-from xmodal.train import ENGINE_FIELDS, XmodalModule, epoch_slice, permutation, shard
+from xmodal.train import XmodalModule, epoch_slice, permutation, settings_digest, shard
 
 log = logging.getLogger(__name__)
 WEIGHT_KEYS = {"kl": "kl_w", "recon": "recon_x_w", "gan": "gan_w", "gw": "gw_w", "prior": "lambda_p"}
@@ -58,11 +56,8 @@ def _phase_start(phase: int, durations: list[int]) -> int:
 
 
 def config_digest(config: GeoAdVAEConfig, dims: tuple[int, int], seed: int) -> str:
-    """What a checkpoint must match to be resumed: every setting but where it trains and for how long, plus
-    shapes and seed."""
-    fields = config.model_dump(mode="json", exclude={*ENGINE_FIELDS, "max_iter"})
-    blob = json.dumps({"config": fields, "dims": list(dims), "seed": seed}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """What a checkpoint must match to be resumed: every setting but where it trains and for how long, plus shapes and seed."""
+    return settings_digest(config, shapes=dims, seed=seed, exclude=("max_iter",))
 
 
 def batch_plan(x_a: torch.Tensor, x_b: torch.Tensor, *, batch_size: int, seed: int,
