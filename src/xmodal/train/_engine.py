@@ -31,7 +31,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
-from xmodal.errors import ConfigError, TrainingDivergedError, XmodalInputError, first_line
+from xmodal.errors import ConfigError, XmodalInputError, first_line
 from xmodal.train._config import EngineSettings
 from xmodal.train._loader import StepLoader
 from xmodal.train._module import XmodalModule
@@ -495,8 +495,6 @@ def fit(
                 if isinstance(exc.__context__, KeyboardInterrupt):
                     raise KeyboardInterrupt from None
                 raise
-    except TrainingDivergedError:
-        raise
     finally:
         torch.set_num_threads(threads)
     run = callback.run

@@ -118,3 +118,39 @@ def test_one_process_fit_is_deterministic() -> None:
     a, b = fit_linear(batch_size=8, strategy="auto"), fit_linear(batch_size=8, strategy="auto")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
+
+
+def test_a_saved_model_loads_and_predicts_without_lightning(tmp_path: Path) -> None:
+    """Serving needs the networks, not the engine: loading and predicting never imports Lightning."""
+    import subprocess
+
+    from xmodal.config import SplitConfig
+    from xmodal.families.multiome._config import MultiomePreprocessConfig
+    from xmodal.families.multiome._data import synthetic_multiome
+    from xmodal.families.multiome._preprocess import preprocess_multiome
+    from xmodal.families.paired._config import PairedPreprocessConfig
+    from xmodal.families.paired._preprocess import assign_split, preprocess_paired
+    from xmodal.families.paired._synthetic import synthetic_paired
+    from xmodal.methods.dualdann import DualDANN, DualDANNConfig
+    from xmodal.methods.geoadvae import GeoAdVAE, GeoAdVAEConfig
+
+    torch.set_num_threads(1)
+    paired, _ = preprocess_paired(assign_split(synthetic_paired(n_cells=60, dim_a=8, dim_b=12, seed=0),
+                                               split=SplitConfig()), cfg=PairedPreprocessConfig(n_pcs=4))
+    GeoAdVAE(GeoAdVAEConfig(dim=8, latent_dim=2, max_iter=3, batch_size=8, phase_durations=[1, 1, 1],
+                            prior_clusters=2, device="cpu")).fit(paired.split("train"), seed=0).save(tmp_path / "g")
+    multi = preprocess_multiome(synthetic_multiome(n_cells=60, n_background_genes=20, n_background_peaks=30,
+                                                   domains=("a", "b"), seed=0), cfg=MultiomePreprocessConfig())[0]
+    DualDANN(DualDANNConfig(shared_dim=8, peak_hidden=8, peak_intermediate=8, cls_hidden=8, disc_hidden=8,
+                            source_pcs=4, batch_size=8, epochs=1, device="cpu")).fit(multi, seed=0).save(tmp_path / "d")
+    np.save(tmp_path / "b.npy", np.asarray(paired.b.X, dtype=np.float32))
+    np.save(tmp_path / "atac.npy", np.asarray(multi.atac.X.toarray() if hasattr(multi.atac.X, "toarray")
+                                              else multi.atac.X, dtype=np.float32))
+    code = (f"import sys, numpy as np; from xmodal.methods import load_model; p = {str(tmp_path)!r}\n"
+            "z = load_model(p + '/g').transform(np.load(p + '/b.npy'), modality='b')\n"
+            "q = load_model(p + '/d').predict_proba(np.load(p + '/atac.npy'), modality='atac')\n"
+            "assert z.shape[1] == 2 and q.shape[1] == 3\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"

@@ -17,16 +17,8 @@ from xmodal.errors import ConfigError, XmodalInputError
 from xmodal.families.multiome._data import DOMAIN, PHASE, PHASES, MultiomeData
 from xmodal.methods._base import RETRAIN, read_history, read_model_meta, write_model_meta
 from xmodal.methods.dualdann._config import DualDANNConfig
-from xmodal.methods.dualdann._lightning import (
-    DualDANNTraining,
-    EpochPlan,
-    Peaks,
-    TrainingData,
-    config_digest,
-    epochs_of,
-    predict_peaks,
-)
 from xmodal.methods.dualdann._module import DualDANNModule
+from xmodal.methods.dualdann._peaks import Peaks, TrainingData, predict_peaks
 from xmodal.methods.dualdann._source import (
     PCAEncoder,
     SourceEncoder,
@@ -141,6 +133,12 @@ class DualDANN:
         DualDANN
             ``self``, holding the best state on target validation.
         """
+        from xmodal.methods.dualdann._lightning import (
+            DualDANNTraining,
+            EpochPlan,
+            config_digest,
+            epochs_of,
+        )
         from xmodal.train import Selection, StepLoader, fit, resolve_layout
 
         cfg = self.config

@@ -15,7 +15,6 @@ from xmodal.errors import XmodalInputError
 from xmodal.families.paired._data import PairedData
 from xmodal.methods._base import RETRAIN, read_history, read_model_meta, write_model_meta
 from xmodal.methods.geoadvae._config import GeoAdVAEConfig
-from xmodal.methods.geoadvae._lightning import GeoAdVAETraining, batch_plan, config_digest
 from xmodal.methods.geoadvae._module import GeoAdVAEModule
 from xmodal.methods.geoadvae._prior import build_prior
 
@@ -86,6 +85,7 @@ class GeoAdVAE:
         GeoAdVAE
             ``self``, fitted.
         """
+        from xmodal.methods.geoadvae._lightning import GeoAdVAETraining, batch_plan, config_digest
         from xmodal.train import StepLoader, fit
 
         cfg = self.config
