@@ -8,7 +8,8 @@ Gromov–Wasserstein with its gradient, cluster prior). Three iterations are tim
   (``benchmarks/_handwritten.py``);
 * ``engine``: the same iteration as it trains today, inside :func:`xmodal.train.fit` (Lightning,
   manual optimisation, the engine's callbacks: records, checkpoint check, progress), timed per step
-  after warm-up; ``engine_over_handwritten`` is the engine's overhead per step;
+  after warm-up; ``engine_over_handwritten`` is the engine's overhead per step, against the faster of
+  ``gw_on`` and ``gw_on_after_engine`` (the hand-written iteration timed again after the engine);
 * ``gw_off``: the hand-written iteration with ``gw_w = 0``;
 * ``seed_style``: the seed's iteration structure rebuilt from the same networks — the encoders run
   again for each discriminator update, GW is solved on detached NumPy codes (so it has no
@@ -200,6 +201,8 @@ def main() -> None:
                "gw_off": _time(step_off, args.iters, args.repeats),
                "seed_style": _time(lambda: _seed_style_step(seed, opt_gen, opt_dis), args.iters, args.repeats),
                "engine": _engine(cfg, iters=args.iters, repeats=args.repeats)}
+    results["gw_on_after_engine"] = _time(step_on, args.iters, args.repeats)  # the load may have moved meanwhile
+    hand_ms = min(results["gw_on"]["ms_median"], results["gw_on_after_engine"]["ms_median"])
     flop = _flop(on)
     gflops = _matmul_gflops(cfg, repeats=5 if args.quick else 200)
     floor_ms = flop / (gflops * 1e9) * 1e3
@@ -226,7 +229,7 @@ def main() -> None:
             "seed_style_over_gw_on": round(results["seed_style"]["ms_median"] / results["gw_on"]["ms_median"], 2),
             "gw_on_over_floor": round(results["gw_on"]["ms_median"] / floor_ms, 2),
             "gw_on_over_gw_off": round(results["gw_on"]["ms_median"] / results["gw_off"]["ms_median"], 2),
-            "engine_over_handwritten": round(results["engine"]["ms_median"] / results["gw_on"]["ms_median"], 3),
+            "engine_over_handwritten": round(results["engine"]["ms_median"] / hand_ms, 3),
             "seed_style_over_engine": round(results["seed_style"]["ms_median"] / results["engine"]["ms_median"], 2),
         },
         "gw_gradient_norm_to_encoder_a": gw_grad,
