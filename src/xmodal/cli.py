@@ -56,8 +56,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--method", required=True)
         if name == "train":
             p.add_argument("--resume", action="store_true",
-                           help="continue from checkpoints/<dataset>/<method>/checkpoint.pt (methods that "
-                           "checkpoint, e.g. geoadvae); the result equals an uninterrupted run")
+                           help="continue from checkpoints/<dataset>/<method>/checkpoint.pt (the deep methods, "
+                           "which train through xmodal.train: geoadvae, dualdann); the result is bit-identical to "
+                           "an uninterrupted run. Several processes: `torchrun --nproc_per_node N -m xmodal.cli "
+                           "train ...` with methods.<method>.strategy: ddp")
             p.add_argument("--best-params", metavar="PATH",
                            help="apply the configuration `xmodal tune` found (its best_params.json) over "
                            "params.yaml; --set still overrides it")
