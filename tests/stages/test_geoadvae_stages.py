@@ -88,6 +88,9 @@ def test_training_is_logged_live_and_register_attaches_the_model_to_that_run(pro
     from mlflow import MlflowClient
 
     root = project
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["register"]["live_training"] = True
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
     assert _cli(root, "train", "--dataset", "tiny", "--method", "geoadvae") == 0
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("xmodal")

@@ -107,6 +107,7 @@ def test_xmodal_train_under_torchrun_writes_once_from_rank_0(tiny_project: Path)
                                      "phase_durations": [3, 3, 2], "prior_clusters": 4, "prior_loss_warmup": 2,
                                      "checkpoint_every": 4, "log_every": 2, "strategy": "ddp", "device": "cpu"}
     params["runs"]["tiny-geoadvae"] = {"dataset": "tiny", "method": "geoadvae"}
+    params["register"]["live_training"] = True
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in ("ingest", "preprocess"):
         assert main([stage, "--dataset", "tiny", "--params", str(root / "params.yaml"), "--root", str(root)]) == 0

@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -34,7 +34,9 @@ import torch
 from xmodal.errors import ConfigError, XmodalInputError, first_line
 from xmodal.train._config import EngineSettings
 from xmodal.train._loader import StepLoader
-from xmodal.train._module import XmodalModule
+
+if TYPE_CHECKING:  # Lightning is imported when training starts, not by this module
+    from xmodal.train._module import XmodalModule
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
