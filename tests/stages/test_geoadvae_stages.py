@@ -113,3 +113,5 @@ def test_training_is_logged_live_and_register_attaches_the_model_to_that_run(pro
     (after,) = client.search_runs([experiment.experiment_id])  # still one run, now with the model and metrics
     assert after.outputs.model_outputs
     assert "test/foscttm" in after.data.metrics
+    assert after.info.end_time == run.info.end_time  # its time in the UI is the training's, not register's
+    assert after.info.status == "FINISHED"

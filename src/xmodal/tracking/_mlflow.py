@@ -294,10 +294,12 @@ class Tracker:
         artifacts.update({PREPROCESSOR_ARTIFACT.format(modality=m): str(p) for m, p in preprocessors.items()})
         with self.active():
             known: dict[str, str] = {}
+            trained_until: int | None = None  # a training run keeps its own end: the UI shows the training's time
             if run_id is None:
                 run_id = self.client.create_run(self.experiment_id(), run_name=run_name, tags=dict(tags)).info.run_id
             else:
-                known = dict(self.client.get_run(run_id).data.params)
+                existing = self.client.get_run(run_id)
+                known, trained_until = dict(existing.data.params), existing.info.end_time
                 for k, v in tags.items():
                     self.client.set_tag(run_id, k, v)
                 history = []  # logged live while training ran
@@ -327,8 +329,10 @@ class Tracker:
                         registered_model_name=registered_name,
                         await_registration_for=60,
                     )
+                if trained_until is not None:
+                    self.client.set_terminated(run_id, status="FINISHED", end_time=trained_until)
             except BaseException:
-                self.client.set_terminated(run_id, status="FAILED")
+                self.client.set_terminated(run_id, status="FAILED", end_time=trained_until)
                 raise
         ref = ModelVersionRef(registered_name, str(info.registered_model_version), run_id, dict(tags))
         self.set_tags(ref, tags)
