@@ -395,6 +395,15 @@ def _version_of(tracker: Any, params: Params, *, name: str, digest: str, dataset
     return ref
 
 
+def settings_from_params(params: Params, *, dataset: str, method: str) -> dict[str, Any]:
+    """The settings ``params`` give a model of ``method`` on ``dataset``: method, seed, dataset, preprocess, split."""
+    family = params.dataset(dataset).family
+    return {"method": params.method(method).model_dump(mode="json"), "seed": params.seed,
+            "dataset": params.dataset(dataset).model_dump(mode="json"),
+            "preprocess": params.preprocess_config(family).model_dump(mode="json"),
+            "split": params.split.model_dump(mode="json")}
+
+
 def trained_settings(params: Params, *, root: str | Path, dataset: str, method: str) -> dict[str, Any]:
     """The settings the model in ``models/<dataset>/<method>`` was made with, as the files record them.
 
@@ -414,11 +423,7 @@ def trained_settings(params: Params, *, root: str | Path, dataset: str, method: 
            "dataset": settings["ingested"].get("dataset"), "preprocess": settings["processed"].get("preprocess"),
            "split": settings["processed"].get("split"),
            "evaluate": params.evaluate.model_dump(mode="json")}
-    family = params.dataset(dataset).family
-    current = {"method": params.method(method).model_dump(mode="json"), "seed": params.seed,
-               "dataset": params.dataset(dataset).model_dump(mode="json"),
-               "preprocess": params.preprocess_config(family).model_dump(mode="json"),
-               "split": params.split.model_dump(mode="json")}
+    current = settings_from_params(params, dataset=dataset, method=method)
     missing = [key for key in current if out[key] is None]
     if missing:
         log.warning("register %s/%s: the outputs do not record %s; logging today's params for them",

@@ -147,15 +147,12 @@ def _open_live_run(params: Params, *, dataset: str, method: str, root: str | Pat
     cfg = params.registry
     if not cfg.live_training:
         return None
+    from xmodal.stages.register import settings_from_params
     from xmodal.tracking import Tracker, flatten_params, lineage_tags, resolve_tracking_uri
     from xmodal.tracking._live import TrainingRun, dataset_inputs
     from xmodal.tracking._mlflow import resolve_artifact_location
 
-    family = params.dataset(dataset).family
-    settings = {"method": params.method(method).model_dump(mode="json"), "seed": params.seed,
-                "dataset": params.dataset(dataset).model_dump(mode="json"),
-                "preprocess": params.preprocess_config(family).model_dump(mode="json"),
-                "split": params.split.model_dump(mode="json")}
+    settings = settings_from_params(params, dataset=dataset, method=method)
     try:
         tracker = Tracker(resolve_tracking_uri(cfg.tracking_uri, root=root), experiment=cfg.experiment,
                           artifact_location=resolve_artifact_location(cfg.artifact_location, root=root))

@@ -102,7 +102,7 @@ class GeoAdVAE:
         result = fit(training, loader, settings=cfg, seed=seed,
                      digest=config_digest(cfg, (data.a.n_vars, data.b.n_vars), seed),
                      checkpoint_dir=checkpoint_dir, resume=resume, live=live, what=self.method,
-                     on_record=None if callback is None else (lambda step, record: callback(step, record)))
+                     on_record=callback)
         self.history = result.history
         self.module = net.cpu().eval()
         self.info = {
