@@ -23,7 +23,7 @@ def test_project_params_yaml_loads_with_typed_method_config() -> None:
 def test_override_beats_file_and_file_beats_default() -> None:
     params = load_params(ROOT / "params.yaml", overrides=["methods.gwot.epsilon=0.02"])
     assert params.methods["gwot"].epsilon == 0.02
-    assert load_params(ROOT / "params.yaml").methods["gwot"].max_iter == 100  # file (default 500)
+    assert load_params(ROOT / "params.yaml").methods["gwot"].max_iter == 300  # file (default 500)
     assert params_from_dict({"methods": {"gwot": {}}}).methods["gwot"].max_iter == 500
 
 

@@ -41,6 +41,29 @@ class SyntheticPairedSource(StrictModel):
     )
 
 
+class MultiomicSimSource(StrictModel):
+    """A SNARE-seq-like simulated RNA + ATAC experiment (see :func:`xmodal.families.paired.simulated_multiome`)."""
+
+    kind: Literal["simulated_multiome"] = "simulated_multiome"
+    n_cells: int = Field(1000, ge=20, description="cells, measured in both modalities")
+    n_types: int = Field(6, ge=2, le=50, description="cell types, of unequal sizes")
+    min_type_fraction: float = Field(0.03, ge=0, lt=0.5, description="share of the rarest cell type, at least")
+    latent_dim: int = Field(8, ge=2, description="dimension of the cell state")
+    separation: float = Field(1.6, gt=0, description="spread of the cell-type centres (larger: types more distinct)")
+    hidden: int = Field(24, ge=2, description="width of the random networks that read the state out")
+    n_genes: int = Field(2000, ge=10, description="RNA genes")
+    n_peaks: int = Field(6000, ge=10, description="ATAC peaks")
+    rna_depth: float = Field(2000.0, gt=0, description="median RNA counts per cell")
+    rna_dispersion: float = Field(4.0, gt=0, description="negative-binomial theta (smaller: noisier)")
+    features: Literal["counts", "reduced"] = Field(
+        "counts", description="counts: genes and peaks; reduced: RNA log-CPM PCs and ATAC topic proportions, the "
+        "low-dimensional features published paired datasets ship")
+    n_rna_pcs: int = Field(10, ge=2, description="RNA PCs in features: reduced")
+    n_topics: int = Field(19, ge=2, description="ATAC topics in features: reduced")
+    names: ModalityNames = ("atac", "rna")
+    seed: int = Field(0, description="the experiment")
+
+
 class Pbmc68kSource(StrictModel):
     """scanpy's bundled ``pbmc68k_reduced`` split into two disjoint gene panels (real cells, real labels)."""
 
@@ -89,7 +112,7 @@ class AnnDataSource(StrictModel):
 
 
 PairedSource = Annotated[
-    SyntheticPairedSource | Pbmc68kSource | CsvPairedSource | AnnDataSource,
+    SyntheticPairedSource | MultiomicSimSource | Pbmc68kSource | CsvPairedSource | AnnDataSource,
     Field(discriminator="kind"),
 ]
 
@@ -109,7 +132,9 @@ class PairedPreprocessConfig(StrictModel):
         "auto", description="log1p-transform a modality; auto: when it looks like counts"
     )
     n_top_features: int | None = Field(2000, ge=2, description="keep the most variable features")
-    scale: bool = Field(True, description="z-score each feature")
+    scale: bool | Literal["auto"] = Field(
+        "auto", description="z-score each feature; auto: only when PCA runs (more features than n_pcs), so "
+        "low-dimensional features that are already an embedding (PCs, topic proportions) keep their scales")
     n_pcs: int | None = Field(30, ge=2, description="PCA per modality; null keeps the features")
     min_features: int = Field(
         2, ge=1, description="fewest features of a modality that must vary over the training cells after "
@@ -117,5 +142,5 @@ class PairedPreprocessConfig(StrictModel):
     seed: int = Field(0, description="seeds the PCA")
 
 
-__all__ = ["AnnDataSource", "CsvPairedSource", "Kind", "PairedDatasetConfig", "PairedPreprocessConfig", "PairedSource",
+__all__ = ["AnnDataSource", "CsvPairedSource", "Kind", "MultiomicSimSource", "PairedDatasetConfig", "PairedPreprocessConfig", "PairedSource",
            "Pbmc68kSource", "SyntheticPairedSource"]

@@ -199,7 +199,8 @@ def fit_preprocessor(train: ad.AnnData, *, cfg: PairedPreprocessConfig, kind: st
     train
         Training cells ``(n, d)``.
     cfg
-        ``log1p`` (``auto``: for counts with values above 1), ``n_top_features``, ``scale``, ``n_pcs``,
+        ``log1p`` (``auto``: for counts with values above 1), ``n_top_features``, ``scale`` (``auto``: only when
+        PCA runs), ``n_pcs``,
         ``min_features``.
     kind
         ``counts`` or ``continuous`` as ingest recorded it (``None``: inferred from ``train``).
@@ -232,13 +233,15 @@ def fit_preprocessor(train: ad.AnnData, *, cfg: PairedPreprocessConfig, kind: st
     if cfg.n_top_features is not None and len(keep) > cfg.n_top_features:
         keep = np.sort(keep[np.argsort(var[keep])[::-1][: cfg.n_top_features]])
     x = x[:, keep]
-    mean = x.mean(axis=0) if cfg.scale else np.zeros(x.shape[1])
-    scale = x.std(axis=0) if cfg.scale else np.ones(x.shape[1])
+    n_pcs = cfg.n_pcs
+    runs_pca = n_pcs is not None and n_pcs < min(x.shape)
+    do_scale = runs_pca if cfg.scale == "auto" else bool(cfg.scale)
+    mean = x.mean(axis=0) if do_scale else np.zeros(x.shape[1])
+    scale = x.std(axis=0) if do_scale else np.ones(x.shape[1])
     scale[scale == 0] = 1.0
     prep = ModalityPreprocessor(log1p=use_log, features=np.asarray(train.var_names[keep], dtype=str), mean=mean,
                                 scale=scale, counts=counts)
-    n_pcs = cfg.n_pcs
-    if n_pcs is not None and n_pcs < min(x.shape):
+    if runs_pca:
         from sklearn.decomposition import PCA
 
         pca = PCA(n_components=n_pcs, random_state=cfg.seed, svd_solver="full").fit((x - mean) / scale)

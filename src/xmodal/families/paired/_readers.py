@@ -583,12 +583,12 @@ def _not_counts(x: object) -> tuple[tuple[int, int, float] | None, float]:
 
 
 def load_source(source: object, *, root: object = ".") -> PairedData:
-    """Build a :class:`PairedData` from a dataset ``source`` config (any of the four kinds).
+    """Build a :class:`PairedData` from a dataset ``source`` config (any of the five kinds).
 
     Parameters
     ----------
     source
-        A ``SyntheticPairedSource``, ``Pbmc68kSource``, ``CsvPairedSource`` or ``AnnDataSource``.
+        A ``SyntheticPairedSource``, ``MultiomicSimSource``, ``Pbmc68kSource``, ``CsvPairedSource`` or ``AnnDataSource``.
     root
         Directory that relative file paths in ``source`` are resolved against. ``s3://`` URIs
         (``csv`` and ``anndata`` sources) are downloaded to a temporary folder, read like local
@@ -603,13 +603,18 @@ def load_source(source: object, *, root: object = ".") -> PairedData:
     from xmodal.families.paired._config import (
         AnnDataSource,
         CsvPairedSource,
+        MultiomicSimSource,
         Pbmc68kSource,
         SyntheticPairedSource,
     )
+    from xmodal.families.paired._multiomic import simulated_multiome
     from xmodal.families.paired._synthetic import synthetic_paired
 
     if isinstance(source, SyntheticPairedSource):
         data = replace(synthetic_paired(source), kinds=("continuous", "counts"))
+    elif isinstance(source, MultiomicSimSource):
+        kinds = ("counts", "counts") if source.features == "counts" else ("continuous", "continuous")
+        data = replace(simulated_multiome(source), kinds=kinds)
     elif isinstance(source, Pbmc68kSource):
         data = replace(pbmc68k_paired(source), kinds=("continuous", "continuous"))
     elif isinstance(source, CsvPairedSource):

@@ -8,32 +8,51 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from xmodal._pot import import_pot as _import_pot
-from xmodal.errors import XmodalInputError
+from xmodal.errors import TrainingDivergedError, XmodalInputError
 from xmodal.families.paired._data import PairedData
-from xmodal.geometry import intra_distances, nearest_neighbors
 from xmodal.methods._base import read_history, read_model_meta, write_model_meta
+from xmodal.methods.gwot._anchors import kmeans_anchors, nearest_anchors
 from xmodal.methods.gwot._config import GWOTConfig
+from xmodal.methods.gwot._solver import (
+    GWResult,
+    cell_distances,
+    eccentricity_init,
+    entropic_gw,
+    gw_distance_of,
+    normalize_cells,
+    random_init,
+    scot_tune,
+)
 
 log = logging.getLogger(__name__)
-_ARRAYS = ("x_a", "x_b", "z_a", "z_b")
+_ARRAYS = ("ref_a", "ref_b", "z_ref_a", "z_ref_b")
 
 
 class GWOT:
-    """SCOT-style unsupervised alignment by entropic Gromov–Wasserstein optimal transport.
+    """Unsupervised alignment by entropic Gromov–Wasserstein optimal transport (SCOT's family, made robust).
 
-    Fitting never looks at labels or at the true pairing. It computes intra-modality distances
-    (kNN-graph geodesic or Euclidean, each scaled to max 1), solves the entropic GW problem
-    between the two metric spaces with uniform marginals (Peyré et al. 2016, projected
-    gradient with one Sinkhorn solve per outer step, on POT's primitives), and embeds both
-    modalities in the feature space of ``project_onto`` by barycentric projection: a cell of
-    the other modality goes to the coupling-weighted mean of its partners.
+    Fitting never looks at labels or at the true pairing:
 
-    New cells (e.g. the validation split) are embedded out of sample: cells of the target
-    modality are already in the shared space; a cell of the other modality takes the
-    inverse-distance-weighted mean of the projections of its ``oos_neighbors`` nearest training
-    cells of its own modality.
+    1. **Geometry.** Each cell is normalised (``normalize``: per-cell L2); distances between cells are
+       straight lines (``distance: euclidean``, the default), or shortest paths on a kNN graph (``geodesic``,
+       SCOT's: ``metric`` correlation, ``graph: connectivity`` = hop counts); scaled to max 1.
+    2. **Coupling.** Entropic GW between the two metric spaces with uniform marginals (Peyré et al. 2016),
+       from ``n_init`` starts: the first (``init``: the product coupling, or cells matched by their
+       distributions of distances), then seeded symmetry-breaking ones. The lowest GW distance wins, which
+       keeps a mirrored (flipped) optimum from winning when a better-fitting one was found.
+    3. **Self-tuning** (``tune: scot``): SCOT's search over k and ε, the lowest GW distance wins.
+    4. **Projection.** Cells of ``project_onto`` keep their (normalised) features, as in SCOT; a cell of the other modality goes to the
+       coupling-weighted mean of its partners (barycentric projection).
+
+    Above ``max_exact_cells`` (``solver: auto``) steps 1–3 run between k-means anchors with masses
+    (quantized GW) and each cell is placed from its ``anchor_neighbors`` nearest anchors, so no ``n × n``
+    matrix exists (see :mod:`xmodal.methods.gwot._anchors`).
+
+    New cells (e.g. the validation split) are embedded out of sample: cells of the target modality are
+    already in the shared space; a cell of the other modality takes the inverse-distance-weighted mean of
+    the projections of its nearest reference points (training cells, or anchors) of its own modality.
 
     Parameters
     ----------
@@ -44,7 +63,7 @@ class GWOT:
     --------
     >>> from xmodal.families.paired import synthetic_paired
     >>> data = synthetic_paired(n_cells=120, dim_a=10, dim_b=30, seed=0)
-    >>> model = GWOT(GWOTConfig(max_iter=50, n_neighbors=10)).fit(data, seed=0)
+    >>> model = GWOT(GWOTConfig(max_iter=50, n_neighbors=10, tune="none")).fit(data, seed=0)
     >>> model.transform(data.b.X, modality="b").shape
     (120, 10)
     """
@@ -66,43 +85,156 @@ class GWOT:
         data
             Training cells: ``data.a.X`` ``(n_a, d_a)`` and ``data.b.X`` ``(n_b, d_b)``.
         seed
-            Seeds the subsampling when a modality has more than ``max_cells`` cells.
+            Seeds the subsampling (``max_cells``), the anchors and the symmetry-breaking starts.
 
         Returns
         -------
         GWOT
             ``self``, fitted.
         """
-        ot = _import_pot()
         cfg = self.config
         rng = np.random.default_rng(seed)
-        x_a = _subsample(np.asarray(data.a.X, dtype=np.float64), cfg.max_cells, rng)
-        x_b = _subsample(np.asarray(data.b.X, dtype=np.float64), cfg.max_cells, rng)
+        x_a = np.asarray(data.a.X, dtype=np.float64)
+        x_b = np.asarray(data.b.X, dtype=np.float64)
+        if cfg.max_cells is not None:
+            x_a, x_b = _subsample(x_a, cfg.max_cells, rng), _subsample(x_b, cfg.max_cells, rng)
+        _check_finite(x_a, "a"), _check_finite(x_b, "b")
         start = time.perf_counter()
-        d_a = intra_distances(x_a, kind=cfg.distance, n_neighbors=cfg.n_neighbors)
-        d_b = intra_distances(x_b, kind=cfg.distance, n_neighbors=cfg.n_neighbors)
-        p, q = ot.unif(len(x_a)), ot.unif(len(x_b))
-        coupling, self.history = _entropic_gw(d_a, d_b, p, q, cfg)
-        mass_b = coupling.sum(axis=0)[:, None]
-        mass_a = coupling.sum(axis=1)[:, None]
-        if cfg.project_onto == "a":
-            z_a, z_b = x_a, (coupling.T @ x_a) / mass_b
+        solver = cfg.solver
+        if solver == "auto":
+            solver = "anchors" if max(len(x_a), len(x_b)) > cfg.max_exact_cells else "exact"
+        g_a, g_b = normalize_cells(x_a, cfg.normalize), normalize_cells(x_b, cfg.normalize)
+        if solver == "exact":
+            _check_exact_memory(len(x_a), len(x_b))
+            ref_a, ref_b = g_a, g_b
+            w_a, w_b = np.full(len(g_a), 1.0 / len(g_a)), np.full(len(g_b), 1.0 / len(g_b))
+            feat_a, feat_b = g_a, g_b
         else:
-            z_a, z_b = (coupling @ x_b) / mass_a, x_b
-        self.arrays = {"x_a": x_a, "x_b": x_b, "z_a": z_a, "z_b": z_b}
+            ref_a, w_a, assign_a = kmeans_anchors(g_a, cfg.n_anchors, rng=rng)
+            ref_b, w_b, assign_b = kmeans_anchors(g_b, cfg.n_anchors, rng=rng)
+            feat_a, feat_b = _group_means(g_a, assign_a, len(ref_a)), _group_means(g_b, assign_b, len(ref_b))
+            log.info("gwot: %d × %d cells → %d × %d anchors", len(x_a), len(x_b), len(ref_a), len(ref_b))
+        coupling, chosen = self._solve(ref_a, ref_b, w_a, w_b, rng=rng)
+        # barycentric projection of the reference points (cells, or anchors) of the projected modality
+        if cfg.project_onto == "a":
+            z_ref_a, z_ref_b = feat_a, (coupling.T @ feat_a) / coupling.sum(axis=0)[:, None]
+        else:
+            z_ref_a, z_ref_b = (coupling @ feat_b) / coupling.sum(axis=1)[:, None], feat_b
+        self.arrays = {"ref_a": ref_a, "ref_b": ref_b, "z_ref_a": z_ref_a, "z_ref_b": z_ref_b}
         self.info = {
             "n_train_a": len(x_a),
             "n_train_b": len(x_b),
-            "gw_distance": float(self.history[-1]["gw_loss"]) if self.history else float("nan"),
+            "solver": solver,
+            "n_reference_a": len(ref_a),
+            "n_reference_b": len(ref_b),
+            "dim_a": int(x_a.shape[1]),
+            "dim_b": int(x_b.shape[1]),
+            **chosen,
             "n_iter": len(self.history),
             "fit_seconds": time.perf_counter() - start,
             "features_a": list(map(str, data.a.var_names)),
             "features_b": list(map(str, data.b.var_names)),
             "names": list(data.names),
         }
-        log.info("gwot: fitted %d × %d cells in %.1f s (%d iterations, GW %.4g)",
-                 len(x_a), len(x_b), self.info["fit_seconds"], len(self.history), self.info["gw_distance"])
+        log.info("gwot: fitted %d × %d cells in %.1f s (%s solver, k=%d, ε=%.3g, start %s, GW %.4g)",
+                 len(x_a), len(x_b), self.info["fit_seconds"], solver, chosen["n_neighbors"], chosen["epsilon"],
+                 chosen["init"], chosen["gw_distance"])
         return self
+
+    def _solve(self, ref_a: np.ndarray, ref_b: np.ndarray, w_a: np.ndarray, w_b: np.ndarray, *,
+               rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
+        """Geometries, optional self-tuning and the starts; returns the winning coupling and what was chosen.
+
+        With one geometry the start with the lowest GW distance wins. With ``distance: auto`` every start is
+        solved in both geometries (straight lines and hop counts) and each coupling is scored in both: the
+        winner has the lowest sum over the two geometries of its GW distance relative to the best found in that
+        geometry. A coupling that only one view of the data supports (a flipped optimum of that view) loses to
+        one that both support.
+        """
+        cfg = self.config
+        n = min(len(ref_a), len(ref_b))
+        k_auto = max(2, min(50, n // 5))
+        kinds = ["euclidean", "geodesic"] if cfg.distance == "auto" else [cfg.distance]
+        cache: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+
+        def distances(kind: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+            key = (kind, k if kind == "geodesic" else 0)
+            if key not in cache:
+                for old in [c for c in cache if c[0] == kind]:
+                    del cache[old]  # one pair of n × n matrices per geometry at a time
+                cache[key] = tuple(cell_distances(x, distance=kind, n_neighbors=k, graph_mode=cfg.graph,
+                                                  metric=cfg.metric) for x in (ref_a, ref_b))
+            return cache[key]
+
+        def solve(kind: str, k: int, eps: float, init: str, start_rng: np.random.Generator | None = None
+                  ) -> GWResult:
+            d_a, d_b = distances(kind, k)
+            if init == "eccentricity":
+                start = eccentricity_init(d_a, d_b, w_a, w_b, epsilon=eps)
+            elif init == "random":
+                start = random_init(w_a, w_b, rng=start_rng)
+            else:
+                start = None
+            bar = tqdm(total=cfg.max_iter * (cfg.anneal_steps + 1), desc=f"gwot {kind} ε={eps:.1e} {init}",
+                       unit="it", disable=None, leave=False)
+            try:
+                result = entropic_gw(d_a, d_b, w_a, w_b, epsilon=eps, anneal_steps=cfg.anneal_steps,
+                                     max_iter=cfg.max_iter, tol=cfg.tol, sinkhorn_max_iter=cfg.sinkhorn_max_iter,
+                                     init=start, progress=bar)
+            finally:
+                bar.close()
+            result.init = init
+            return result
+
+        starts = [cfg.init] + [("eccentricity" if cfg.init == "product" and i == 1 else
+                                "product" if cfg.init == "eccentricity" and i == 1 else "random")
+                               for i in range(1, cfg.n_init)]
+        seeds = [int(rng.integers(2**31)) for _ in starts]
+        settings: dict[str, tuple[int, float]] = {}
+        candidates: list[dict[str, Any]] = []
+        trials: list[dict[str, float]] = []
+        couplings: list[np.ndarray] = []
+        self.history = []
+        for kind in kinds:
+            k, eps = (k_auto if cfg.n_neighbors == "auto" else cfg.n_neighbors), cfg.epsilon
+            if cfg.tune == "scot":
+                tuned = scot_tune(lambda kk, ee, kind=kind: solve(kind, kk, ee, cfg.init), n,
+                                  n_neighbors=50 if cfg.n_neighbors == "auto" else cfg.n_neighbors)
+                k, eps = tuned.n_neighbors, tuned.epsilon
+                trials += [{**t, "distance": kind} for t in tuned.trials]
+            settings[kind] = (k, eps)
+            for i, init in enumerate(starts):
+                result = solve(kind, k, eps, init, np.random.default_rng([seeds[i], i]))
+                self.history += [{**h, "start": len(candidates)} for h in result.history]
+                candidates.append({"distance": kind, "init": init, "gw_distance": float(result.gw_loss),
+                                   "converged": result.converged, "n_iter": len(result.history)})
+                couplings.append(result.coupling)
+        for cand, coupling in zip(candidates, couplings, strict=False):
+            cand["gw_by_geometry"] = {
+                kind: (cand["gw_distance"] if kind == cand["distance"] else
+                       gw_distance_of(*distances(kind, settings[kind][0]), w_a, w_b, coupling))
+                for kind in kinds}
+        ok = [c for c in candidates if c["converged"]]
+        if not ok:
+            raise TrainingDivergedError(
+                f"gwot: the fitted model is not finite (no start of the entropic GW solve converged at "
+                f"epsilon={cfg.epsilon:g}). Fix: raise methods.gwot.epsilon")
+        floor = {kind: max(min(c["gw_by_geometry"][kind] for c in ok), 1e-300) for kind in kinds}
+        for c in candidates:
+            c["score"] = (float(sum(c["gw_by_geometry"][kind] / floor[kind] for kind in kinds))
+                          if c["converged"] else float("inf"))
+        best = min(range(len(candidates)), key=lambda i: candidates[i]["score"])
+        k, eps = settings[candidates[best]["distance"]]
+        chosen = {
+            "distance": candidates[best]["distance"],
+            "n_neighbors": int(k),
+            "epsilon": float(eps),
+            "init": candidates[best]["init"],
+            "gw_distance": candidates[best]["gw_distance"],
+            "starts": candidates,
+            "tuning": trials,
+        }
+        return couplings[best], chosen
 
     # ------------------------------------------------------------ transform
     def transform(self, x: np.ndarray, *, modality: str) -> np.ndarray:
@@ -125,19 +257,21 @@ class GWOT:
         if modality not in ("a", "b"):
             raise ValueError(f"modality must be 'a' or 'b', got {modality!r}")
         x = np.asarray(x, dtype=np.float64)
-        train = self.arrays[f"x_{modality}"]
-        if x.ndim != 2 or x.shape[1] != train.shape[1]:
+        width = self.arrays[f"ref_{modality}"].shape[1]
+        if x.ndim != 2 or x.shape[1] != width:
             raise XmodalInputError(
-                f"modality {modality} has {x.shape[-1]} features, the model was trained on {train.shape[1]}",
+                f"modality {modality} has {x.shape[-1]} features, the model was trained on {width}",
                 fix="preprocess new data with the same parameters as the training data",
             )
         if modality == self.config.project_onto:
-            return x.copy()
-        k = min(self.config.oos_neighbors, len(train))
-        dist, idx = nearest_neighbors(train, x, k=k)
-        weights = 1.0 / (dist + 1e-8)
+            return normalize_cells(x, self.config.normalize)
+        ref = self.arrays[f"ref_{modality}"]
+        k = min(self.config.oos_neighbors if self.info.get("solver") == "exact" else self.config.anchor_neighbors,
+                len(ref))
+        sq, idx = nearest_anchors(normalize_cells(x, self.config.normalize), ref, k=k)
+        weights = 1.0 / (np.sqrt(sq) + 1e-8)
         weights /= weights.sum(axis=1, keepdims=True)
-        return np.einsum("nk,nkd->nd", weights, self.arrays[f"z_{modality}"][idx])
+        return np.einsum("nk,nkd->nd", weights, self.arrays[f"z_ref_{modality}"][idx])
 
     # ----------------------------------------------------------- save/load
     def save(self, path: str | Path) -> Path:
@@ -173,47 +307,24 @@ def _subsample(x: np.ndarray, max_cells: int, rng: np.random.Generator) -> np.nd
     return x[np.sort(rng.choice(len(x), size=max_cells, replace=False))]
 
 
-def _entropic_gw(
-    d_a: np.ndarray, d_b: np.ndarray, p: np.ndarray, q: np.ndarray, cfg: GWOTConfig
-) -> tuple[np.ndarray, list[dict[str, float]]]:
-    """Entropic GW with the square loss by projected gradient, annealing epsilon.
+def _check_finite(x: np.ndarray, modality: str) -> None:
+    if not np.isfinite(x).all():
+        row, col = np.argwhere(~np.isfinite(x))[0]
+        raise XmodalInputError(f"modality {modality}: value {x[row, col]} is not finite", row=int(row) + 1,
+                               column=str(col), fix="remove or impute NaN/infinite values before training")
 
-    Each stage runs the Peyré et al. (2016) iteration ``T ← Sinkhorn_ε(p, q, ∇GW(T))`` until the
-    coupling changes less than ``tol``; the first stage uses ``ε·4^anneal_steps`` (a smooth,
-    nearly convex problem), each next stage divides ε by 4 and starts from the previous coupling.
 
-    Returns
-    -------
-    tuple
-        The coupling ``(n_a, n_b)`` and one history record per iteration
-        (``step``, ``epsilon``, ``gw_loss``, ``coupling_change``).
-    """
-    import warnings
+def _check_exact_memory(n_a: int, n_b: int) -> None:
+    """The exact solver keeps about eight float64 n × n matrices alive (distances, coupling, gradient, kernel)."""
+    from xmodal._resources import check_memory
 
-    from tqdm.auto import tqdm
+    n = max(n_a, n_b)
+    check_memory(8 * 8 * n * n, what=f"the exact gwot solver on {n_a:,} × {n_b:,} cells",
+                 fix="set methods.gwot.solver: anchors (or auto with a lower max_exact_cells)")
 
-    ot = _import_pot()
 
-    const, h_a, h_b = ot.gromov.init_matrix(d_a, d_b, p, q, "square_loss")
-    coupling = np.outer(p, q)
-    history: list[dict[str, float]] = []
-    epsilons = [cfg.epsilon * 4.0**k for k in range(cfg.anneal_steps, -1, -1)]
-    bar = tqdm(total=len(epsilons) * cfg.max_iter, desc="gwot", unit="it", disable=None, leave=False)
-    for eps in epsilons:
-        for _ in range(cfg.max_iter):
-            grad = ot.gromov.gwggrad(const, h_a, h_b, coupling)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # inner non-convergence; the outer loop checks
-                new = ot.sinkhorn(p, q, grad - grad.min(), eps, numItermax=cfg.sinkhorn_max_iter, stopThr=1e-9)
-            change = float(np.linalg.norm(new - coupling))
-            coupling = new
-            loss = float(ot.gromov.gwloss(const, h_a, h_b, coupling))
-            history.append({"step": len(history), "epsilon": eps, "gw_loss": loss, "coupling_change": change})
-            bar.update()
-            bar.set_postfix(eps=f"{eps:.1e}", gw=f"{loss:.4g}")
-            if change < cfg.tol:
-                break
-    bar.close()
-    if not np.isfinite(coupling).all() or coupling.sum() <= 0:
-        raise RuntimeError("gwot: the coupling is not finite; increase methods.gwot.epsilon")
-    return coupling, history
+def _group_means(x: np.ndarray, assign: np.ndarray, m: int) -> np.ndarray:
+    """Mean of the cells of each anchor, ``(m, d)``."""
+    sums = np.zeros((m, x.shape[1]))
+    np.add.at(sums, assign, x)
+    return sums / np.maximum(np.bincount(assign, minlength=m), 1)[:, None]
