@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.xmodal-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all lint bench clean-outputs lock help images push-images
+.PHONY: install demo test test-all lint bench peers clean-outputs lock help images push-images
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -39,7 +39,9 @@ test-all: install  ## run every test, slow ones included
 lint: install  ## ruff
 	$(BIN)/ruff check src tests benchmarks
 
-bench: install  ## run every benchmark at full size (writes benchmarks/results/*.json; `make test` runs each --quick)
+bench: install peers  ## run every benchmark at full size (writes benchmarks/results/*.json; `make test` runs each --quick)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/gwot_diagnosis.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/alignment_peers.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/gwot_scaling.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/geoadvae_speed.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/dualdann_speed.py
@@ -47,6 +49,14 @@ bench: install  ## run every benchmark at full size (writes benchmarks/results/*
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/foundation_embed.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/gpu_check.py  # records "no CUDA device" on a CPU machine
 	OMP_NUM_THREADS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pipeline_overhead.py --repeats 3
+
+peers: benchmarks/.peers/.installed  ## the alignment peers' own environment (the `peers` extra, outside the lock)
+
+benchmarks/.peers/.installed: pyproject.toml
+	python3 -m venv benchmarks/.peers
+	benchmarks/.peers/bin/python -m pip install -q "pip>=25"
+	benchmarks/.peers/bin/python -m pip install -q $$(python3 -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['peers']))")
+	touch $@
 
 lock:  ## regenerate requirements/lock.txt from the current .venv
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements/lock.txt

@@ -118,8 +118,15 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=[c for c in CONFIGS if c != "scot_tuned"],
                         choices=list(CONFIGS))
     parser.add_argument("--tuned", action="store_true", help="also run scot_tuned (20 solves per dataset)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "gwot_diagnosis.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/gwot_diagnosis.json (--quick: "
+                        "results/quick/)")
+    parser.add_argument("--quick", action="store_true", help="150 synthetic cells, two configurations: checks that "
+                        "the benchmark runs (`make test`); its figures mean nothing")
     args = parser.parse_args()
+    args.out = args.out or Path(__file__).parent / "results" / ("quick" if args.quick else "") / "gwot_diagnosis.json"
+    if args.quick:
+        DATASETS["tiny"] = lambda: synthetic_paired(n_cells=150, dim_a=12, dim_b=40, n_clusters=3, seed=1)
+        args.datasets, args.configs = ["tiny"], ["default", "before"]
     configs = args.configs + (["scot_tuned"] if args.tuned and "scot_tuned" not in args.configs else [])
     rows = []
     for name in args.datasets:
@@ -134,7 +141,7 @@ def main() -> None:
                   f"{row['label_transfer_accuracy']:.3f} (majority {chance:.2f})  GW {row['gw_distance']:.4g}  "
                   f"{row['seconds']:.1f} s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "gwot_diagnosis", "machine": platform.machine(),
+    args.out.write_text(json.dumps({"benchmark": "gwot_diagnosis", "quick": args.quick, "machine": platform.machine(),
                                     "cpus": os.cpu_count(), "rows": rows}, indent=1) + "\n")
     print(f"wrote {args.out}")
 
