@@ -15,9 +15,16 @@ Gromov–Wasserstein with its gradient, cluster prior). Three iterations are tim
   again for each discriminator update, GW is solved on detached NumPy codes (so it has no
   gradient), Adam is PyTorch's default implementation — the baseline the speed-up is measured against.
 
-The iteration's floating-point work is counted with ``torch.utils.flop_counter`` and the machine's
-matmul throughput is measured on the iteration's own layer shapes (forward and both backward
-products), so ``floor_ms = flop / throughput`` and ``gw_on / floor`` show the distance to it.
+The floor counts the two things an iteration cannot avoid, each against this machine measured in the same
+run: the floating-point work (``torch.utils.flop_counter``) at the matmul throughput of the iteration's own
+layer shapes (forward and both backward products), and the optimisers' memory traffic (Adam reads a
+parameter, its gradient and both moments and writes three of them back: 28 bytes per parameter per step, one
+generator step and ``num_disc`` discriminator steps per iteration) at the memory bandwidth of a STREAM-style
+triad on buffers of the model's size. ``floor_ms = flop / throughput + bytes / bandwidth``.
+
+The targets (issue 16) are relative: at least 2.5× faster than ``seed_style``, and within 2× of the floor;
+``targets`` in the JSON says whether each holds. On a GPU machine ``benchmarks/gpu_check.sh`` reports
+iterations/s at batch 32 and at a batch that fills the device.
 
     python benchmarks/geoadvae_speed.py                 # → benchmarks/results/geoadvae_speed.json
     python benchmarks/geoadvae_speed.py --iters 100 --repeats 5
@@ -167,6 +174,27 @@ def _matmul_gflops(cfg: GeoAdVAEConfig, repeats: int = 200) -> float:
     return flop / best / 1e9
 
 
+def _optimizer_bytes(t: Trainer, num_disc: int) -> int:
+    """Adam's memory traffic per iteration: 7 float32 values per parameter per step (read p, g, m, v; write p, m, v)."""
+    n_gen = sum(p.numel() for p in t.module.generator_parameters())
+    n_dis = sum(p.numel() for p in t.module.disc.parameters())
+    return 7 * 4 * (n_gen + num_disc * n_dis)
+
+
+def _bandwidth_gbs(n_values: int, repeats: int = 50) -> float:
+    """Memory bandwidth of a triad ``c = a + s·b`` on float32 buffers of ``n_values`` (3 × 4 bytes per value)."""
+    a, b, c = torch.randn(n_values), torch.randn(n_values), torch.empty(n_values)
+    for _ in range(5):
+        torch.add(a, b, alpha=0.5, out=c)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            torch.add(a, b, alpha=0.5, out=c)
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return 12 * n_values / best / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iters", type=int, default=60, help="iterations per timed repeat")
@@ -205,7 +233,11 @@ def main() -> None:
     hand_ms = min(results["gw_on"]["ms_median"], results["gw_on_after_engine"]["ms_median"])
     flop = _flop(on)
     gflops = _matmul_gflops(cfg, repeats=5 if args.quick else 200)
-    floor_ms = flop / (gflops * 1e9) * 1e3
+    opt_bytes = _optimizer_bytes(on, cfg.num_disc)
+    bandwidth = _bandwidth_gbs(opt_bytes // 28, repeats=3 if args.quick else 50)
+    compute_ms = flop / (gflops * 1e9) * 1e3
+    memory_ms = opt_bytes / (bandwidth * 1e9) * 1e3
+    floor_ms = compute_ms + memory_ms
 
     # the GW term's gradient reaches the encoders in the timed configuration
     idx_a, idx_b = on.batches(0)
@@ -224,6 +256,10 @@ def main() -> None:
         "timings": results,
         "flop_per_iteration": flop,
         "matmul_gflops": round(gflops, 1),
+        "optimizer_bytes_per_iteration": opt_bytes,
+        "memory_bandwidth_gbs": round(bandwidth, 1),
+        "floor_compute_ms": round(compute_ms, 2),
+        "floor_memory_ms": round(memory_ms, 2),
         "floor_ms": round(floor_ms, 2),
         "ratios": {
             "seed_style_over_gw_on": round(results["seed_style"]["ms_median"] / results["gw_on"]["ms_median"], 2),
@@ -231,15 +267,24 @@ def main() -> None:
             "gw_on_over_gw_off": round(results["gw_on"]["ms_median"] / results["gw_off"]["ms_median"], 2),
             "engine_over_handwritten": round(results["engine"]["ms_median"] / hand_ms, 3),
             "seed_style_over_engine": round(results["seed_style"]["ms_median"] / results["engine"]["ms_median"], 2),
+            "engine_over_floor": round(results["engine"]["ms_median"] / floor_ms, 2),
         },
         "gw_gradient_norm_to_encoder_a": gw_grad,
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "cpus": os.cpu_count(), "loadavg": os.getloadavg()},
     }
+    speedup = report["ratios"]["seed_style_over_engine"]
+    over_floor = report["ratios"]["engine_over_floor"]
+    report["targets"] = {
+        "seed_style_over_engine": {"min": 2.5, "value": speedup, "met": speedup >= 2.5},
+        "engine_over_floor": {"max": 2.0, "value": over_floor, "met": over_floor <= 2.0},
+        "gpu_iterations_per_second": "benchmarks/gpu_check.sh on a GPU machine (batch 32 and a device-filling batch)",
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in ("ms_per_iteration", "flop_per_iteration", "matmul_gflops", "floor_ms",
-                                             "ratios", "gw_gradient_norm_to_encoder_a")}, indent=2))
+    print(json.dumps({k: report[k] for k in ("ms_per_iteration", "flop_per_iteration", "matmul_gflops",
+                                             "memory_bandwidth_gbs", "floor_compute_ms", "floor_memory_ms", "floor_ms",
+                                             "ratios", "targets")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -257,7 +257,7 @@ def test_an_interrupted_stage_without_checkpoints_says_nothing_was_written(tiny_
     ("data/processed/tiny/preprocessor_b/meta.json", ("register", "--method", "gwot"),
      "data/processed/tiny/preprocessor_b/meta.json"),
     ("reports/tiny/gwot/metrics.json", ("register", "--method", "gwot"), "reports/tiny/gwot/metrics.json"),
-    ("models/tiny/gwot/z_a.npy", ("evaluate", "--method", "gwot"), "models/tiny/gwot"),
+    ("models/tiny/gwot/z_ref_b.npy", ("evaluate", "--method", "gwot"), "models/tiny/gwot"),
     ("models/tiny/gwot/model.json", ("evaluate", "--method", "gwot"), "models/tiny/gwot/model.json"),
 ])
 def test_a_damaged_output_of_an_earlier_stage_is_exit_2_naming_it(trained: Path, damaged: str,

@@ -176,3 +176,11 @@ def test_a_fit_is_deterministic_and_survives_save_and_load(tmp_path: Path) -> No
     new_b = synthetic_paired(n_cells=200, seed=3, dim_a=10, dim_b=30, batch=1).b.X
     np.testing.assert_array_equal(loaded.transform(new_b, modality="b"), first.transform(new_b, modality="b"))
     assert loaded.info["solver"] == "anchors"
+
+
+def test_the_history_counts_one_step_over_every_start() -> None:
+    data = synthetic_paired(n_cells=80, seed=2, dim_a=8, dim_b=20, n_clusters=3)
+    model = GWOT(GWOTConfig(max_iter=5, tol=0.0)).fit(data, seed=0)
+    steps = [h["step"] for h in model.history]
+    assert steps == list(range(len(steps)))
+    assert sorted({h["start"] for h in model.history}) == [0, 1, 2, 3]  # two starts in each of two geometries

@@ -205,7 +205,9 @@ class GWOT:
             settings[kind] = (k, eps)
             for i, init in enumerate(starts):
                 result = solve(kind, k, eps, init, np.random.default_rng([seeds[i], i]))
-                self.history += [{**h, "start": len(candidates)} for h in result.history]
+                # one step count over every start: each record's step is unique (trackers key metrics by step)
+                self.history += [{**h, "step": len(self.history) + j, "start": len(candidates)}
+                                 for j, h in enumerate(result.history)]
                 candidates.append({"distance": kind, "init": init, "gw_distance": float(result.gw_loss),
                                    "converged": result.converged, "n_iter": len(result.history)})
                 couplings.append(result.coupling)
