@@ -70,7 +70,7 @@ class GWOTConfig(StrictModel):
     solver: Literal["auto", "exact", "anchors"] = Field(
         "auto", description="exact: GW between cells (n² memory); anchors: GW between k-means anchors with "
         "masses, extended to cells (no n × n matrix); auto: anchors above max_exact_cells")
-    max_exact_cells: int = Field(4000, ge=10, description="auto switches to anchors above this many cells in "
+    max_exact_cells: int = Field(2000, ge=10, description="auto switches to anchors above this many cells in "
                                  "either modality")
     n_anchors: int = Field(1000, ge=10, description="anchors per modality of the anchor solver")
     anchor_neighbors: int = Field(8, ge=1, description="nearest anchors that place each cell (soft weights)")
