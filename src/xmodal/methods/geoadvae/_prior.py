@@ -89,14 +89,15 @@ def _unsupervised_prior(data: PairedData, config: GeoAdVAEConfig, *, seed: int) 
     from xmodal.geometry import nearest_neighbors
     from xmodal.methods.gwot import GWOT, GWOTConfig
 
-    x_a = np.asarray(data.a.X, dtype=np.float64)
+    transport = GWOT(GWOTConfig(project_onto="a", max_iter=100, tol=1e-7)).fit(data, seed=seed)
+    # clusters, centres and B's projections all live in gwot's shared space (A's per-cell normalised features)
+    x_a = transport.transform(np.asarray(data.a.X, dtype=np.float64), modality="a")
     k = min(config.prior_clusters, len(x_a) // 2)
     centres, clusters_a = kmeans2(x_a, k, minit="++", seed=seed)
     used = np.unique(clusters_a)  # k-means may leave a centre empty
     remap = np.full(k, -1)
     remap[used] = np.arange(len(used))
     centres, clusters_a = centres[used], remap[clusters_a]
-    transport = GWOT(GWOTConfig(project_onto="a", max_iter=100, tol=1e-7)).fit(data, seed=seed)
     x_b_in_a = transport.transform(np.asarray(data.b.X), modality="b")
     _, nearest = nearest_neighbors(centres, x_b_in_a, k=1)
     clusters_b = nearest[:, 0]
