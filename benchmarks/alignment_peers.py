@@ -102,6 +102,13 @@ def load(name: str):
     return _preprocessed(ALL[name](), {})
 
 
+def score(data, z_a: np.ndarray, z_b: np.ndarray) -> dict:
+    """The diagnosis benchmark's scores (one definition for both benchmarks)."""
+    from gwot_diagnosis import score as diagnosis_score
+
+    return diagnosis_score(data, z_a, z_b)
+
+
 def run_method(method: str, x_a: np.ndarray, x_b: np.ndarray, *, timeout: float) -> dict:
     """Run one method in its own process; returns z_a, z_b, seconds, peak RSS, or the reason it did not run."""
     python = str(PEERS_PYTHON) if method in PEERS else sys.executable
@@ -125,17 +132,6 @@ def run_method(method: str, x_a: np.ndarray, x_b: np.ndarray, *, timeout: float)
         got = np.load(out)
         rss = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mib"]
         return {"z_a": got["z_a"], "z_b": got["z_b"], "seconds": float(got["seconds"]), "peak_rss_mib": rss}
-
-
-def score(data, z_a: np.ndarray, z_b: np.ndarray) -> dict:
-    from xmodal.metrics.alignment import foscttm, knn_label_transfer, matching_accuracy
-
-    pairs = np.array([data.b.obs_names.get_loc(m) for m in data.a.obs["match"]])
-    transfer = knn_label_transfer(z_a, data.a.obs["label"].astype(str).to_numpy(), z_b,
-                                  data.b.obs["label"].astype(str).to_numpy(), k=5)
-    top = matching_accuracy(z_a, z_b[pairs], ks=(1, 5))
-    return {"foscttm": foscttm(z_a, z_b[pairs]), "label_transfer_accuracy": transfer["label_transfer_accuracy"],
-            "label_transfer_macro_f1": transfer["label_transfer_macro_f1"], **top}
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Geometry shared by methods and metrics: intra-modality distances, nearest neighbours, a 2-D PCA.
+"""Geometry shared by methods and metrics: nearest neighbours and a 2-D PCA (gwot's intra-modality distances
+live in :mod:`xmodal.methods.gwot._solver`).
 
 Nearest neighbours and the PCA use SciPy/NumPy only: the evaluate and register steps then start
 without importing scikit-learn (about 1 s of every pipeline task that scores a model).
@@ -6,54 +7,7 @@ without importing scikit-learn (about 1 s of every pipeline task that scores a m
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
-
-
-def intra_distances(
-    x: np.ndarray, *, kind: Literal["geodesic", "euclidean"] = "geodesic", n_neighbors: int = 50
-) -> np.ndarray:
-    """Pairwise distances between the cells of one modality, scaled to a maximum of 1.
-
-    Parameters
-    ----------
-    x
-        Cells × features, shape ``(n, d)``.
-    kind
-        ``"geodesic"``: shortest-path lengths on the symmetrised kNN graph with Euclidean edge
-        weights (SCOT's choice; it follows the data manifold). Cells in different connected
-        components get the largest finite distance. ``"euclidean"``: straight-line distances.
-    n_neighbors
-        Neighbours per cell of the kNN graph (clipped to ``n - 1``).
-
-    Returns
-    -------
-    numpy.ndarray
-        Shape ``(n, n)``, symmetric, zero diagonal, max 1 (float64).
-    """
-    from scipy.sparse.csgraph import shortest_path
-    from scipy.spatial.distance import cdist
-
-    x = np.asarray(x, dtype=np.float64)
-    n = x.shape[0]
-    if n < 2:
-        raise ValueError(f"need at least 2 cells to compute distances, got {n}")
-    if kind == "euclidean":
-        dist = cdist(x, x)
-    elif kind == "geodesic":
-        from sklearn.neighbors import kneighbors_graph
-
-        graph = kneighbors_graph(x, min(n_neighbors, n - 1), mode="distance", include_self=False)
-        graph = graph.maximum(graph.T)
-        dist = shortest_path(graph, method="D", directed=False)
-        finite = np.isfinite(dist)
-        if not finite.all():
-            dist[~finite] = dist[finite].max()
-    else:
-        raise ValueError(f"kind must be 'geodesic' or 'euclidean', got {kind!r}")
-    top = dist.max()
-    return dist / top if top > 0 else dist
 
 
 def nearest_neighbors(reference: np.ndarray, query: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -310,10 +310,13 @@ def _subsample(x: np.ndarray, max_cells: int, rng: np.random.Generator) -> np.nd
 
 
 def _check_finite(x: np.ndarray, modality: str) -> None:
-    if not np.isfinite(x).all():
-        row, col = np.argwhere(~np.isfinite(x))[0]
-        raise XmodalInputError(f"modality {modality}: value {x[row, col]} is not finite", row=int(row) + 1,
-                               column=str(col), fix="remove or impute NaN/infinite values before training")
+    from xmodal.data._tables import first_nonfinite
+
+    found = first_nonfinite(x)
+    if found is not None:
+        row, col, value = found
+        raise XmodalInputError(f"modality {modality}: value {value} is not finite", row=row + 1, column=str(col),
+                               fix="remove or impute NaN/infinite values before training")
 
 
 def _check_exact_memory(n_a: int, n_b: int) -> None:

@@ -178,8 +178,7 @@ def entropic_gw(
     """
     d_a32 = np.ascontiguousarray(d_a, dtype=np.float32)
     d_b32 = np.ascontiguousarray(d_b, dtype=np.float32)
-    # constC of the square loss: (D_a² p) 1ᵀ + 1 (D_b² q)ᵀ; the GW loss is <constC − 2 D_a T D_b, T>
-    const = ((d_a**2) @ p)[:, None] + ((d_b**2) @ q)[None, :]
+    const = _square_loss_const(d_a, d_b, p, q)
     coupling = np.outer(p, q) if init is None else np.asarray(init, dtype=np.float64)
     history: list[dict[str, float]] = []
     loss = float("nan")
@@ -221,9 +220,14 @@ def gw_loss_of(const: np.ndarray, d_a: np.ndarray, d_b: np.ndarray, coupling: np
     return float(np.sum((const - 2.0 * cross) * coupling))
 
 
+def _square_loss_const(d_a: np.ndarray, d_b: np.ndarray, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """constC of the square loss, ``(D_a² p) 1ᵀ + 1 (D_b² q)ᵀ`` ``(n_a, n_b)``: the GW loss is ``<constC − 2 D_a T D_b, T>``."""
+    return ((d_a**2) @ p)[:, None] + ((d_b**2) @ q)[None, :]
+
+
 def gw_distance_of(d_a: np.ndarray, d_b: np.ndarray, p: np.ndarray, q: np.ndarray, coupling: np.ndarray) -> float:
     """The square-loss GW distance of ``coupling`` ``(n_a, n_b)`` between the geometries ``d_a`` and ``d_b``."""
-    const = ((d_a**2) @ p)[:, None] + ((d_b**2) @ q)[None, :]
+    const = _square_loss_const(d_a, d_b, p, q)
     return gw_loss_of(const, np.asarray(d_a, dtype=np.float32), np.asarray(d_b, dtype=np.float32), coupling)
 
 
