@@ -165,10 +165,15 @@ def main() -> None:
                       f"{row['label_transfer_accuracy']:.3f} / F1 {row['label_transfer_macro_f1']:.3f}  "
                       f"{row['seconds']:.1f} s  {row['peak_rss_mib']:.0f} MiB", flush=True)
             rows.append(row)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "alignment_peers", "quick": args.quick, "machine": platform.machine(),
-                                    "cpus": os.cpu_count(), "rows": rows}, indent=1) + "\n")
+            _write(args.out, rows, quick=args.quick, complete=False)  # a stopped run keeps what it measured
+    _write(args.out, rows, quick=args.quick, complete=True)
     print(f"wrote {args.out}")
+
+
+def _write(out: Path, rows: list[dict], *, quick: bool, complete: bool) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "alignment_peers", "quick": quick, "complete": complete,
+                               "machine": platform.machine(), "cpus": os.cpu_count(), "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

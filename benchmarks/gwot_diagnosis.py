@@ -145,10 +145,15 @@ def main() -> None:
             print(f"{name:>20} {config:>20}: FOSCTTM {row['foscttm']:.3f}  label transfer "
                   f"{row['label_transfer_accuracy']:.3f} (majority {chance:.2f})  GW {row['gw_distance']:.4g}  "
                   f"{row['seconds']:.1f} s", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "gwot_diagnosis", "quick": args.quick, "machine": platform.machine(),
-                                    "cpus": os.cpu_count(), "rows": rows}, indent=1) + "\n")
+            _write(args.out, rows, quick=args.quick, complete=False)  # a stopped run keeps what it measured
+    _write(args.out, rows, quick=args.quick, complete=True)
     print(f"wrote {args.out}")
+
+
+def _write(out: Path, rows: list[dict[str, Any]], *, quick: bool, complete: bool) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "gwot_diagnosis", "quick": quick, "complete": complete,
+                               "machine": platform.machine(), "cpus": os.cpu_count(), "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

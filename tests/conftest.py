@@ -32,8 +32,11 @@ TINY_PARAMS = {
                                                 "n_clusters": 3, "seed": 1}},
     },
     "preprocess": {"paired": {"n_pcs": 8}},
-    # split seed 0 of these 150 cells (3 clusters) gives gwot a mirrored GW optimum (test FOSCTTM 0.54; 1 of
-    # split seeds 0-4 does): the plumbing tests here want a working fit, the methods' own tests judge quality
+    # on these 150 cells (3 clusters, 104 training cells) the GW objective itself cannot tell two clusters
+    # apart: a coupling that swaps them has a lower GW distance than the true pairing in both geometries
+    # (measured), so some split seeds give a swapped fit (with the fast settings below, test FOSCTTM
+    # 0.36 / 0.28 / 0.40 / 0.70 / 0.31 for split seeds 0-4). The plumbing tests here want a working fit;
+    # the methods' own tests and benchmarks/gwot_diagnosis.py judge quality on data with enough cells
     "split": {"seed": 1},
     "methods": {"gwot": {"max_iter": 30, "anneal_steps": 1, "epsilon": 0.01}},
     "evaluate": {"embedding_plot": "pca"},
