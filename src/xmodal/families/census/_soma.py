@@ -1,0 +1,249 @@
+"""The census family's store: a SOMA experiment on disk with Census's own conventions, written and read in chunks.
+
+Layout (as CZ CELLxGENE Census): ``obs`` (``soma_joinid``, ``observation_joinid`` and the metadata fields as
+TileDB enumerations), ``ms["RNA"].var`` (``feature_id``, ``feature_name``) and ``ms["RNA"].X["raw"]``
+(float32 counts, a SparseNDArray). :func:`write_store` streams chunks into it with known final shapes, so
+memory holds one chunk; :class:`SomaChunks` reads it back in contiguous row blocks for the streaming loader.
+Metadata values are stored as given (nulls as nulls); the vocabulary normalises them when it encodes.
+
+:func:`census_chunks` is the query source: the real ``cellxgene_census`` API (``open_soma(uri=...)``, an
+``obs_value_filter``, the columns, the organism) against a Census release or any Census-shaped collection,
+streamed in row blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from xmodal.errors import XmodalInputError
+from xmodal.families.census._vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+MEASUREMENT, LAYER = "RNA", "raw"
+
+
+def _context(init_buffer_bytes: int = 64 * 1024**2) -> Any:
+    import tiledbsoma
+
+    return tiledbsoma.SOMATileDBContext(tiledb_config={"soma.init_buffer_bytes": init_buffer_bytes})
+
+
+def write_store(uri: str | Path, chunks: Iterable[tuple[sp.csr_matrix, pd.DataFrame]], *, var: pd.DataFrame,
+                n_cells: int, fields: Sequence[str], values: dict[str, Sequence[str]]) -> Path:
+    """Write a Census-shaped SOMA experiment from chunks, one chunk in memory at a time.
+
+    Parameters
+    ----------
+    uri
+        A folder that does not exist yet.
+    chunks
+        ``(counts (rows, genes) CSR, obs (rows, fields) indexed by cell id)`` in store order.
+    var
+        Genes, index ``feature_id``, column ``feature_name``.
+    n_cells
+        Total rows (known from the validation scan).
+    fields
+        The metadata columns to store.
+    values
+        Every distinct non-null value of each field (its enumeration).
+
+    Returns
+    -------
+    Path
+        ``uri``.
+    """
+    import pyarrow as pa
+    import tiledbsoma
+
+    uri = Path(uri)
+    enum = {f: sorted({str(v) for v in values[f]}) for f in fields}
+    schema = pa.schema([("soma_joinid", pa.int64()), ("observation_joinid", pa.large_string())] +
+                       [pa.field(f, pa.dictionary(pa.int32(), pa.large_string()), nullable=True) for f in fields])
+    ctx = _context()
+    var_schema = pa.schema([("soma_joinid", pa.int64()), ("feature_id", pa.large_string()),
+                            ("feature_name", pa.large_string())])
+    # the structure first, then the data through a fresh handle: enumerations written through the handles
+    # add_new_dataframe returns are not stored (tiledbsoma 2.3: values read back with an empty dictionary)
+    with tiledbsoma.Experiment.create(str(uri), context=ctx) as exp:
+        exp.add_new_dataframe("obs", schema=schema, domain=[(0, max(n_cells - 1, 0))])
+        rna = exp.add_new_collection("ms").add_new_collection(MEASUREMENT, tiledbsoma.Measurement)
+        rna.add_new_dataframe("var", schema=var_schema, domain=[(0, max(len(var) - 1, 0))])
+        rna.add_new_collection("X").add_new_sparse_ndarray(LAYER, type=pa.float32(), shape=(n_cells, len(var)))
+    with tiledbsoma.Experiment.open(str(uri), "w", context=ctx) as exp:
+        obs, rna = exp.obs, exp.ms[MEASUREMENT]
+        rna.var.write(pa.table({"soma_joinid": np.arange(len(var), dtype=np.int64),
+                                "feature_id": pa.array(var.index.astype(str), pa.large_string()),
+                                "feature_name": pa.array(var["feature_name"].astype(str), pa.large_string())},
+                               schema=var_schema))
+        x = rna.X[LAYER]
+        start = 0
+        for counts, meta in chunks:
+            rows = counts.shape[0]
+            coo = counts.tocoo()
+            x.write(pa.table({"soma_dim_0": (coo.row + start).astype(np.int64),
+                              "soma_dim_1": coo.col.astype(np.int64),
+                              "soma_data": coo.data.astype(np.float32)}))
+            columns: dict[str, Any] = {"soma_joinid": np.arange(start, start + rows, dtype=np.int64),
+                                       "observation_joinid": pa.array(meta.index.astype(str), pa.large_string())}
+            for f in fields:
+                raw = meta[f].astype(object)
+                lookup = {v: i for i, v in enumerate(enum[f])}
+                idx = [None if (v is None or (isinstance(v, float) and np.isnan(v))) else lookup[str(v)] for v in raw]
+                columns[f] = pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32()),
+                                                            pa.array(enum[f], pa.large_string()))
+            obs.write(pa.table(columns, schema=schema))
+            start += rows
+        if start != n_cells:
+            raise ValueError(f"wrote {start} cells, expected {n_cells}")
+    log.info("census: wrote %d cells × %d genes to %s", n_cells, len(var), uri)
+    return uri
+
+
+class SomaChunks:
+    """A SOMA experiment read in contiguous blocks of ``chunk_size`` rows (a chunk reader of the stream).
+
+    Parameters
+    ----------
+    uri
+        The experiment (:func:`write_store`'s layout).
+    vocab
+        Encodes the metadata fields.
+    chunk_size
+        Rows per chunk.
+    """
+
+    def __init__(self, uri: str | Path, vocab: Vocabulary, *, chunk_size: int = 10_000) -> None:
+        self.uri, self.vocab, self.chunk_size = str(uri), vocab, int(chunk_size)
+        self._exp: Any = None
+        exp = self._open()
+        self.n_cells = int(exp.obs.count)
+        self.n_genes = int(exp.ms[MEASUREMENT].var.count)
+        self._sizes = [min(self.chunk_size, self.n_cells - s) for s in range(0, self.n_cells, self.chunk_size)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_exp": None}
+
+    def _open(self) -> Any:
+        if self._exp is None:
+            import tiledbsoma
+
+            try:
+                self._exp = tiledbsoma.Experiment.open(self.uri, context=_context())
+            except Exception as exc:  # noqa: BLE001
+                raise XmodalInputError(f"not a SOMA experiment ({type(exc).__name__}: {exc})", path=self.uri,
+                                       fix="re-run `xmodal ingest` for this dataset") from None
+        return self._exp
+
+    @property
+    def sizes(self) -> list[int]:  # noqa: D102 - ChunkReader
+        return self._sizes
+
+    def read(self, index: int) -> tuple[sp.csr_matrix, np.ndarray]:  # noqa: D102 - ChunkReader
+        exp = self._open()
+        lo = index * self.chunk_size
+        hi = lo + self._sizes[index] - 1  # SOMA slices include both ends
+        table = exp.ms[MEASUREMENT].X[LAYER].read(coords=(slice(lo, hi),)).tables().concat()
+        rows = table["soma_dim_0"].to_numpy() - lo
+        counts = sp.csr_matrix((table["soma_data"].to_numpy(), (rows, table["soma_dim_1"].to_numpy())),
+                               shape=(hi - lo + 1, self.n_genes), dtype=np.float32)
+        meta = exp.obs.read(coords=(slice(lo, hi),), column_names=["soma_joinid", *self.vocab.fields]).concat()
+        order = np.argsort(meta["soma_joinid"].to_numpy())
+        frame = meta.to_pandas().iloc[order]
+        return counts, self.vocab.encode(frame, where=self.uri)
+
+    def obs(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The whole ``obs`` table (small beside ``X``), indexed by ``observation_joinid``."""
+        exp = self._open()
+        cols = None if columns is None else ["soma_joinid", "observation_joinid", *columns]
+        frame = exp.obs.read(column_names=cols).concat().to_pandas().sort_values("soma_joinid")
+        return frame.set_index("observation_joinid").drop(columns=["soma_joinid"])
+
+
+def census_chunks(uri: str | Path, *, organism: str, obs_value_filter: str | None, columns: Sequence[str],
+                  chunk_size: int = 10_000, var_value_filter: str | None = None
+                  ) -> tuple[pd.DataFrame, int, Iterator[tuple[sp.csr_matrix, pd.DataFrame]]]:
+    """Query a Census (or Census-shaped) collection through ``cellxgene_census`` and stream the result.
+
+    Parameters
+    ----------
+    uri
+        The collection's root (a local folder or an ``s3://`` URI of a Census release); never a version
+        name, which would need the network to resolve.
+    organism
+        ``"Homo sapiens"`` or ``"homo_sapiens"`` (Census's experiment names).
+    obs_value_filter, var_value_filter
+        SOMA value filters, e.g. ``"tissue_general == 'blood' and is_primary_data == True"``.
+    columns
+        The ``obs`` columns to keep.
+    chunk_size
+        Cells per streamed block.
+
+    Returns
+    -------
+    tuple
+        ``(var, n_cells, chunks)``; ``chunks`` yields ``(counts CSR, obs)`` blocks.
+    """
+    import cellxgene_census
+    import tiledbsoma
+
+    try:
+        census = cellxgene_census.open_soma(uri=str(uri), tiledb_config={"soma.init_buffer_bytes": 64 * 1024**2})
+    except Exception as exc:  # noqa: BLE001
+        raise XmodalInputError(f"cannot open the Census collection ({type(exc).__name__}: {exc})", path=str(uri),
+                               fix="point `source.uri` to a Census release root (census_data/, census_info/)") from None
+    name = organism.lower().replace(" ", "_")
+    data = census["census_data"]
+    if name not in data:
+        census.close()
+        raise XmodalInputError(f"unknown organism {organism!r} (the collection has {', '.join(sorted(data.keys()))})",
+                               path=str(uri), fix="set `source.organism` to one of those")
+    exp = data[name]
+    known = set(exp.obs.schema.names)
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        census.close()
+        raise XmodalInputError(f"unknown obs column {unknown[0]!r}", path=str(uri),
+                               fix=f"choose fields among: {', '.join(sorted(known - {'soma_joinid'}))}")
+    try:
+        query = exp.axis_query(MEASUREMENT, obs_query=tiledbsoma.AxisQuery(value_filter=obs_value_filter),
+                               var_query=tiledbsoma.AxisQuery(value_filter=var_value_filter))
+        n_cells = int(query.n_obs)
+    except Exception as exc:  # noqa: BLE001 - a malformed filter
+        census.close()
+        raise XmodalInputError(f"the query failed ({type(exc).__name__}: {exc})", path=str(uri),
+                               fix="check `source.obs_value_filter` (SOMA syntax: field == 'value' and ...)") from None
+    if n_cells == 0:
+        census.close()
+        raise XmodalInputError(f"the query selects no cells (obs_value_filter: {obs_value_filter!r})", path=str(uri),
+                               fix="widen `source.obs_value_filter`")
+    var_frame = query.var(column_names=["soma_joinid", "feature_id", "feature_name"]).concat().to_pandas()
+    var = var_frame.set_index(pd.Index(var_frame["feature_id"].astype(str), name="feature_id"))[["feature_name"]]
+    var_pos = pd.Index(var_frame["soma_joinid"].to_numpy())
+    obs = query.obs(column_names=["soma_joinid", "observation_joinid", *columns]).concat().to_pandas()
+    obs = obs.set_index("soma_joinid")
+
+    def blocks() -> Iterator[tuple[sp.csr_matrix, pd.DataFrame]]:
+        try:
+            joinids = query.obs_joinids().to_numpy()
+            for s in range(0, len(joinids), chunk_size):
+                ids = joinids[s:s + chunk_size]
+                table = exp.ms[MEASUREMENT].X[LAYER].read(coords=(ids, var_pos.to_numpy())).tables().concat()
+                row_pos = pd.Index(ids).get_indexer(table["soma_dim_0"].to_numpy())
+                col_pos = var_pos.get_indexer(table["soma_dim_1"].to_numpy())
+                counts = sp.csr_matrix((table["soma_data"].to_numpy(), (row_pos, col_pos)),
+                                       shape=(len(ids), len(var_pos)), dtype=np.float32)
+                meta = obs.loc[ids]
+                frame = meta[list(columns)].set_index(pd.Index(meta["observation_joinid"].astype(str), name="cell_id"))
+                yield counts, frame
+        finally:
+            census.close()
+
+    return var, n_cells, blocks()
