@@ -143,8 +143,13 @@ def main() -> None:
                         "results/quick/)")
     parser.add_argument("--quick", action="store_true", help="150 cells of pbmc68k, gwot and scot only, few "
                         "iterations: checks that the benchmark runs (`make test`); its figures mean nothing")
+    parser.add_argument("--table", action="store_true", help="print the README's markdown table from the JSON at "
+                        "--out (or results/alignment_peers.json) and exit")
     args = parser.parse_args()
     args.out = args.out or HERE / "results" / ("quick" if args.quick else "") / "alignment_peers.json"
+    if args.table:
+        print(markdown_table(json.loads(args.out.read_text())["rows"]))
+        return
     rows = []
     for name in (["pbmc68k"] if args.quick else args.datasets):
         data = load(name)
@@ -168,6 +173,27 @@ def main() -> None:
             _write(args.out, rows, quick=args.quick, complete=False)  # a stopped run keeps what it measured
     _write(args.out, rows, quick=args.quick, complete=True)
     print(f"wrote {args.out}")
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Datasets × methods: FOSCTTM / label transfer accuracy / macro-F1, seconds, peak RSS (or why not run)."""
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    lines = ["| dataset | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for name in datasets:
+        cells = []
+        for method in methods:
+            row = next((r for r in rows if r["dataset"] == name and r["method"] == method), None)
+            if row is None:
+                cells.append("not run")
+            elif "not_runnable" in row:
+                cells.append(f"not runnable: {row['not_runnable']}")
+            else:
+                cells.append(f"{row['foscttm']:.3f} / {row['label_transfer_accuracy']:.3f} / "
+                             f"{row['label_transfer_macro_f1']:.3f}, {row['seconds']:.0f} s, {row['peak_rss_mib']:.0f} MiB")
+        n = next(r["n_a"] for r in rows if r["dataset"] == name)
+        lines.append(f"| {name} ({n}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _write(out: Path, rows: list[dict], *, quick: bool, complete: bool) -> None:
