@@ -143,6 +143,8 @@ def main() -> None:
                         "results/quick/)")
     parser.add_argument("--quick", action="store_true", help="150 cells of pbmc68k, gwot and scot only, few "
                         "iterations: checks that the benchmark runs (`make test`); its figures mean nothing")
+    parser.add_argument("--resume", action="store_true", help="keep the rows already in the JSON at --out and run "
+                        "only the (dataset, method) pairs it lacks")
     parser.add_argument("--table", action="store_true", help="print the README's markdown table from the JSON at "
                         "--out (or results/alignment_peers.json) and exit")
     args = parser.parse_args()
@@ -150,15 +152,19 @@ def main() -> None:
     if args.table:
         print(markdown_table(json.loads(args.out.read_text())["rows"]))
         return
-    rows = []
+    rows = json.loads(args.out.read_text())["rows"] if args.resume and args.out.exists() else []
+    done = {(r["dataset"], r["method"]) for r in rows}
     for name in (["pbmc68k"] if args.quick else args.datasets):
+        todo = [m for m in (["gwot", "pamona"] if args.quick else args.methods) if (name, m) not in done]
+        if not todo:
+            continue
         data = load(name)
         if args.quick:
             from gwot_diagnosis import _subset
 
             data = _subset(data, 150, 0)
         x_a, x_b = np.asarray(data.a.X, dtype=np.float64), np.asarray(data.b.X, dtype=np.float64)
-        for method in (["gwot", "pamona"] if args.quick else args.methods):
+        for method in todo:
             got = run_method(method, x_a, x_b, timeout=args.timeout)
             row = {"dataset": name, "method": method, "n_a": len(x_a), "n_b": len(x_b), "peer": method in PEERS}
             if "not_runnable" in got:
