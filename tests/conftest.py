@@ -1,11 +1,31 @@
-"""Shared fixtures and the opt-in marker table."""
+"""Shared fixtures and the opt-in marker table.
+
+Every test runs with one BLAS/OpenMP/torch thread, and so does every process a test starts (the variables are
+inherited): the machines are shared, and two threads beside one other busy process were measured 5× slower,
+enough to push a 75 s test past the 600 s timeout.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import pytest
-import yaml
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """torch reads OMP_NUM_THREADS when it starts; set it too in case it was imported before this file."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    torch.set_num_threads(1)
 
 OPT_IN = {"slow": "--slow"}
 
