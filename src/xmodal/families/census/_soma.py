@@ -95,9 +95,11 @@ def write_store(uri: str | Path, chunks: Iterable[tuple[sp.csr_matrix, pd.DataFr
                                        "observation_joinid": pa.array(meta.index.astype(str), pa.large_string())}
             for f in fields:
                 raw = meta[f].astype(object)
-                lookup = {v: i for i, v in enumerate(enum[f])}
-                idx = [None if (v is None or (isinstance(v, float) and np.isnan(v))) else lookup[str(v)] for v in raw]
-                columns[f] = pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32()),
+                idx = pd.Categorical(raw.where(raw.isna(), raw.astype(str)), categories=enum[f]).codes
+                unknown = (idx < 0) & raw.notna().to_numpy()
+                if unknown.any():
+                    raise KeyError(f"{f}: {raw[unknown].iloc[0]!r} is not among the values given for the field")
+                columns[f] = pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32(), mask=idx < 0),
                                                             pa.array(enum[f], pa.large_string()))
             obs.write(pa.table(columns, schema=schema))
             start += rows

@@ -73,6 +73,14 @@ def normalize_column(values: pd.Series | Sequence[object], *, null_like: frozens
     return pd.Series(mapped[codes], index=series.index, dtype=object)  # code -1 (NA) takes the trailing None
 
 
+def _lookup_codes(values: pd.Series, lookup: dict[str, int], *, null_like: frozenset[str]) -> np.ndarray:
+    """Codes of a column through ``lookup`` (normalised value → code), computed once per distinct value; 0 else."""
+    codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
+    mapped = np.array([lookup.get(normalize_value(u, null_like=null_like), RESERVED) for u in uniques] + [RESERVED],
+                      dtype=np.int64)
+    return mapped[codes]  # code -1 (NA) takes the trailing RESERVED
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     """What the vocabulary scan found about one metadata field.
@@ -166,9 +174,8 @@ class Vocabulary:
                                    path=where, fix="give every chunk's metadata the fields the vocabulary was built on")
         out = np.zeros((len(frame), len(self.fields)), dtype=np.int64)
         for j, name in enumerate(self.fields):
-            norm = normalize_column(frame[name], null_like=self.null_like)
             lookup = {v: i + 1 for i, v in enumerate(self.values[name])}
-            out[:, j] = norm.map(lambda v, lookup=lookup: lookup.get(v, RESERVED) if v is not None else RESERVED)
+            out[:, j] = _lookup_codes(frame[name], lookup, null_like=self.null_like)
         return out
 
     def unseen_fraction(self, frame: pd.DataFrame) -> dict[str, float]:
