@@ -127,17 +127,29 @@ def main() -> None:
                         "results/quick/)")
     parser.add_argument("--quick", action="store_true", help="150 synthetic cells, two configurations: checks that "
                         "the benchmark runs (`make test`); its figures mean nothing")
+    parser.add_argument("--resume", action="store_true", help="keep the rows already in the JSON at --out and run "
+                        "only the (dataset, configuration) pairs it lacks; a run split over several sessions "
+                        "accumulates in one file")
+    parser.add_argument("--table", action="store_true", help="print a markdown table (FOSCTTM / label transfer, one "
+                        "row per dataset, one column per configuration) from the JSON at --out and exit")
     args = parser.parse_args()
     args.out = args.out or Path(__file__).parent / "results" / ("quick" if args.quick else "") / "gwot_diagnosis.json"
     if args.quick:
         DATASETS["tiny"] = lambda: synthetic_paired(n_cells=150, dim_a=12, dim_b=40, n_clusters=3, seed=1)
         args.datasets, args.configs = ["tiny"], ["default", "before"]
+    if args.table:
+        print(markdown_table(json.loads(args.out.read_text())["rows"]))
+        return
     configs = args.configs + (["scot_tuned"] if args.tuned and "scot_tuned" not in args.configs else [])
-    rows = []
+    rows = json.loads(args.out.read_text())["rows"] if args.resume and args.out.exists() else []
+    done = {(r["dataset"], r["config"]) for r in rows}
     for name in args.datasets:
+        todo = [c for c in configs if (name, c) not in done]
+        if not todo:
+            continue
         data = DATASETS[name]()
         chance = float(data.a.obs["label"].value_counts(normalize=True).max())
-        for config in configs:
+        for config in todo:
             gwot, prep = CONFIGS[config]
             row = {"dataset": name, "config": config, "n_a": data.a.n_obs, "n_b": data.b.n_obs,
                    "majority_class": chance, **run_one(data, gwot, prep)}
@@ -146,8 +158,23 @@ def main() -> None:
                   f"{row['label_transfer_accuracy']:.3f} (majority {chance:.2f})  GW {row['gw_distance']:.4g}  "
                   f"{row['seconds']:.1f} s", flush=True)
             _write(args.out, rows, quick=args.quick, complete=False)  # a stopped run keeps what it measured
-    _write(args.out, rows, quick=args.quick, complete=True)
+    every = {(d, c) for d in args.datasets for c in configs}
+    _write(args.out, rows, quick=args.quick, complete=every <= {(r["dataset"], r["config"]) for r in rows})
     print(f"wrote {args.out}")
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """FOSCTTM / label-transfer accuracy per dataset (rows) and configuration (columns); a dash where not run."""
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    configs = [c for c in CONFIGS if any(r["config"] == c for r in rows)]
+    cell = {(r["dataset"], r["config"]): f"{r['foscttm']:.3f} / {r['label_transfer_accuracy']:.3f}" for r in rows}
+    chance = {r["dataset"]: r["majority_class"] for r in rows}
+    lines = ["| dataset (cells) | majority class | " + " | ".join(configs) + " |",
+             "|---|---|" + "---|" * len(configs)]
+    for d in datasets:
+        n = next(r["n_a"] for r in rows if r["dataset"] == d)
+        lines.append(f"| {d} ({n}) | {chance[d]:.2f} | " + " | ".join(cell.get((d, c), "–") for c in configs) + " |")
+    return "\n".join(lines)
 
 
 def _write(out: Path, rows: list[dict[str, Any]], *, quick: bool, complete: bool) -> None:
