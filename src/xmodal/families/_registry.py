@@ -69,6 +69,14 @@ FAMILIES: dict[str, FamilySpec] = {
         family="xmodal.families.multiome._family:MultiomeFamily",
         description="RNA + ATAC of the same cells (10x Multiome) in a source and a target domain, with phases",
     ),
+    "census": FamilySpec(
+        name="census",
+        dataset_config="xmodal.families.census._config:CensusDatasetConfig",
+        preprocess_config="xmodal.families.census._config:CensusPreprocessConfig",
+        family="xmodal.families.census._family:CensusFamily",
+        description="raw counts streamed from a Census-shaped SOMA store, with categorical metadata fields "
+        "(CZ CELLxGENE Census queries, chunk exports, .h5ad)",
+    ),
 }
 
 

@@ -118,6 +118,21 @@ METHODS: dict[str, MethodSpec] = {
         search_space="xmodal.methods.dualdann._search:search_space",
         divergence_fix="lower methods.dualdann.lr or the adversary's weight, or check the input for extreme values",
     ),
+    "cycleae": MethodSpec(
+        name="cycleae",
+        family="census",
+        config="xmodal.methods.cycleae._config:CycleAEConfig",
+        model="xmodal.methods.cycleae._model:CycleAE",
+        primary_metric="cf_mean_change_r2",
+        greater_is_better=True,
+        summary_metrics=("cf_mean_change_r2", "cf_cell_change_r2", "mean_shift_cell_change_r2", "target_accuracy",
+                         "recon_mse"),
+        description="context-conditioned cycle autoencoder: counterfactual expression and additive per-field "
+        "contributions (seed 002)",
+        resumable=True,
+        ablation={"cycles": False},
+        divergence_fix="lower methods.cycleae.lr, or check the counts for extreme values",
+    ),
 }
 
 

@@ -11,8 +11,10 @@ from xmodal.metrics.alignment import (
     neighborhood_matching,
 )
 from xmodal.metrics.classification import classification_metrics, confusion_matrix
+from xmodal.metrics.counterfactual import change_scores, r2, top_changed
 
 __all__ = [
+    "change_scores",
     "classification_metrics",
     "confusion_matrix",
     "foscttm",
@@ -21,4 +23,6 @@ __all__ = [
     "label_transfer_confusion",
     "matching_accuracy",
     "neighborhood_matching",
+    "r2",
+    "top_changed",
 ]

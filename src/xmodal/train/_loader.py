@@ -9,7 +9,7 @@ batch (:func:`shard`), so ranks never overlap and the global batch is ``world ×
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,10 @@ def shard(rows: np.ndarray, *, rank: int, world: int) -> np.ndarray:
     return rows[rank * b:(rank + 1) * b]
 
 
+IterateFn = Callable[[int, int, int, int], Iterable[dict[str, Any]]]
+"""``iterate(start, total, rank, world)`` → the batches of steps ``start … total − 1`` of one process, in order."""
+
+
 class StepLoader:
     """Iterate the batches of steps ``position … total − 1`` for this process (see the module docstring).
 
@@ -58,16 +62,22 @@ class StepLoader:
         ``batch(step, rank, world)`` → a dict holding ``"step"`` and the process's tensors.
     total
         Steps of the whole training; iteration ends there.
+    iterate
+        Yields the same batches as ``batch`` would, another way (e.g. from DataLoader worker processes that read
+        ahead); default: ``batch`` called step by step in this process.
     """
 
-    def __init__(self, batch: BatchFn, *, total: int) -> None:
-        self.batch, self.total = batch, int(total)
+    def __init__(self, batch: BatchFn, *, total: int, iterate: IterateFn | None = None) -> None:
+        self.batch, self.total, self.iterate = batch, int(total), iterate
         self.position = 0
         self.rank, self.world = 0, 1
         self.finished = False
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if self.finished:  # stopped early: nothing is left to train
+            return
+        if self.iterate is not None:
+            yield from self.iterate(self.position, self.total, self.rank, self.world)
             return
         for step in range(self.position, self.total):
             yield self.batch(step, self.rank, self.world)
@@ -81,4 +91,4 @@ class StepLoader:
         self.position = int(state["step"])
 
 
-__all__ = ["BatchFn", "StepLoader", "epoch_slice", "permutation", "shard"]
+__all__ = ["BatchFn", "IterateFn", "StepLoader", "epoch_slice", "permutation", "shard"]

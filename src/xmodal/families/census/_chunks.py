@@ -149,6 +149,14 @@ def _read_table(path: Path, *, trust_pickle: bool) -> pd.DataFrame:
 
 def read_chunk(counts_path: Path, metadata_path: Path, *, n_genes: int, trust_pickle: bool = False) -> Chunk:
     """Read and validate one chunk (see the module docstring for what is checked)."""
+    counts = read_counts(counts_path, n_genes=n_genes)
+    obs = read_metadata(metadata_path, n_rows=counts.shape[0], counts_name=counts_path.name,
+                        trust_pickle=trust_pickle)
+    return Chunk(counts=counts, obs=obs, counts_path=counts_path, metadata_path=metadata_path)
+
+
+def read_counts(counts_path: Path, *, n_genes: int) -> sp.csr_matrix:
+    """One chunk's counts ``(rows, n_genes)`` CSR float32, checked to be finite non-negative integers."""
     try:
         counts = sp.load_npz(counts_path)  # np.load underneath, allow_pickle=False
     except Exception as exc:  # noqa: BLE001
@@ -158,6 +166,22 @@ def read_chunk(counts_path: Path, metadata_path: Path, *, n_genes: int, trust_pi
     if counts.shape[1] != n_genes:
         raise XmodalInputError(f"{counts.shape[1]} genes, the gene list has {n_genes}", path=counts_path,
                                fix="export every chunk over the genes of genes.csv, in its order")
+    check_counts(counts, path=counts_path)
+    return counts
+
+
+def check_counts(counts: sp.csr_matrix, *, path: Path | str, first_row: int = 0) -> None:
+    """Raise a clear error at the first count that is negative, not an integer or not finite.
+
+    Parameters
+    ----------
+    counts
+        ``(rows, genes)`` CSR.
+    path
+        Named in the error.
+    first_row
+        Row of the file the block starts at (0-based), so the error names the file's row.
+    """
     data = counts.data
     bad = ~np.isfinite(data) | (data < 0) | (data != np.round(data))
     if bad.any():
@@ -165,12 +189,17 @@ def read_chunk(counts_path: Path, metadata_path: Path, *, n_genes: int, trust_pi
         row = int(np.searchsorted(counts.indptr, pos, side="right") - 1)
         value = data[pos]
         what = "not finite" if not np.isfinite(value) else "negative" if value < 0 else "not an integer"
-        raise XmodalInputError(f"count {value!r} is {what} (raw counts are non-negative integers)", path=counts_path,
-                               row=row + 1, column=int(counts.indices[pos]) + 1,
+        raise XmodalInputError(f"count {value!r} is {what} (raw counts are non-negative integers)", path=path,
+                               row=first_row + row + 1, column=int(counts.indices[pos]) + 1,
                                fix="give raw UMI counts (Census layer `raw`), not normalised values")
+
+
+def read_metadata(metadata_path: Path, *, n_rows: int, counts_name: str, trust_pickle: bool = False
+                  ) -> pd.DataFrame:
+    """One chunk's metadata: ``n_rows`` rows indexed by unique cell id (see :data:`CELL_ID_COLUMNS`)."""
     obs = _read_table(metadata_path, trust_pickle=trust_pickle)
-    if len(obs) != counts.shape[0]:
-        raise XmodalInputError(f"{len(obs)} metadata rows for {counts.shape[0]} count rows in {counts_path.name}",
+    if len(obs) != n_rows:
+        raise XmodalInputError(f"{len(obs)} metadata rows for {n_rows} count rows in {counts_name}",
                                path=metadata_path, fix="export each chunk's metadata with one row per cell, aligned")
     id_column = next((c for c in CELL_ID_COLUMNS if c in obs.columns), None)
     ids = (obs[id_column] if id_column else pd.Series(obs.index)).astype(str).to_numpy()
@@ -182,7 +211,30 @@ def read_chunk(counts_path: Path, metadata_path: Path, *, n_genes: int, trust_pi
         raise XmodalInputError(f"cell id {ids[row]!r} appears twice in this chunk", path=metadata_path,
                                row=_row(metadata_path, row),
                                column=id_column, fix="give every cell a unique id")
-    return Chunk(counts=counts, obs=obs, counts_path=counts_path, metadata_path=metadata_path)
+    return obs
+
+
+def scan_metadata(folder: Path, *, trust_pickle: bool = False) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                                       list[tuple[Path, Path]]]:
+    """Every chunk's metadata, checked, without reading the counts: ``(var, obs of all cells, file pairs)``.
+
+    Rows are checked against each ``.npz``'s stored shape; cell ids must be unique within and across chunks.
+    """
+    pairs = chunk_files(folder, trust_pickle=trust_pickle)
+    var = read_genes(folder, pairs)
+    frames: list[pd.DataFrame] = []
+    seen: dict[str, str] = {}
+    for counts_path, meta_path in pairs:
+        obs = read_metadata(meta_path, n_rows=npz_rows(counts_path), counts_name=counts_path.name,
+                            trust_pickle=trust_pickle)
+        for row, cell in enumerate(obs.index):
+            if cell in seen:
+                raise XmodalInputError(f"cell id {cell!r} appears in two chunks (also in {seen[cell]})",
+                                       path=meta_path, row=_row(meta_path, row),
+                                       fix="give every cell a unique id across chunks")
+            seen[cell] = meta_path.name
+        frames.append(obs)
+    return var, pd.concat(frames), pairs
 
 
 def scan_chunks(folder: Path, *, trust_pickle: bool = False) -> Iterator[Chunk]:
@@ -205,6 +257,16 @@ def scan_chunks(folder: Path, *, trust_pickle: bool = False) -> Iterator[Chunk]:
                                        fix="give every cell a unique id across chunks")
             seen[cell] = meta_path.name
         yield chunk
+
+
+def npz_rows(path: Path) -> int:
+    """Rows of a ``save_npz`` file from its ``shape`` entry alone (the matrix is not read)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return int(npz["shape"][0])
+    except Exception as exc:  # noqa: BLE001
+        raise XmodalInputError(f"not a scipy sparse .npz ({type(exc).__name__}: {exc})", path=path,
+                               fix="write chunks with scipy.sparse.save_npz(path, csr_matrix)") from None
 
 
 def _row(path: Path, index: int) -> int:

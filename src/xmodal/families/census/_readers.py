@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from xmodal.errors import XmodalInputError
-from xmodal.families.census._chunks import chunk_files, read_chunk, read_genes
+from xmodal.families.census._chunks import chunk_files, npz_rows, read_chunk, read_genes
 from xmodal.families.census._vocab import Vocabulary
 
 
@@ -35,7 +35,7 @@ class NpzChunks:
         self.folder, self.vocab, self.trust_pickle = Path(folder), vocab, trust_pickle
         self.pairs = chunk_files(self.folder, trust_pickle=trust_pickle)
         self.n_genes = len(read_genes(self.folder, self.pairs))
-        self._sizes = [_npz_rows(c) for c, _ in self.pairs]
+        self._sizes = [npz_rows(c) for c, _ in self.pairs]
 
     @property
     def sizes(self) -> list[int]:  # noqa: D102 - ChunkReader
@@ -45,16 +45,6 @@ class NpzChunks:
         counts_path, meta_path = self.pairs[index]
         chunk = read_chunk(counts_path, meta_path, n_genes=self.n_genes, trust_pickle=self.trust_pickle)
         return chunk.counts, self.vocab.encode(chunk.obs, where=str(meta_path))
-
-
-def _npz_rows(path: Path) -> int:
-    """Rows of a ``save_npz`` file from its ``shape`` entry alone (the matrix is not read)."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return int(npz["shape"][0])
-    except Exception as exc:  # noqa: BLE001
-        raise XmodalInputError(f"not a scipy sparse .npz ({type(exc).__name__}: {exc})", path=path,
-                               fix="write chunks with scipy.sparse.save_npz(path, csr_matrix)") from None
 
 
 class H5adChunks:

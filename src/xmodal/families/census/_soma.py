@@ -36,8 +36,9 @@ def _context(init_buffer_bytes: int = 64 * 1024**2) -> Any:
     return tiledbsoma.SOMATileDBContext(tiledb_config={"soma.init_buffer_bytes": init_buffer_bytes})
 
 
-def write_store(uri: str | Path, chunks: Iterable[tuple[sp.csr_matrix, pd.DataFrame]], *, var: pd.DataFrame,
-                n_cells: int, fields: Sequence[str], values: dict[str, Sequence[str]]) -> Path:
+def write_store(uri: str | Path, chunks: Iterable[tuple[Any, ...]], *, var: pd.DataFrame,
+                n_cells: int, fields: Sequence[str], values: dict[str, Sequence[str]],
+                int_columns: Sequence[str] = ()) -> Path:
     """Write a Census-shaped SOMA experiment from chunks, one chunk in memory at a time.
 
     Parameters
@@ -45,15 +46,19 @@ def write_store(uri: str | Path, chunks: Iterable[tuple[sp.csr_matrix, pd.DataFr
     uri
         A folder that does not exist yet.
     chunks
-        ``(counts (rows, genes) CSR, obs (rows, fields) indexed by cell id)`` in store order.
+        ``(counts (rows, genes) CSR, obs (rows, fields) indexed by cell id)`` in store order, or
+        ``(counts, obs, positions)`` where ``positions`` ``(rows,)`` are the rows (``soma_joinid``) the cells take
+        in the store (each row written once; used to regroup cells by split in one pass).
     var
         Genes, index ``feature_id``, column ``feature_name``.
     n_cells
         Total rows (known from the validation scan).
     fields
-        The metadata columns to store.
+        The metadata columns to store (strings, as TileDB enumerations).
     values
         Every distinct non-null value of each field (its enumeration).
+    int_columns
+        Further ``obs`` columns stored as int64 (e.g. a cell's row in the ingested store).
 
     Returns
     -------
@@ -66,7 +71,8 @@ def write_store(uri: str | Path, chunks: Iterable[tuple[sp.csr_matrix, pd.DataFr
     uri = Path(uri)
     enum = {f: sorted({str(v) for v in values[f]}) for f in fields}
     schema = pa.schema([("soma_joinid", pa.int64()), ("observation_joinid", pa.large_string())] +
-                       [pa.field(f, pa.dictionary(pa.int32(), pa.large_string()), nullable=True) for f in fields])
+                       [pa.field(f, pa.dictionary(pa.int32(), pa.large_string()), nullable=True) for f in fields] +
+                       [(c, pa.int64()) for c in int_columns])
     ctx = _context()
     var_schema = pa.schema([("soma_joinid", pa.int64()), ("feature_id", pa.large_string()),
                             ("feature_name", pa.large_string())])
@@ -85,13 +91,16 @@ def write_store(uri: str | Path, chunks: Iterable[tuple[sp.csr_matrix, pd.DataFr
                                schema=var_schema))
         x = rna.X[LAYER]
         start = 0
-        for counts, meta in chunks:
+        for chunk in chunks:
+            counts, meta = chunk[0], chunk[1]
             rows = counts.shape[0]
+            positions = (np.arange(start, start + rows, dtype=np.int64) if len(chunk) < 3
+                         else np.asarray(chunk[2], dtype=np.int64))
             coo = counts.tocoo()
-            x.write(pa.table({"soma_dim_0": (coo.row + start).astype(np.int64),
+            x.write(pa.table({"soma_dim_0": positions[coo.row],
                               "soma_dim_1": coo.col.astype(np.int64),
                               "soma_data": coo.data.astype(np.float32)}))
-            columns: dict[str, Any] = {"soma_joinid": np.arange(start, start + rows, dtype=np.int64),
+            columns: dict[str, Any] = {"soma_joinid": positions,
                                        "observation_joinid": pa.array(meta.index.astype(str), pa.large_string())}
             for f in fields:
                 raw = meta[f].astype(object)
@@ -101,12 +110,50 @@ def write_store(uri: str | Path, chunks: Iterable[tuple[sp.csr_matrix, pd.DataFr
                     raise KeyError(f"{f}: {raw[unknown].iloc[0]!r} is not among the values given for the field")
                 columns[f] = pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32(), mask=idx < 0),
                                                             pa.array(enum[f], pa.large_string()))
+            for c in int_columns:
+                columns[c] = np.asarray(meta[c], dtype=np.int64)
             obs.write(pa.table(columns, schema=schema))
             start += rows
         if start != n_cells:
             raise ValueError(f"wrote {start} cells, expected {n_cells}")
     log.info("census: wrote %d cells × %d genes to %s", n_cells, len(var), uri)
     return uri
+
+
+def store_var(uri: str | Path) -> pd.DataFrame:
+    """The genes of a store: ``var`` indexed by ``feature_id`` with ``feature_name``, in the store's order."""
+    import tiledbsoma
+
+    with tiledbsoma.Experiment.open(str(uri), context=_context()) as exp:
+        var = exp.ms[MEASUREMENT].var.read(column_names=["soma_joinid", "feature_id", "feature_name"]).concat()
+    frame = var.to_pandas().sort_values("soma_joinid")
+    return frame.set_index(pd.Index(frame["feature_id"].astype(str), name="feature_id"))[["feature_name"]]
+
+
+def store_obs(uri: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The ``obs`` of a store in row order, indexed by cell id (``observation_joinid``); small beside ``X``."""
+    import tiledbsoma
+
+    with tiledbsoma.Experiment.open(str(uri), context=_context()) as exp:
+        cols = None if columns is None else ["soma_joinid", "observation_joinid", *columns]
+        frame = exp.obs.read(column_names=cols).concat().to_pandas().sort_values("soma_joinid")
+    return frame.set_index(pd.Index(frame["observation_joinid"].astype(str), name="cell_id")).drop(
+        columns=["soma_joinid", "observation_joinid"])
+
+
+def store_blocks(uri: str | Path, *, chunk_size: int = 10_000) -> Iterator[tuple[int, sp.csr_matrix]]:
+    """The counts of a store in contiguous row blocks: ``(first row, (rows, genes) CSR)``, one block in memory."""
+    import tiledbsoma
+
+    with tiledbsoma.Experiment.open(str(uri), context=_context()) as exp:
+        n, n_genes = int(exp.obs.count), int(exp.ms[MEASUREMENT].var.count)
+        x = exp.ms[MEASUREMENT].X[LAYER]
+        for lo in range(0, n, chunk_size):
+            hi = min(n, lo + chunk_size)
+            table = x.read(coords=(slice(lo, hi - 1),)).tables().concat()
+            yield lo, sp.csr_matrix((table["soma_data"].to_numpy(), (table["soma_dim_0"].to_numpy() - lo,
+                                                                     table["soma_dim_1"].to_numpy())),
+                                    shape=(hi - lo, n_genes), dtype=np.float32)
 
 
 class SomaChunks:
@@ -122,13 +169,17 @@ class SomaChunks:
         Rows per chunk.
     """
 
-    def __init__(self, uri: str | Path, vocab: Vocabulary, *, chunk_size: int = 10_000) -> None:
+    def __init__(self, uri: str | Path, vocab: Vocabulary, *, chunk_size: int = 10_000,
+                 rows: tuple[int, int] | None = None) -> None:
         self.uri, self.vocab, self.chunk_size = str(uri), vocab, int(chunk_size)
         self._exp: Any = None
         exp = self._open()
         self.n_cells = int(exp.obs.count)
         self.n_genes = int(exp.ms[MEASUREMENT].var.count)
-        self._sizes = [min(self.chunk_size, self.n_cells - s) for s in range(0, self.n_cells, self.chunk_size)]
+        self.start, stop = (0, self.n_cells) if rows is None else (int(rows[0]), int(rows[1]))
+        if not 0 <= self.start <= stop <= self.n_cells:
+            raise ValueError(f"rows {rows} are outside the store's {self.n_cells} rows")
+        self._sizes = [min(self.chunk_size, stop - s) for s in range(self.start, stop, self.chunk_size)]
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_exp": None}
@@ -150,7 +201,7 @@ class SomaChunks:
 
     def read(self, index: int) -> tuple[sp.csr_matrix, np.ndarray]:  # noqa: D102 - ChunkReader
         exp = self._open()
-        lo = index * self.chunk_size
+        lo = self.start + index * self.chunk_size
         hi = lo + self._sizes[index] - 1  # SOMA slices include both ends
         table = exp.ms[MEASUREMENT].X[LAYER].read(coords=(slice(lo, hi),)).tables().concat()
         rows = table["soma_dim_0"].to_numpy() - lo
@@ -160,6 +211,25 @@ class SomaChunks:
         order = np.argsort(meta["soma_joinid"].to_numpy())
         frame = meta.to_pandas().iloc[order]
         return counts, self.vocab.encode(frame, where=self.uri)
+
+    def read_rows(self, positions: np.ndarray, *, columns: Sequence[str] = ()) -> tuple[sp.csr_matrix, pd.DataFrame]:
+        """Counts ``(len(positions), genes)`` CSR and ``obs`` (``columns``, indexed by cell id) of given store rows,
+        in the order given (any rows of the store, not only this reader's range)."""
+        exp = self._open()
+        positions = np.asarray(positions, dtype=np.int64)
+        if len(positions) == 0:
+            return sp.csr_matrix((0, self.n_genes), dtype=np.float32), pd.DataFrame(columns=list(columns))
+        order = np.unique(positions)
+        table = exp.ms[MEASUREMENT].X[LAYER].read(coords=(order,)).tables().concat()
+        row = pd.Index(order).get_indexer(table["soma_dim_0"].to_numpy())
+        counts = sp.csr_matrix((table["soma_data"].to_numpy(), (row, table["soma_dim_1"].to_numpy())),
+                               shape=(len(order), self.n_genes), dtype=np.float32)
+        meta = exp.obs.read(coords=(order,), column_names=["soma_joinid", "observation_joinid", *columns]).concat()
+        frame = meta.to_pandas().set_index("soma_joinid").loc[order]
+        take = np.searchsorted(order, positions)
+        frame = frame.iloc[take]
+        frame = frame.set_index(pd.Index(frame["observation_joinid"].astype(str), name="cell_id"))[list(columns)]
+        return counts[take], frame
 
     def obs(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The whole ``obs`` table (small beside ``X``), indexed by ``observation_joinid``."""
@@ -173,6 +243,31 @@ def census_chunks(uri: str | Path, *, organism: str, obs_value_filter: str | Non
                   chunk_size: int = 10_000, var_value_filter: str | None = None
                   ) -> tuple[pd.DataFrame, int, Iterator[tuple[sp.csr_matrix, pd.DataFrame]]]:
     """Query a Census (or Census-shaped) collection through ``cellxgene_census`` and stream the result.
+
+    :func:`census_source` with each block's ``obs`` rows beside its counts (see there for the parameters).
+
+    Returns
+    -------
+    tuple
+        ``(var, n_cells, chunks)``; ``chunks`` yields ``(counts CSR, obs)`` blocks.
+    """
+    var, obs, blocks = census_source(uri, organism=organism, obs_value_filter=obs_value_filter, columns=columns,
+                                     chunk_size=chunk_size, var_value_filter=var_value_filter)
+
+    def paired() -> Iterator[tuple[sp.csr_matrix, pd.DataFrame]]:
+        start = 0
+        for counts in blocks:
+            yield counts, obs.iloc[start:start + counts.shape[0]]
+            start += counts.shape[0]
+
+    return var, len(obs), paired()
+
+
+def census_source(uri: str | Path, *, organism: str, obs_value_filter: str | None, columns: Sequence[str],
+                  chunk_size: int = 10_000, var_value_filter: str | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, Iterator[sp.csr_matrix]]:
+    """Query a Census (or Census-shaped) collection through ``cellxgene_census``: the metadata, and the counts
+    streamed in row blocks.
 
     Parameters
     ----------
@@ -191,7 +286,8 @@ def census_chunks(uri: str | Path, *, organism: str, obs_value_filter: str | Non
     Returns
     -------
     tuple
-        ``(var, n_cells, chunks)``; ``chunks`` yields ``(counts CSR, obs)`` blocks.
+        ``(var, obs, blocks)``: genes (index ``feature_id``), the selected cells' ``columns`` (index: cell id, in
+        ``soma_joinid`` order) and the counts of those cells, ``(≤ chunk_size, genes)`` CSR blocks in that order.
     """
     import cellxgene_census
     import tiledbsoma
@@ -230,22 +326,20 @@ def census_chunks(uri: str | Path, *, organism: str, obs_value_filter: str | Non
     var = var_frame.set_index(pd.Index(var_frame["feature_id"].astype(str), name="feature_id"))[["feature_name"]]
     var_pos = pd.Index(var_frame["soma_joinid"].to_numpy())
     obs = query.obs(column_names=["soma_joinid", "observation_joinid", *columns]).concat().to_pandas()
-    obs = obs.set_index("soma_joinid")
+    obs = obs.sort_values("soma_joinid")
+    joinids = obs["soma_joinid"].to_numpy()
+    frame = obs[list(columns)].set_index(pd.Index(obs["observation_joinid"].astype(str), name="cell_id"))
 
-    def blocks() -> Iterator[tuple[sp.csr_matrix, pd.DataFrame]]:
+    def blocks() -> Iterator[sp.csr_matrix]:
         try:
-            joinids = query.obs_joinids().to_numpy()
             for s in range(0, len(joinids), chunk_size):
                 ids = joinids[s:s + chunk_size]
                 table = exp.ms[MEASUREMENT].X[LAYER].read(coords=(ids, var_pos.to_numpy())).tables().concat()
                 row_pos = pd.Index(ids).get_indexer(table["soma_dim_0"].to_numpy())
                 col_pos = var_pos.get_indexer(table["soma_dim_1"].to_numpy())
-                counts = sp.csr_matrix((table["soma_data"].to_numpy(), (row_pos, col_pos)),
-                                       shape=(len(ids), len(var_pos)), dtype=np.float32)
-                meta = obs.loc[ids]
-                frame = meta[list(columns)].set_index(pd.Index(meta["observation_joinid"].astype(str), name="cell_id"))
-                yield counts, frame
+                yield sp.csr_matrix((table["soma_data"].to_numpy(), (row_pos, col_pos)),
+                                    shape=(len(ids), len(var_pos)), dtype=np.float32)
         finally:
             census.close()
 
-    return var, n_cells, blocks()
+    return var, frame, blocks()

@@ -154,6 +154,10 @@ class StreamPlan:
                              "or use fewer processes/workers")
         return steps
 
+    def total_steps(self, epochs: int, world: int) -> int:
+        """Steps of ``epochs`` epochs with ``world`` processes."""
+        return sum(self.steps_in_epoch(e, world) for e in range(epochs))
+
     def locate(self, step: int, world: int) -> tuple[int, int]:
         """``(epoch, step within the epoch)`` of a global step."""
         starts = self._epoch_starts.setdefault(world, [0])
@@ -247,5 +251,8 @@ def stream_loader(plan: StreamPlan, *, start: int, total: int, rank: int = 0, wo
         return dataset
     if plan.lanes != workers:
         raise ValueError(f"the plan has {plan.lanes} lane(s) for {workers} worker(s): build it with lanes={workers}")
+    # its own generator: the workers' base seed is drawn from it, not from the training process's RNG (which would
+    # shift every random draw of training and make a run with workers differ from one without)
     return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers,
-                                       multiprocessing_context="spawn", prefetch_factor=2)
+                                       multiprocessing_context="spawn", prefetch_factor=2,
+                                       generator=torch.Generator().manual_seed(0))

@@ -19,19 +19,22 @@ The nine Census fields are all present: the modelled ones carry effects; ``devel
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-#: planted fields: values and the effect size (SD of a per-value log-rate offset) on the share of genes it touches
-FIELD_DESIGN: dict[str, tuple[tuple[str, ...], float, float]] = {
-    "cell_type": (("T cell", "B cell", "NK cell", "monocyte", "dendritic cell", "erythrocyte"), 1.0, 0.25),
-    "sex": (("female", "male"), 1.2, 0.02),
-    "tissue_general": (("blood", "lung", "brain"), 0.6, 0.15),
-    "assay": (("10x 3' v3", "10x 5' v2", "Smart-seq2"), 0.35, 1.0),
-    "disease": (("normal", "COVID-19"), 0.8, 0.06),
+#: planted fields: values, the effect size (SD of a per-value log-rate offset), the share of genes it touches and
+#: whether those genes are drawn among the better-expressed half only (sex: a few X/Y-linked genes such as XIST or
+#: RPS4Y1, expressed and switched on or off, rather than faint shifts of random genes)
+FIELD_DESIGN: dict[str, tuple[tuple[str, ...], float, float, bool]] = {
+    "cell_type": (("T cell", "B cell", "NK cell", "monocyte", "dendritic cell", "erythrocyte"), 1.0, 0.25, False),
+    "sex": (("female", "male"), 2.0, 0.015, True),
+    "tissue_general": (("blood", "lung", "brain"), 0.6, 0.15, False),
+    "assay": (("10x 3' v3", "10x 5' v2", "Smart-seq2"), 0.35, 1.0, False),
+    "disease": (("normal", "COVID-19"), 0.8, 0.06, False),
 }
 _TISSUES = {"blood": ("blood", "bone marrow"), "lung": ("lung", "lung parenchyma"), "brain": ("cortex", "cerebellum")}
 #: the pair of fields with a planted interaction
@@ -70,6 +73,8 @@ class CensusSim:
     effects: dict[str, np.ndarray]
     interaction: np.ndarray
     target_sum: float = 1e4
+    values: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: {name: design[0] for name, design in FIELD_DESIGN.items()})
 
     def log_rate(self, cells: np.ndarray, context: pd.DataFrame) -> np.ndarray:
         """Noise-free log rates of ``cells`` (row indices) in ``context`` (one row per cell, planted fields).
@@ -82,7 +87,7 @@ class CensusSim:
         cells = np.asarray(cells)
         out = self.base[None, :] + self.latent[cells] @ self.loadings + self.donor_effect[self.donor[cells]]
         codes = {}
-        for name, (values, _, _) in FIELD_DESIGN.items():
+        for name, values in self.values.items():
             lookup = {v: i for i, v in enumerate(values)}
             try:
                 codes[name] = np.array([lookup[v] for v in context[name].astype(str)])
@@ -92,21 +97,71 @@ class CensusSim:
         f1, f2 = INTERACTION
         return out + self.interaction[codes[f1], codes[f2]]
 
-    def true_expression(self, cells: np.ndarray, context: pd.DataFrame) -> np.ndarray:
+    def true_expression(self, cells: np.ndarray, context: pd.DataFrame, *, genes: np.ndarray | None = None
+                        ) -> np.ndarray:
         """The true expected expression of ``cells`` in ``context``: ``log1p(target_sum · softmax(log rate))``.
+
+        Parameters
+        ----------
+        cells
+            Row indices of the generated cells.
+        context
+            One row per cell holding every planted field.
+        genes
+            Gene indices of the space the truth is read in (a model's selected genes): the rates are normalised
+            over these genes, as a model normalises its input; default all genes.
 
         Returns
         -------
         numpy.ndarray
-            ``(len(cells), n_genes)`` float32.
+            ``(len(cells), len(genes))`` float32.
         """
         rate = self.log_rate(cells, context)
+        if genes is not None:
+            rate = rate[:, np.asarray(genes)]
         rate = np.exp(rate - rate.max(axis=1, keepdims=True))
         return np.log1p(self.target_sum * rate / rate.sum(axis=1, keepdims=True)).astype(np.float32)
 
+    def subset_genes(self, genes: np.ndarray) -> CensusSim:
+        """The planted model on the genes ``genes`` only (indices): its truth is normalised over those genes, as a
+        model's input is over the genes it keeps. The counts are dropped."""
+        genes = np.asarray(genes)
+        return CensusSim(counts=sp.csr_matrix((len(self.latent), len(genes)), dtype=np.float32), obs=pd.DataFrame(),
+                         var=pd.DataFrame(), base=self.base[genes], loadings=self.loadings[:, genes],
+                         latent=self.latent, donor=self.donor, donor_effect=self.donor_effect[:, genes],
+                         effects={k: v[:, genes] for k, v in self.effects.items()},
+                         interaction=self.interaction[..., genes], target_sum=self.target_sum, values=self.values)
+
+    # ------------------------------------------------------------ the planted model on disk
+    def save_truth(self, path: str | Path) -> Path:
+        """Write the planted model (not the counts) to ``path`` (``.npz``, no pickles): what evaluation needs to
+        compute true counterfactuals of the generated cells."""
+        arrays = {"base": self.base, "loadings": self.loadings, "latent": self.latent, "donor": self.donor,
+                  "donor_effect": self.donor_effect, "interaction": self.interaction,
+                  "target_sum": np.asarray(self.target_sum)}
+        for name, values in self.values.items():
+            arrays[f"effect:{name}"] = self.effects[name]
+            arrays[f"values:{name}"] = np.asarray(values, dtype=str)
+        path = Path(path)
+        with path.open("wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        return path
+
+    @classmethod
+    def load_truth(cls, path: str | Path) -> CensusSim:
+        """Read what :meth:`save_truth` wrote; the result computes :meth:`true_expression` (it holds no counts)."""
+        with np.load(path, allow_pickle=False) as npz:
+            names = [k.split(":", 1)[1] for k in npz.files if k.startswith("values:")]
+            values = {n: tuple(str(v) for v in npz[f"values:{n}"]) for n in names}
+            return cls(counts=sp.csr_matrix((len(npz["latent"]), len(npz["base"])), dtype=np.float32),
+                       obs=pd.DataFrame(), var=pd.DataFrame(), base=npz["base"], loadings=npz["loadings"],
+                       latent=npz["latent"], donor=npz["donor"], donor_effect=npz["donor_effect"],
+                       effects={n: npz[f"effect:{n}"] for n in names}, interaction=npz["interaction"],
+                       target_sum=float(npz["target_sum"]), values=values)
+
 
 def synthetic_census(*, n_cells: int = 6000, n_genes: int = 2000, latent_dim: int = 8, n_donors: int = 12,
-                     interaction: float = 0.8, depth: float = 900.0, dispersion: float = 5.0,
+                     interaction: float = 0.3, depth: float = 900.0, dispersion: float = 5.0,
                      seed: int = 0) -> CensusSim:
     """Generate a Census-shaped dataset with planted additive and interacting context effects.
 
@@ -138,8 +193,9 @@ def synthetic_census(*, n_cells: int = 6000, n_genes: int = 2000, latent_dim: in
     base = rng.normal(-1.0, 3.2, size=n_genes)
     loadings = rng.normal(0.0, 0.35, size=(latent_dim, n_genes))
     effects = {}
-    for name, (values, size, share) in FIELD_DESIGN.items():
-        touched = rng.random(n_genes) < share
+    expressed = base > np.median(base)
+    for name, (values, size, share, expressed_only) in FIELD_DESIGN.items():
+        touched = rng.random(n_genes) < (2 * share * expressed if expressed_only else share)
         effects[name] = rng.normal(0.0, size, size=(len(values), n_genes)) * touched[None, :]
     f1, f2 = INTERACTION
     touched = rng.random(n_genes) < 0.05
@@ -150,7 +206,7 @@ def synthetic_census(*, n_cells: int = 6000, n_genes: int = 2000, latent_dim: in
     donor_effect = rng.normal(0.0, 0.1, size=(n_donors, n_genes))
     donor = rng.integers(0, n_donors, size=n_cells)
     obs: dict[str, np.ndarray] = {}
-    for name, (values, _, _) in FIELD_DESIGN.items():
+    for name, (values, *_) in FIELD_DESIGN.items():
         weights = rng.dirichlet(np.full(len(values), 3.0))
         obs[name] = np.asarray(values, dtype=object)[rng.choice(len(values), size=n_cells, p=weights)]
     obs["sex"] = donor_sex[donor]

@@ -21,6 +21,12 @@ What the seed did and this does instead (``reference/seed-methods.md`` §3.6, ea
 * classifier heads exist only for the **fields in use** (the seed built one per spec entry, ``soma_joinid``
   with 1 000 classes included);
 * null and unseen values take code 0 (the seed crashed on them).
+
+Where the seed's choices, once its defects were fixed, still did not train on the synthetic Census data (measured,
+see the README), there is an option whose other value is the seed's: field heads start as identity maps with
+orthogonal encoders/decoders (``field_init="seed"``: U(0,1) entries with unit columns, every field map rank-1
+along the mean profile), the integration term is scale-free (``integration="mse"``: the plain MSE, lowered by
+shrinking every hidden code), and the cross-entropies are label-smoothed (``label_smoothing=0``).
 """
 
 from __future__ import annotations
@@ -84,14 +90,22 @@ class CycleAEModule(nn.Module):
     operator norm of 1 and each field's map ``D_f H H E_f`` an operator norm of ``field_gain``.
     """
 
-    def __init__(self, n_genes: int, cardinalities: list[int], *, latent: int = 128, field_gain: float = 0.1
-                 ) -> None:
+    def __init__(self, n_genes: int, cardinalities: list[int], *, latent: int = 128, field_gain: float = 0.1,
+                 field_init: str = "identity") -> None:
         super().__init__()
+        if field_init not in ("identity", "seed"):
+            raise ValueError(f"field_init must be 'identity' or 'seed', got {field_init!r}")
         self.n_genes, self.latent, self.cardinalities = n_genes, latent, list(cardinalities)
         self.base = nn.Parameter(_uniform_unit_columns(latent, n_genes))  # W (L × G), tied, ≥ 0
         self.encoders = nn.ParameterList([nn.Parameter(_uniform_unit_columns(latent, n_genes)) for _ in cardinalities])
         self.decoders = nn.ParameterList([nn.Parameter(_uniform_unit_columns(n_genes, latent)) for _ in cardinalities])
         self.heads = nn.ModuleList([ContextHeads(k + 1, latent) for k in cardinalities])
+        if field_init == "identity":
+            with torch.no_grad():
+                for f in range(len(cardinalities)):
+                    nn.init.orthogonal_(self.encoders[f])
+                    nn.init.orthogonal_(self.decoders[f])
+                    self.heads[f].weight.copy_(torch.eye(latent).expand_as(self.heads[f].weight))
         # learnable output scales, kept positive through their logarithm (see Notes)
         with torch.no_grad():
             norm = lambda m: float(torch.linalg.matrix_norm(m, ord=2))  # noqa: E731
@@ -156,13 +170,16 @@ class ContextClassifier(nn.Module):
         return [head(z) for head in self.heads]
 
 
-def context_loss(logits: list[torch.Tensor], codes: torch.Tensor) -> torch.Tensor:
-    """Mean over fields of the cross-entropy of ``codes`` ``(batch, F)``; code-0 (null) rows are left out."""
+def context_loss(logits: list[torch.Tensor], codes: torch.Tensor, *, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean over fields of the cross-entropy of ``codes`` ``(batch, F)``; code-0 (null) rows are left out.
+
+    ``label_smoothing`` ε asks for probability ``1 − ε`` on the coded value (``0``: the seed's plain cross-entropy).
+    """
     terms = []
     for f, logit in enumerate(logits):
         known = codes[:, f] > 0
         if known.any():
-            terms.append(F.cross_entropy(logit[known], codes[known, f] - 1))
+            terms.append(F.cross_entropy(logit[known], codes[known, f] - 1, label_smoothing=label_smoothing))
     return torch.stack(terms).mean() if terms else logits[0].sum() * 0.0
 
 
@@ -199,19 +216,31 @@ def sample_targets(source: torch.Tensor, cardinalities: list[int], *, generator:
 
 
 def generator_losses(module: CycleAEModule, classifier: ContextClassifier, x: torch.Tensor, source: torch.Tensor,
-                     target: torch.Tensor, *, cycles: bool = True) -> dict[str, torch.Tensor]:
-    """The seed's generator terms (all weight 1): reconstruction, integration, target consistency.
+                     target: torch.Tensor, *, cycles: bool = True, integration: str = "relative",
+                     target_weight: float = 1.0, label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
+    """The seed's generator terms: reconstruction, integration, target consistency.
 
     With ``cycles`` (the method): ``x_st = G(x; s→t)``, ``x_sts = G(x_st; t→s)``; recon ``MSE(x, x_sts)``;
-    integration ``Σ_heads MSE(h¹, h²)``; target consistency ``mean_f CE(C_f(x_st), t_f)`` with the classifier
-    frozen (its parameters get no gradient here). Without ``cycles`` (the ablation): recon ``MSE(x, G(x; s→s))``
-    and the same target consistency, no integration.
+    integration ``Σ_heads MSE(h¹, h²)`` (``integration="relative"``: each head's term divided by the mean square of
+    its ``h¹``, without gradient through the divisor, so shrinking the hidden codes does not lower it; ``"mse"``: the
+    seed's); target consistency ``mean_f CE(C_f(x_st), t_f)`` with the classifier frozen (its parameters get no
+    gradient here), weighted by ``target_weight`` (the seed: 1). Without ``cycles`` (the ablation): recon
+    ``MSE(x, G(x; s→s))`` and the same target consistency, no integration.
+
+    Parameters
+    ----------
+    x
+        ``(batch, G)`` log1p-normalised expression.
+    source, target
+        ``(batch, F)`` int64 context codes.
 
     Returns
     -------
     dict
-        ``{"recon", "integration", "target", "total"}`` scalars.
+        ``{"recon", "integration", "target", "total"}`` scalars (``target`` unweighted; ``total`` weighted).
     """
+    if integration not in ("relative", "mse"):
+        raise ValueError(f"integration must be 'relative' or 'mse', got {integration!r}")
     frozen = [p.requires_grad for p in classifier.parameters()]
     for p in classifier.parameters():
         p.requires_grad_(False)
@@ -220,16 +249,19 @@ def generator_losses(module: CycleAEModule, classifier: ContextClassifier, x: to
         if cycles:
             x_sts, hidden_2, _ = module(x_st, target, source)
             recon = F.mse_loss(x_sts, x)
-            integration = torch.stack([F.mse_loss(a, b) for a, b in zip(hidden_1, hidden_2, strict=True)]).sum()
+            terms = [F.mse_loss(a, b) for a, b in zip(hidden_1, hidden_2, strict=True)]
+            if integration == "relative":
+                terms = [t / a.detach().pow(2).mean().clamp_min(1e-12) for t, a in zip(terms, hidden_1, strict=True)]
+            integ = torch.stack(terms).sum()
         else:
             recon = F.mse_loss(module(x, source, source)[0], x)
-            integration = x.new_zeros(())
-        consistency = context_loss(classifier(x_st), target)
+            integ = x.new_zeros(())
+        consistency = context_loss(classifier(x_st), target, label_smoothing=label_smoothing)
     finally:
         for p, flag in zip(classifier.parameters(), frozen, strict=True):
             p.requires_grad_(flag)
-    return {"recon": recon, "integration": integration, "target": consistency,
-            "total": recon + integration + consistency}
+    return {"recon": recon, "integration": integ, "target": consistency,
+            "total": recon + integ + target_weight * consistency}
 
 
 def log_normalize(counts: torch.Tensor, *, target_sum: float = 1e4) -> torch.Tensor:
@@ -252,7 +284,8 @@ def optimizers(module: CycleAEModule, classifier: ContextClassifier, *, lr: floa
 
 def train_step(module: CycleAEModule, classifier: ContextClassifier, opt_gen: torch.optim.Optimizer,
                opt_cls: torch.optim.Optimizer, x: torch.Tensor, source: torch.Tensor, *,
-               generator: torch.Generator | None = None, clip: float = 10.0, cycles: bool = True
+               generator: torch.Generator | None = None, clip: float = 10.0, cycles: bool = True,
+               integration: str = "relative", target_weight: float = 1.0, label_smoothing: float = 0.0
                ) -> dict[str, float]:
     """One batch as the seed trains it: the generator step, then the classifier step on the real cells.
 
@@ -265,13 +298,14 @@ def train_step(module: CycleAEModule, classifier: ContextClassifier, opt_gen: to
         The loss values (``recon``, ``integration``, ``target``, ``total``, ``classifier``).
     """
     target = sample_targets(source, module.cardinalities, generator=generator)
-    losses = generator_losses(module, classifier, x, source, target, cycles=cycles)
+    losses = generator_losses(module, classifier, x, source, target, cycles=cycles, integration=integration,
+                              target_weight=target_weight, label_smoothing=label_smoothing)
     opt_gen.zero_grad(set_to_none=True)
     losses["total"].backward()
     torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
     opt_gen.step()
     module.clamp_()
-    cls_loss = context_loss(classifier(x), source)
+    cls_loss = context_loss(classifier(x), source, label_smoothing=label_smoothing)
     opt_cls.zero_grad(set_to_none=True)
     cls_loss.backward()
     opt_cls.step()

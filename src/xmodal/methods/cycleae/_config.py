@@ -1,0 +1,57 @@
+"""Parameters of :class:`~xmodal.methods.cycleae.CycleAE` (``params.yaml: methods.cycleae``).
+
+Defaults are seed 002's (``template_main.py`` and ``trainer.py``) except where its defects are fixed
+(``reference/seed-methods.md`` §3.6) or a measurement on the synthetic Census data showed its value does not train:
+each such field says so, and ``faithful`` values reproduce the seed's choice.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from xmodal.train._config import EngineSettings
+
+
+class CycleAEConfig(EngineSettings):
+    """The context-conditioned cycle autoencoder (seed 002): a tied base head plus one head set per field.
+
+    Where and how it trains (device, precision, DDP, checkpoints) are the engine's fields,
+    :class:`~xmodal.train.EngineSettings`.
+    """
+
+    latent: int = Field(128, ge=2, description="L, the width of every head (the seed's example: 128)")
+    classifier_width: int = Field(128, ge=2, description="the context classifier's hidden layer (the seed: 128)")
+    cycles: bool = Field(True, description="the two cycles and the integration term (false: the ablation trained "
+                         "beside it, reconstruction in the source context plus target consistency only)")
+    field_init: Literal["identity", "seed"] = Field(
+        "identity", description="field heads start as identity maps and encoders/decoders orthogonal (signed); seed: "
+        "U(0,1) entries with unit columns, which makes every field map rank-1 along the mean profile, so fields never "
+        "moved a counterfactual (measured)")
+    field_gain: float = Field(0.1, gt=0, description="each field map's initial operator norm relative to the base "
+                              "head's (learnable per-head output scales replace the seed's fixed 0.0159)")
+    integration: Literal["relative", "mse"] = Field(
+        "relative", description="relative: Σ_heads MSE(h¹, h²) / mean(h¹²), scale-free; mse: the seed's plain MSE, "
+        "which the model lowers by shrinking every hidden code (measured: collapse)")
+    target_weight: float = Field(1.0, ge=0, description="weight of the target-consistency term (the seed: 1)")
+    label_smoothing: float = Field(
+        0.1, ge=0, lt=1, description="of the classifier's and the target-consistency cross-entropies: the generator is "
+        "asked for a typical real cell's confidence, not for ever larger logits (0: the seed)")
+    lr: float = Field(1.0e-3, gt=0, description="AdamW/Adam learning rate (the seed's example 1e-4 left the field "
+                      "heads untrained in 10 epochs of 10⁴ cells; measured)")
+    weight_decay_base: float = Field(1.0e-4, ge=0, description="AdamW weight decay of the base head (the seed)")
+    weight_decay_metadata: float = Field(5.0e-4, ge=0, description="AdamW weight decay of the field heads (the seed)")
+    grad_clip: float = Field(10.0, gt=0, description="generator gradient-norm clip (the seed)")
+    batch_size: int = Field(128, ge=2, description="cells per step and process (the seed)")
+    epochs: int = Field(10, ge=1, description="passes over the training cells (the seed)")
+    buffer_chunks: int = Field(4, ge=1, description="chunks whose cells are shuffled together")
+    workers: int = Field(0, ge=0, description="DataLoader worker processes reading chunks (started with spawn; "
+                         "0 reads in the training process)")
+    eval_every: int = Field(0, ge=0, description="validate every this many steps (0: at the end of every epoch)")
+    max_validation_cells: int = Field(4000, ge=10, description="validation cells scored (a seeded sample)")
+    selection_metric: Literal["loss", "recon", "cf_mean_r2"] = Field(
+        "loss", description="what the kept state is chosen by on validation cells: loss (the generator's total, min), "
+        "recon (reconstruction MSE, min) or cf_mean_r2 (R² of the counterfactual's per-gene mean change against "
+        "the observed change between contexts of seen combinations, max)")
+    patience: int | None = Field(None, ge=1, description="stop after this many validations without improvement")
