@@ -13,5 +13,6 @@ from xmodal.components.monitor.component import monitor
 from xmodal.components.preprocess.component import preprocess
 from xmodal.components.register.component import register
 from xmodal.components.train.component import train
+from xmodal.components.train_distributed.component import train_distributed
 
-__all__ = ["evaluate", "ingest", "monitor", "preprocess", "register", "train"]
+__all__ = ["evaluate", "ingest", "monitor", "preprocess", "register", "train", "train_distributed"]

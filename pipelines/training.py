@@ -43,22 +43,25 @@ def methods_for(params: Params, *, dataset: str) -> list[str]:
     return methods
 
 
-def method_groups(params: Params, *, dataset: str) -> list[tuple[TaskResources, list[str]]]:
-    """The methods to train on ``dataset`` (:func:`methods_for`), grouped by identical train-task resources (one
-    ParallelFor each).
+def method_groups(params: Params, *, dataset: str) -> list[tuple[TaskResources, bool, list[str]]]:
+    """The methods to train on ``dataset`` (:func:`methods_for`), grouped by identical train tasks (one ParallelFor
+    each): ``(resources, distributed, methods)``.
 
     A ``ParallelFor`` runs one task spec for all its items, so methods that need other resources
-    (a GPU, more memory) get their own loop.
+    (a GPU, more memory) get their own loop, and so do the methods ``pipeline.distributed`` trains as a Kubeflow
+    Trainer ``TrainJob`` (their task only stages the data, submits the job and waits: default resources).
     """
-    groups: list[tuple[TaskResources, list[str]]] = []
+    groups: list[tuple[TaskResources, bool, list[str]]] = []
     for method in methods_for(params, dataset=dataset):
-        res = params.pipeline.resources.get(method, params.pipeline.defaults)
-        for known, members in groups:
-            if known == res:
+        distributed = method in params.pipeline.distributed
+        res = params.pipeline.defaults if distributed else params.pipeline.resources.get(method,
+                                                                                         params.pipeline.defaults)
+        for known, kind, members in groups:
+            if known == res and kind == distributed:
                 members.append(method)
                 break
         else:
-            groups.append((res, [method]))
+            groups.append((res, distributed, [method]))
     return groups
 
 
@@ -88,7 +91,7 @@ def add_training_tasks(params: Params, *, dataset_name: str, params_text: Any, d
     """
     from kfp import dsl
 
-    from xmodal.components import evaluate, ingest, preprocess, register, train
+    from xmodal.components import evaluate, ingest, preprocess, register, train, train_distributed
     from xmodal.pipelines._platform import configure_task
 
     cfg = params.pipeline
@@ -99,11 +102,13 @@ def add_training_tasks(params: Params, *, dataset_name: str, params_text: Any, d
     references = {} if reference_ingested is None else {"reference_ingested": reference_ingested,
                                                         "reference_processed": reference_processed}
     reg = None
-    for resources, methods in method_groups(params, dataset=dataset_name):
+    for resources, distributed, methods in method_groups(params, dataset=dataset_name):
         with dsl.ParallelFor(items=methods, parallelism=cfg.parallelism) as method:
-            tr = configure_task(train(params_text=params_text, dataset=dataset, method=method,
-                                      processed=prep.outputs["processed"]),
-                                cfg=cfg, resources=resources, name=f"{prefix}train")
+            component = train_distributed if distributed else train
+            tr = configure_task(component(params_text=params_text, dataset=dataset, method=method,
+                                          processed=prep.outputs["processed"]),
+                                cfg=cfg, resources=resources,
+                                name=f"{prefix}train{' (TrainJob)' if distributed else ''}")
             ev = configure_task(evaluate(params_text=params_text, dataset=dataset,
                                          processed=prep.outputs["processed"], model=tr.outputs["model"]),
                                 cfg=cfg, name=f"{prefix}evaluate")

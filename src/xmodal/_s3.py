@@ -26,7 +26,8 @@ from typing import Any
 
 from xmodal.errors import XmodalInputError
 
-__all__ = ["S3Object", "client", "download", "downloaded", "is_s3_uri", "parse_s3_uri"]
+__all__ = ["S3Object", "client", "delete_prefix", "download", "download_folder", "downloaded", "is_s3_uri",
+           "parse_s3_uri", "upload_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,84 @@ def download(uri: str, destination: str | Path, *, s3: Any = None, role: str | N
         raise _s3_error(exc, obj, endpoint=s3.meta.endpoint_url, role=role) from None
     log.info("downloaded %s (%d bytes)", obj.uri, destination.stat().st_size)
     return destination
+
+
+def _prefix(uri: str) -> S3Object:
+    """``s3://bucket/some/prefix`` → bucket and key prefix (without a trailing ``/``)."""
+    if not is_s3_uri(uri):
+        raise XmodalInputError("not an s3:// URI", path=uri, fix="write it as s3://bucket/prefix")
+    bucket, _, key = uri[len(SCHEME):].partition("/")
+    if not bucket or not key.strip("/"):
+        raise XmodalInputError("an s3:// prefix needs a bucket and a key prefix", path=uri,
+                               fix="write it as s3://bucket/prefix")
+    return S3Object(bucket=bucket, key=key.strip("/"))
+
+
+def upload_folder(folder: str | Path, uri: str) -> int:
+    """Upload every file under ``folder`` (recursively) to ``uri/<relative path>``; return the file count.
+
+    Raises
+    ------
+    XmodalInputError
+        Naming the prefix and a fix (missing bucket, credentials, endpoint).
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    target, s3 = _prefix(uri), client()
+    files = [p for p in sorted(Path(folder).rglob("*")) if p.is_file()]
+    for path in files:
+        key = f"{target.key}/{path.relative_to(folder).as_posix()}"
+        try:
+            s3.upload_file(str(path), target.bucket, key)
+        except (BotoCoreError, ClientError) as exc:
+            raise _s3_error(exc, S3Object(target.bucket, key), endpoint=s3.meta.endpoint_url, role=None) from None
+        except Exception as exc:  # boto3's transfer manager wraps client errors  # noqa: BLE001
+            cause = exc.__cause__ if isinstance(exc.__cause__, BotoCoreError | ClientError) else exc
+            raise _s3_error(cause, S3Object(target.bucket, key), endpoint=s3.meta.endpoint_url, role=None) from None
+    log.info("uploaded %d files to %s", len(files), uri)
+    return len(files)
+
+
+def _keys(s3: Any, target: S3Object) -> list[str]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=target.bucket, Prefix=target.key + "/")
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+    except (BotoCoreError, ClientError) as exc:
+        raise _s3_error(exc, target, endpoint=s3.meta.endpoint_url, role=None) from None
+
+
+def download_folder(uri: str, folder: str | Path) -> int:
+    """Download every object under the prefix ``uri`` into ``folder`` (keeping the relative paths).
+
+    Raises
+    ------
+    XmodalInputError
+        Nothing under the prefix, or an S3 error (naming the prefix and a fix).
+    """
+    target, s3 = _prefix(uri), client()
+    keys = _keys(s3, target)
+    if not keys:
+        raise XmodalInputError("nothing under this prefix", path=uri,
+                               fix="check the prefix (keys are case-sensitive) and that it was uploaded")
+    for key in keys:
+        dest = Path(folder) / key[len(target.key) + 1:]
+        if ".." in Path(key[len(target.key) + 1:]).parts:
+            raise XmodalInputError("an object key leaves its prefix", path=f"s3://{target.bucket}/{key}",
+                                   fix="remove objects whose keys contain '..'")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        download(f"s3://{target.bucket}/{key}", dest, s3=s3)
+    return len(keys)
+
+
+def delete_prefix(uri: str) -> int:
+    """Delete every object under the prefix ``uri``; return how many."""
+    target, s3 = _prefix(uri), client()
+    keys = _keys(s3, target)
+    for start in range(0, len(keys), 1000):
+        s3.delete_objects(Bucket=target.bucket, Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]]})
+    return len(keys)
 
 
 @contextmanager

@@ -273,9 +273,12 @@ def test_pipeline_runner_rbac_is_namespaced_and_narrow(overlay: str, rendered) -
             assert set(rule["resourceNames"]) >= {PipelineConfig().s3_secret}, rule
     granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
     for needed in [("pods", "get"), ("pods/log", "get"), ("configmaps", "get"), ("secrets", "get"),
-                   ("persistentvolumeclaims", "create"), ("events", "list")]:
+                   ("persistentvolumeclaims", "create"), ("events", "list"), ("trainjobs", "create"),
+                   ("trainjobs", "get"), ("trainjobs", "delete")]:
         assert needed in granted, needed
     assert ("pods", "create") not in granted
+    trainer = [rule for rule in role["rules"] if "trainjobs" in rule["resources"]]
+    assert [rule["apiGroups"] for rule in trainer] == [["trainer.kubeflow.org"]]
     binding = _find(docs, "RoleBinding", "xmodal-pipeline-runner")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": "xmodal-pipeline-runner"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 COMPONENTS = Path(__file__).resolve().parents[2] / "components"
-STAGES = ("ingest", "preprocess", "train", "evaluate", "register", "monitor")
+STAGES = ("ingest", "preprocess", "train", "train_distributed", "evaluate", "register", "monitor")
 #: the one project module a component may import at module level: it names the image (stdlib only itself)
 IMAGE_MODULE = "xmodal.components._image"
 

@@ -104,6 +104,27 @@ def test_gpu_settings_node_pool_and_secrets_reach_the_train_task(tiny_project: P
     assert "accelerator" not in spec["deploymentSpec"]["executors"][ingest_exec]["container"].get("resources", {})
 
 
+def test_a_distributed_method_trains_through_a_trainjob_task(tiny_project: Path) -> None:
+    """``pipeline.distributed.<method>``: its train task is the TrainJob component, in a loop of its own, on the default
+    (CPU) resources — the nodes get the GPUs, not the step that submits them; the other methods are unchanged."""
+    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    params["runs"]["tiny-geoadvae"] = {"dataset": "tiny", "method": "geoadvae"}
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params))
+    spec, platform = _compile(tiny_project, *GPU, "--set", "pipeline.distributed.geoadvae.num_nodes=4",
+                              "--set", "pipeline.distributed.geoadvae.staging=s3://lab/trainjobs")
+    loops = {json.loads(t["parameterIterator"]["items"]["raw"])[0]: t for t in spec["root"]["dag"]["tasks"].values()
+             if "parameterIterator" in t}
+    assert set(loops) == {"gwot", "geoadvae"}
+    tasks = {m: spec["components"][t["componentRef"]["name"]]["dag"]["tasks"] for m, t in loops.items()}
+    assert tasks["geoadvae"]["train-distributed"]["taskInfo"]["name"] == "train (TrainJob)"
+    assert "train" in tasks["gwot"]
+    executor = spec["components"][tasks["geoadvae"]["train-distributed"]["componentRef"]["name"]]["executorLabel"]
+    container = spec["deploymentSpec"]["executors"][executor]["container"]
+    assert "train_distributed_step" in container["command"][-1]
+    assert "accelerator" not in container.get("resources", {})
+    assert not container["image"].endswith("-gpu")
+
+
 def test_compiling_both_pipelines_is_reproducible_byte_for_byte(two_batches: Path) -> None:
     for out in ("one", "two"):
         assert _cli(two_batches, "pipeline", "compile", "--output-dir", str(two_batches / out)) == 0

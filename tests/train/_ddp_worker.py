@@ -117,6 +117,25 @@ def dualdann() -> None:
     (OUT / f"dualdann_info_rank{RANK}.json").write_text(json.dumps(model.info))
 
 
+def cycleae() -> None:
+    """cycleae on a processed census store the test wrote (``CENSUS_PROCESSED``): the stream shards by chunk."""
+    from xmodal.families.census import read_processed
+    from xmodal.methods.cycleae import CycleAE, CycleAEConfig
+
+    data = read_processed(Path(os.environ["CENSUS_PROCESSED"]))
+    cfg = CycleAEConfig(latent=8, classifier_width=8, batch_size=16, epochs=2, checkpoint_every=3, strategy="ddp",
+                        device="cpu", max_validation_cells=100)
+    recorder = Recorder()
+    record_batches("cycleae", ("rows",))
+    model = CycleAE(cfg).fit(data, seed=0, checkpoint_dir=OUT / "cycleae_ckpt", live=recorder)
+    torch.save({**{f"net.{k}": v.detach().clone() for k, v in model.net.state_dict().items()},
+                **{f"classifier.{k}": v.detach().clone() for k, v in model.classifier.state_dict().items()}},
+               OUT / f"cycleae_weights_rank{RANK}.pt")
+    (OUT / f"cycleae_live_rank{RANK}.json").write_text(json.dumps(recorder.records))
+    if model.rank == 0:
+        model.save(OUT / "cycleae_model")
+
+
 def linear() -> None:
     """A deterministic least-squares model: 2 processes × batch b must equal 1 process × batch 2b."""
     sys.path.insert(0, str(Path(__file__).parent))
@@ -133,4 +152,4 @@ if __name__ == "__main__":
     for name in sys.argv[2:]:
         CURRENT[0] = name
         steps.StepLoader.__iter__ = ORIGINAL_ITER.get("iter", steps.StepLoader.__iter__)
-        {"geoadvae": geoadvae, "dualdann": dualdann, "linear": linear}[name]()
+        {"geoadvae": geoadvae, "dualdann": dualdann, "cycleae": cycleae, "linear": linear}[name]()

@@ -1,6 +1,6 @@
 """DDP for real: ``torchrun --nproc_per_node 2`` (gloo on CPU) trains a few steps of each deep method.
 
-Checked for geoadvae and dualdann: both ranks end with identical weights; each step's batch is split between
+Checked for geoadvae, dualdann and cycleae: both ranks end with identical weights; each step's batch is split between
 the ranks without overlap; only rank 0 writes checkpoints and sends live metrics; the saved model loads back
 as the method's class and records the 2 processes.
 
@@ -28,14 +28,29 @@ import torch
 HERE = Path(__file__).parent
 
 
+def _census(root: Path) -> Path:
+    """A processed census dataset (synthetic, 800 cells in chunks of 60 rows) for cycleae."""
+    from xmodal.config import params_from_dict
+    from xmodal.stages import ingest, preprocess
+
+    params = params_from_dict({
+        "datasets": {"c": {"family": "census", "fields": ["cell_type", "sex", "assay"],
+                           "source": {"kind": "synthetic_census", "n_cells": 800, "n_genes": 40, "seed": 2}}},
+        "preprocess": {"census": {"n_top_genes": 30, "chunk_size": 60}}})
+    ingest.run(params, dataset="c", root=root)
+    preprocess.run(params, dataset="c", root=root)
+    return root / "data/processed/c"
+
+
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
+           "CENSUS_PROCESSED": str(_census(tmp_path_factory.mktemp("census")))}
     proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(HERE / "_ddp_worker.py"), str(out),
-                           "geoadvae", "dualdann", "linear"], capture_output=True, text=True, env=env, timeout=420,
-                          cwd=out)
+                           "geoadvae", "dualdann", "cycleae", "linear"], capture_output=True, text=True, env=env,
+                          timeout=480, cwd=out)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out
 
@@ -77,6 +92,40 @@ def test_two_processes_train_one_model(ddp_run: Path, tag: str, keys: tuple[str,
     assert model.info["world_size"] == 2
     assert all(torch.equal(v, w0[k]) for k, v in model.module.state_dict().items())
     assert [h["step"] for h in model.history] == [r["step"] for r in live0]  # what rank 0 sent live is the history
+
+
+def test_two_processes_train_one_cycleae_on_chunk_shards(ddp_run: Path) -> None:
+    """cycleae under torchrun: identical weights on both ranks, each rank's cells from its own chunks (a new
+    assignment every epoch), one checkpoint writer, and the saved model records the 2 processes."""
+    from xmodal.methods import load_model
+
+    out = ddp_run
+    w0, w1 = _weights(out, "cycleae", 0), _weights(out, "cycleae", 1)
+    assert all(torch.equal(w0[k], w1[k]) for k in w0), "the ranks' weights differ"
+    b0 = json.loads((out / "cycleae_batches_rank0.json").read_text())
+    b1 = json.loads((out / "cycleae_batches_rank1.json").read_text())
+    assert len(b0) == len(b1) > 0
+    assert [b["step"] for b in b0] == [b["step"] for b in b1]
+    chunk = 60  # rows per chunk of the processed store
+    model = load_model(out / "cycleae_model")
+    per_epoch = model.info["steps"] // 2
+    for epoch in range(2):
+        steps = slice(epoch * per_epoch, (epoch + 1) * per_epoch)
+        rows0 = {r for b in b0[steps] for r in b["rows"]}
+        rows1 = {r for b in b1[steps] for r in b["rows"]}
+        assert rows0
+        assert rows1
+        assert not rows0 & rows1, f"epoch {epoch + 1}: the ranks share cells"
+        assert not {r // chunk for r in rows0} & {r // chunk for r in rows1}, "a chunk was read by both ranks"
+    chunks_epoch = [{r // chunk for b in b0[s] for r in b["rows"]} for s in (slice(0, per_epoch),
+                                                                            slice(per_epoch, 2 * per_epoch))]
+    assert chunks_epoch[0] != chunks_epoch[1]  # rank 0's chunks are reassigned each epoch
+    assert json.loads((out / "cycleae_live_rank1.json").read_text()) == []
+    assert json.loads((out / "cycleae_live_rank0.json").read_text())
+    assert not (out / "cycleae_saves_rank1.txt").exists()
+    assert (out / "cycleae_ckpt/checkpoint.pt").is_file()
+    assert model.info["world_size"] == 2
+    assert all(torch.equal(v, w0[f"net.{k}"]) for k, v in model.net.state_dict().items())
 
 
 def test_two_processes_at_batch_b_equal_one_process_at_batch_2b(ddp_run: Path) -> None:

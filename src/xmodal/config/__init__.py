@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from xmodal.config._load import apply_overrides, load_params, params_from_dict
 from xmodal.config._models import (
+    DistributedTraining,
     EvaluateConfig,
     GateBound,
     GpuPool,
@@ -30,6 +31,7 @@ __all__ = [
     "GpuPool",
     "MonitorConfig",
     "Params",
+    "DistributedTraining",
     "PipelineConfig",
     "RegisterConfig",
     "RunConfig",

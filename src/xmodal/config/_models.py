@@ -215,6 +215,41 @@ class GpuPool(StrictModel):
     tolerations: list[Toleration] = Field(default_factory=lambda: [Toleration(key="nvidia.com/gpu")])
 
 
+class DistributedTraining(StrictModel):
+    """``pipeline.distributed.<method>``: train the method as a Kubeflow Trainer ``TrainJob`` (``torchrun`` running
+    ``xmodal train`` on ``num_nodes`` nodes × processes per node), the data staged read-only through S3."""
+
+    num_nodes: int = Field(2, ge=1, description="nodes (TrainJob spec.trainer.numNodes)")
+    gpus_per_node: int = Field(1, ge=0, description="GPUs per node, one training process each (0: CPU nodes)")
+    procs_per_node: int = Field(1, ge=1, description="processes per node on CPU nodes (gpus_per_node: 0)")
+    cpu: str | None = Field("8", description="CPU request and limit per node")
+    memory: str | None = Field("64G", description="memory request and limit per node")
+    accelerator_type: str = Field("nvidia.com/gpu", description="resource name of the GPUs")
+    runtime: str = Field("torch-distributed", description="the TrainingRuntime the job runs on")
+    runtime_kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = "ClusterTrainingRuntime"
+    namespace: str | None = Field(None, description="where the TrainJob is created (default: the pipeline step's "
+                                  "own namespace)")
+    staging: str = Field("s3://xmodal/trainjobs", description="s3:// prefix where the step puts the processed data "
+                         "and parameters for the nodes (read-only for them) and node 0 puts the model")
+    image: str | None = Field(None, description="container image of the nodes (default: the project's GPU image, "
+                              "or its CPU image on CPU nodes)")
+    timeout: float = Field(86400.0, gt=0, description="seconds to wait for the job before deleting it")
+    poll_seconds: float = Field(30.0, gt=0, description="seconds between two looks at the job's status")
+    keep_staging: bool = Field(False, description="leave the staged data and model in S3 after the step")
+
+    @field_validator("staging")
+    @classmethod
+    def _s3(cls, value: str) -> str:
+        if not value.startswith("s3://") or len(value) <= len("s3://"):
+            raise ValueError(f"{value!r} is not an s3:// prefix (e.g. s3://xmodal/trainjobs)")
+        return value.rstrip("/")
+
+    @property
+    def procs(self) -> int:
+        """Training processes per node."""
+        return self.gpus_per_node or self.procs_per_node
+
+
 class PipelineConfig(StrictModel):
     """Kubeflow pipeline settings (resources, scheduling, secrets); the steps themselves read the rest."""
 
@@ -235,6 +270,9 @@ class PipelineConfig(StrictModel):
     resources: dict[str, TaskResources] = Field(default_factory=dict, description="method → its train task")
     gpu_pool: GpuPool = Field(default_factory=GpuPool)
     schedule: str = Field("0 0 3 * * *", description="6-field cron (seconds first) for `pipeline submit --recurring`")
+    distributed: dict[str, DistributedTraining] = Field(
+        default_factory=dict, description="method → train it as a Kubeflow Trainer TrainJob across nodes (else an "
+        "ordinary pipeline task)")
 
 
 class RunConfig(StrictModel):

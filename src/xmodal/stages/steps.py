@@ -132,6 +132,25 @@ def train_step(params_text: str, *, dataset: str, method: str, processed: str | 
 
 
 @kfp_task
+def train_distributed_step(params_text: str, *, dataset: str, method: str, processed: str | Path,
+                  output: str | Path) -> dict[str, Any]:
+    """Fit ``method`` across nodes as a Kubeflow Trainer ``TrainJob`` (``pipeline.distributed.<method>``); the
+    model folder node 0 saved goes to ``output`` (see :mod:`xmodal.stages.trainjob`).
+
+    Returns
+    -------
+    dict
+        ``{"method", "dataset", "trainjob", ...fit info}``.
+    """
+    from xmodal.stages.trainjob import run_trainjob
+
+    params = parse_params(params_text)
+    info = run_trainjob(params, params_text=params_text, dataset=dataset, method=method, processed=processed,
+                        output=output)
+    return {"method": method, "dataset": dataset, **info}
+
+
+@kfp_task
 def evaluate_step(
     params_text: str,
     *,

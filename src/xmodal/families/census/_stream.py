@@ -112,6 +112,7 @@ class StreamPlan:
         self.reader, self.batch_size, self.seed = reader, int(batch_size), int(seed)
         self.buffer_chunks, self.lanes, self.dense = int(buffer_chunks), int(lanes), dense
         self.sizes = np.asarray(list(reader.sizes), dtype=np.int64)
+        self._first = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)  # each chunk's first row
         self._epoch_starts: dict[int, list[int]] = {}  # world → first step of each epoch computed so far
         self._layouts: OrderedDict[tuple[int, int, int], list[_Lane]] = OrderedDict()
         self._buffers: OrderedDict[tuple[int, int, int, int], tuple[sp.csr_matrix, np.ndarray]] = OrderedDict()
@@ -167,44 +168,54 @@ class StreamPlan:
         return epoch, step - starts[epoch]
 
     # ------------------------------------------------------------ data
-    def _buffer(self, epoch: int, rank: int, world: int, lane: int, index: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    def _buffer(self, epoch: int, rank: int, world: int, lane: int, index: int
+                ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
         key = (epoch, rank, lane, index)
         if key not in self._buffers:
             chunks = self._layout(epoch, rank, world)[lane].buffers[index]
             parts = [self.reader.read(c) for c in chunks]
             counts = sp.vstack([p[0] for p in parts], format="csr")
             codes = np.concatenate([p[1] for p in parts])
+            ids = np.concatenate([self._first[c] + np.arange(self.sizes[c]) for c in chunks])
             order = _rng(self.seed, 13, epoch, rank, lane, index).permutation(counts.shape[0])
-            self._buffers[key] = (counts[order], codes[order])
+            self._buffers[key] = (counts[order], codes[order], ids[order])
             while len(self._buffers) > 2 * self.lanes:  # two buffers per lane: a batch may straddle two
                 self._buffers.popitem(last=False)
         return self._buffers[key]
 
-    def rows(self, step: int, rank: int, world: int) -> tuple[sp.csr_matrix, np.ndarray]:
-        """Counts ``(batch, genes)`` CSR and codes ``(batch, fields)`` of rank ``rank``'s batch at ``step``."""
+    def batch(self, step: int, rank: int, world: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+        """Counts ``(batch, genes)`` CSR, codes ``(batch, fields)`` and the cells' rows ``(batch,)`` (0-based, in the
+        reader's order) of rank ``rank``'s batch at ``step``."""
         epoch, s = self.locate(step, world)
         lane_id = s % self.lanes
         lane = self._layout(epoch, rank, world)[lane_id]
         first = (s // self.lanes) * self.batch_size
         last = first + self.batch_size
-        parts_x, parts_c = [], []
+        parts: list[tuple[sp.csr_matrix, np.ndarray, np.ndarray]] = []
         b = bisect.bisect_right(lane.starts, first) - 1
         while first < last:
-            counts, codes = self._buffer(epoch, rank, world, lane_id, b)
+            counts, codes, ids = self._buffer(epoch, rank, world, lane_id, b)
             lo, hi = first - lane.starts[b], min(last, lane.starts[b + 1]) - lane.starts[b]
-            parts_x.append(counts[lo:hi])
-            parts_c.append(codes[lo:hi])
+            parts.append((counts[lo:hi], codes[lo:hi], ids[lo:hi]))
             first += hi - lo
             b += 1
-        x = parts_x[0] if len(parts_x) == 1 else sp.vstack(parts_x, format="csr")
-        return x, parts_c[0] if len(parts_c) == 1 else np.concatenate(parts_c)
+        if len(parts) == 1:
+            return parts[0]
+        return (sp.vstack([p[0] for p in parts], format="csr"), np.concatenate([p[1] for p in parts]),
+                np.concatenate([p[2] for p in parts]))
+
+    def rows(self, step: int, rank: int, world: int) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Counts ``(batch, genes)`` CSR and codes ``(batch, fields)`` of rank ``rank``'s batch at ``step``."""
+        x, codes, _ = self.batch(step, rank, world)
+        return x, codes
 
     def __call__(self, step: int, rank: int, world: int) -> dict[str, Any]:
-        """The engine's batch plan: ``{"step", "x", "codes"}`` (``x`` dense float32 unless ``dense=False``)."""
-        x, codes = self.rows(step, rank, world)
+        """The engine's batch plan: ``{"step", "x", "codes", "rows"}`` (``x`` dense float32 unless ``dense=False``;
+        ``rows``: the cells' rows in the reader's order)."""
+        x, codes, ids = self.batch(step, rank, world)
         if self.dense:
             x = torch.from_numpy(np.asarray(x.todense(), dtype=np.float32))
-        return {"step": step, "x": x, "codes": torch.from_numpy(codes)}
+        return {"step": step, "x": x, "codes": torch.from_numpy(codes), "rows": torch.from_numpy(ids)}
 
 
 class StreamDataset(torch.utils.data.IterableDataset):

@@ -1,0 +1,1 @@
+"""The ``train_distributed`` component (a Kubeflow Trainer TrainJob)."""
