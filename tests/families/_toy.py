@@ -120,7 +120,8 @@ class ToyFamily(Family):
         _write(adata, out)
         return f"x {adata.shape}"
 
-    def preprocess(self, ingested: Path, *, out: Path, cfg: Any, split: Any) -> dict[str, dict[str, int]]:
+    def preprocess(self, ingested: Path, *, out: Path, cfg: Any, split: Any, dataset: Any = None
+                   ) -> dict[str, dict[str, int]]:
         adata = _read(ingested)
         strata = [adata.obs[LABEL].astype(str).to_numpy()] if split.stratify else []
         adata.obs[SPLIT] = split_cells(adata.n_obs, strata=strata, validation=split.validation_fraction,

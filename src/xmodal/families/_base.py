@@ -90,11 +90,15 @@ class Family(ABC):
 
     # ---------------------------------------------------------------- preprocess
     @abstractmethod
-    def preprocess(self, ingested: Path, *, out: Path, cfg: Any, split: Any) -> dict[str, dict[str, int]]:
+    def preprocess(self, ingested: Path, *, out: Path, cfg: Any, split: Any, dataset: Any = None
+                   ) -> dict[str, dict[str, int]]:
         """Split the ingested cells, fit preprocessing on the training cells, write the processed data into ``out``.
 
         ``out`` gets ``data.h5mu`` (``obs["split"]`` in every modality), ``schema.json`` and one
         ``preprocessor_<modality>`` folder per fitted preprocessor (:meth:`load_preprocessor` reads them).
+
+        ``dataset`` is the dataset's config in ``params.yaml`` (a family whose split depends on it, such as held-out
+        context combinations, reads it here; the others ignore it).
 
         Returns
         -------

@@ -211,9 +211,9 @@ def read_reference(params: Params, root: str | Path, *, dataset: str, min_cells:
         ``min_cells`` training cells in a modality (fix: ``dvc repro``).
     """
     pdir, idir = processed_dir(root, dataset), ingested_dir(root, dataset)
-    for folder in (idir, pdir):
-        if not (folder / DATA_FILE).is_file():
-            raise XmodalInputError(f"no reference data for dataset {dataset!r}", path=folder / DATA_FILE,
+    for folder in (idir, pdir):  # every family's stage folder holds its schema.json beside the data
+        if not (folder / SCHEMA_FILE).is_file():
+            raise XmodalInputError(f"no reference data for dataset {dataset!r}", path=folder / SCHEMA_FILE,
                                    fix=_FIX_REFERENCE)
     return family_of(params, dataset).monitor_reference(idir, pdir, min_cells=min_cells)
 

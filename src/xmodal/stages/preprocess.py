@@ -61,7 +61,8 @@ def run(params: Params, *, dataset: str, root: str | Path = ".") -> PreprocessRe
     cfg = params.preprocess_config(family.name)
     out = prepare_output(processed_dir(root, dataset))
     with atomic_dir(out) as tmp:
-        sizes = family.preprocess(ingested_dir(root, dataset), out=tmp, cfg=cfg, split=params.split)
+        sizes = family.preprocess(ingested_dir(root, dataset), out=tmp, cfg=cfg, split=params.split,
+                                  dataset=params.dataset(dataset))
         update_json(tmp / SCHEMA_FILE, settings={"preprocess": cfg.model_dump(mode="json"),
                                                  "split": params.split.model_dump(mode="json")})
     result = PreprocessResult(output=out, sizes=sizes)

@@ -403,7 +403,7 @@ def _signature() -> Any:
         inputs=None,
         outputs=Schema([TensorSpec(np.dtype("float64"), (-1, -1), name="embedding")]),
         params=ParamSchema([ParamSpec("modality", "string", "a"), ParamSpec("input", "string", "processed"),
-                            ParamSpec("domain", "string", "")]),
+                            ParamSpec("domain", "string", ""), ParamSpec("set", "string", "")]),
     )
 
 

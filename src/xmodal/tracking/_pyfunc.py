@@ -31,7 +31,9 @@ with warnings.catch_warnings(record=True) as _caught:
           (a DataFrame whose columns include the raw features the logged preprocessor kept; it is applied first);
         - ``domain`` (raw input, families with domains): the domain (cell line) the cells come from; when the
           preprocessor has a learned peak mapper for it, the peaks that line did not measure may be absent and
-          are predicted.
+          are predicted;
+        - ``set`` (counterfactual models, ``cycleae``): the target context, JSON or ``field=value`` pairs; the input
+          is then raw counts plus the metadata fields (see :meth:`counterfactual`).
 
         After loading, ``.model`` is the model as its own class and ``.preprocessors`` maps modality → the fitted
         preprocessor of the dataset's family (:func:`xmodal.families.load_preprocessor`; empty if none was
@@ -55,6 +57,8 @@ with warnings.catch_warnings(record=True) as _caught:
             ``(n, K)`` instead; its modalities are ``atac`` and ``rna`` (``a`` means the first).
             """
             params = dict(params or {})
+            if hasattr(self.model, "counterfactual"):
+                return self.counterfactual(model_input, params)
             modality = str(params.get("modality", "a"))
             modalities = getattr(self.model, "modalities", ("a", "b"))
             if modality not in modalities and modality in ("a", "b"):
@@ -69,6 +73,36 @@ with warnings.catch_warnings(record=True) as _caught:
             if hasattr(self.model, "predict_proba"):
                 return self.model.predict_proba(model_input, modality=modality).astype(np.float64)
             return self.model.transform(model_input, modality=modality)
+
+        def counterfactual(self, frame: Any, params: dict[str, Any]) -> Any:
+            """A counterfactual model (``cycleae``): raw counts (gene columns, named by ``feature_id`` or
+            ``feature_name``) plus the model's metadata fields as columns, and ``params["set"]`` the target context
+            (JSON ``{"sex": "female"}`` or ``sex=female,disease=normal``; empty: each cell's own context) → the
+            predicted expression ``(n, G)`` in the model's space ``log1p(target_sum · counts / total)``."""
+            import json
+
+            import anndata as ad
+            import pandas as pd
+            import scipy.sparse as sp
+
+            if not isinstance(frame, pd.DataFrame):
+                raise TypeError("input must be a pandas DataFrame: raw counts per gene and the metadata fields")
+            text = str(params.get("set") or "").strip()
+            if text.startswith("{"):
+                changes = {str(k): str(v) for k, v in json.loads(text).items()}
+            else:
+                pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+                if any(len(p) != 2 for p in pairs):
+                    raise ValueError(f"params['set'] must be JSON or field=value pairs, got {text!r}")
+                changes = {k.strip(): v.strip() for k, v in pairs}
+            if "rna" in self.preprocessors:
+                cells = self.preprocessors["rna"].transform_frame(frame)
+            else:
+                fields = [c for c in frame.columns if c in self.model.fields]
+                genes = [c for c in frame.columns if c not in fields]
+                cells = ad.AnnData(X=sp.csr_matrix(frame[genes].to_numpy(dtype=np.float32)), obs=frame[fields].copy(),
+                                   var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
+            return np.asarray(self.model.counterfactual(cells, set=changes).X, dtype=np.float64)
 
         def preprocess(self, frame: Any, *, modality: str, domain: str | None = None) -> Any:
             """Apply the logged preprocessor of ``modality`` to a DataFrame of raw features → ``(n, d_processed)``.

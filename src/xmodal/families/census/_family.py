@@ -28,11 +28,12 @@ class CensusFamily(Family):
         schema = ingest_census(cfg, out=out, root=source_root)
         return f"{schema['n_obs']} cells × {schema['n_vars']} genes, fields {schema['fields']}"
 
-    def preprocess(self, ingested: Path, *, out: Path, cfg: Any, split: Any) -> dict[str, dict[str, int]]:
+    def preprocess(self, ingested: Path, *, out: Path, cfg: Any, split: Any, dataset: Any = None
+                   ) -> dict[str, dict[str, int]]:
         """Hold out the combinations, split the rest, build the vocabulary and select genes on training cells."""
         from xmodal.families.census._preprocess import preprocess_census
 
-        return preprocess_census(ingested, out=out, cfg=cfg, split=split)
+        return preprocess_census(ingested, out=out, cfg=cfg, split=split, dataset=dataset)
 
     def load_preprocessor(self, directory: Path) -> Any:
         """A :class:`~xmodal.families.census._preprocess.CensusPreprocessor`."""

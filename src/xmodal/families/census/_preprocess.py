@@ -196,7 +196,8 @@ def select_genes(stats: GeneStats, *, n_top: int | None, min_cells: int) -> np.n
     return np.sort(candidates[order])
 
 
-def preprocess_census(ingested: Path, *, out: Path, cfg: Any, split: Any) -> dict[str, dict[str, int]]:
+def preprocess_census(ingested: Path, *, out: Path, cfg: Any, split: Any, dataset: Any = None
+                      ) -> dict[str, dict[str, int]]:
     """Split, build the vocabulary, select genes on training cells, and write the processed folder into ``out``.
 
     Parameters
@@ -209,6 +210,8 @@ def preprocess_census(ingested: Path, *, out: Path, cfg: Any, split: Any) -> dic
         :class:`~xmodal.families.census._config.CensusPreprocessConfig`.
     split
         :class:`~xmodal.config.SplitConfig`.
+    dataset
+        The dataset's config (held-out combinations, fields, counterfactual field); default: as ingest recorded it.
 
     Returns
     -------
@@ -221,7 +224,7 @@ def preprocess_census(ingested: Path, *, out: Path, cfg: Any, split: Any) -> dic
     from xmodal.families.census._soma import store_blocks, store_obs, store_var, write_store
 
     ingested, out = Path(ingested), Path(out)
-    dcfg = dataset_config(ingested)
+    dcfg = dataset if dataset is not None else dataset_config(ingested)
     schema = read_ingested(ingested)
     store = ingested / STORE
     obs = store_obs(store)

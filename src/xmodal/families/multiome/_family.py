@@ -31,7 +31,8 @@ class MultiomeFamily(Family):
         write_multiome(data, out)
         return f"domains {data.domains}, rna {data.rna.shape}, atac {data.atac.shape}"
 
-    def preprocess(self, ingested: Path, *, out: Path, cfg: Any, split: Any) -> dict[str, dict[str, int]]:
+    def preprocess(self, ingested: Path, *, out: Path, cfg: Any, split: Any, dataset: Any = None
+                   ) -> dict[str, dict[str, int]]:
         """Split every domain (stratified by phase), select features and normalise, fitted on training cells."""
         from xmodal.data import DATA_FILE
         from xmodal.errors import reading

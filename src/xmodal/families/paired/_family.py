@@ -29,7 +29,8 @@ class PairedFamily(Family):
         write_paired(data, out)
         return f"A {data.a.shape}, B {data.b.shape}"
 
-    def preprocess(self, ingested: Path, *, out: Path, cfg: Any, split: Any) -> dict[str, dict[str, int]]:
+    def preprocess(self, ingested: Path, *, out: Path, cfg: Any, split: Any, dataset: Any = None
+                   ) -> dict[str, dict[str, int]]:
         """Split (pairs kept together, stratified by label), fit per-modality preprocessors on training cells."""
         from xmodal.families.paired._preprocess import (
             assign_split,
