@@ -115,11 +115,11 @@ def test_clamp_is_on_the_base_head_only() -> None:
     with torch.no_grad():
         module.base[0, 0] = -1.0
         module.decoders[0][0, 0] = -1.0
-        module.heads[0].weight[0, 0, 0] = -1.0
+        module.heads[0].weight[0][0, 0] = -1.0
     module.clamp_()
     assert float(module.base.detach().min()) >= 0
     assert float(module.decoders[0].detach()[0, 0]) == -1.0
-    assert float(module.heads[0].weight.detach()[0, 0, 0]) == -1.0
+    assert float(module.heads[0].weight[0].detach()[0, 0]) == -1.0
 
 
 def test_classifier_heads_only_for_fields_in_use() -> None:

@@ -173,6 +173,102 @@ def _truth_context(obs: pd.DataFrame, truth: Any) -> pd.DataFrame:
     return obs[list(truth.values)].astype(str)
 
 
+def observed_space(cells: CensusHoldout, rows: np.ndarray, *, target_sum: float, genes: list[str] | None = None
+                   ) -> np.ndarray:
+    """``log1p(target_sum · counts / Σ counts)`` of ``rows`` of the holdout (over ``genes``, default all of
+    ``cells.adata``'s, which are the model's once the preprocessor ran) ``(n, G)``."""
+    from xmodal.families.census._preprocess import lognormalize_csr
+
+    sub = cells.adata[rows] if genes is None else cells.adata[rows][:, genes]
+    return lognormalize_csr(sub.X, target_sum=target_sum).toarray()
+
+
+def score_predictions(cells: CensusHoldout, predicted: list[dict[str, np.ndarray]], *, target_sum: float,
+                      prefix: str = "cf_", baselines: bool = True) -> dict[str, float]:
+    """Score predicted counterfactuals of the held-out combinations (any method's) against the observed and true
+    changes, with the baselines.
+
+    Parameters
+    ----------
+    cells
+        :func:`read_holdout` cells, brought to the model's genes (its ``adata`` holds exactly the predicted genes).
+    predicted
+        One entry per case of ``cells.cases``: ``{"change": (n_sources, G), "moved": (n_sources, G)}``, each source
+        cell's predicted change and its predicted expression in the target context, in the model's space.
+    target_sum
+        The space's counts per cell (observed cells are normalised the same way).
+    prefix
+        Of the method's metric names (``cf_``; an ablation ``no_cycles_cf_``).
+    baselines
+        Add the mean-shift, no-change and (with a truth) additive-truth metrics.
+
+    Returns
+    -------
+    dict
+        ``<prefix>mean_change_r2`` and, with a truth, ``<prefix>cell_change_r2``, ``<prefix>cell_change_r2_top50``,
+        ``<prefix>gene_mean_r2``; the baselines' (see the module docstring).
+    """
+    field_name = cells.field
+    pred_mean, obs_mean, ms_mean = [], [], []
+    pred_cells, true_cells, add_cells, ms_cells, tops = [], [], [], [], []
+    gene_pred, gene_true = [], []
+    codes_of = {v: i + 1 for i, v in enumerate(cells.vocab_values.get(field_name, []))}
+    additive = None
+    if cells.truth is not None:
+        additive = type(cells.truth)(**{**cells.truth.__dict__, "interaction": np.zeros_like(cells.truth.interaction)})
+    for case, pred in zip(cells.cases, predicted, strict=True):
+        src_obs = cells.adata.obs.iloc[case.sources]
+        x_src = observed_space(cells, case.sources, target_sum=target_sum)
+        x_tgt = observed_space(cells, case.targets, target_sum=target_sum)
+        pred_mean.append(pred["change"].mean(0))
+        obs_mean.append(x_tgt.mean(0) - x_src.mean(0))
+        source_codes = np.array([codes_of.get(normalize_value(v) or "", 0) for v in src_obs[field_name]])
+        means = cells.means[field_name]
+        shift = means[codes_of[case.value]][None, :] - means[source_codes]
+        ms_mean.append(shift.mean(0))
+        if cells.truth is not None:
+            rows = src_obs[INGESTED_ROW].to_numpy()
+            own = _truth_context(src_obs, cells.truth)
+            target = own.assign(**{field_name: case.value})
+            t_own, t_tgt = cells.truth.true_expression(rows, own), cells.truth.true_expression(rows, target)
+            pred_cells.append(pred["change"])
+            true_cells.append(t_tgt - t_own)
+            add_cells.append(additive.true_expression(rows, target) - additive.true_expression(rows, own))
+            ms_cells.append(np.broadcast_to(shift, pred["change"].shape))
+            tops.append(top_changed(t_tgt - t_own, k=TOP))
+            gene_pred.append(pred["moved"].mean(0))
+            gene_true.append(t_tgt.mean(0))
+    out = {f"{prefix}mean_change_r2": r2(np.stack(pred_mean), np.stack(obs_mean))}
+    if baselines:
+        out["mean_shift_mean_change_r2"] = r2(np.stack(ms_mean), np.stack(obs_mean))
+        out["no_change_mean_change_r2"] = r2(np.zeros_like(np.stack(obs_mean)), np.stack(obs_mean))
+    if cells.truth is not None:
+        true_all = np.concatenate(true_cells)
+
+        def cell_scores(pred: list[np.ndarray], name: str) -> dict[str, float]:
+            top_p = np.concatenate([p[:, t].ravel() for p, t in zip(pred, tops, strict=True)])
+            top_t = np.concatenate([t_[:, t].ravel() for t_, t in zip(true_cells, tops, strict=True)])
+            return {f"{name}cell_change_r2": r2(np.concatenate(pred), true_all),
+                    f"{name}cell_change_r2_top{TOP}": r2(top_p, top_t)}
+
+        out |= cell_scores(pred_cells, prefix)
+        out[f"{prefix}gene_mean_r2"] = r2(np.stack(gene_pred), np.stack(gene_true))
+        if baselines:
+            out |= cell_scores(ms_cells, "mean_shift_")
+            out |= cell_scores([np.zeros_like(p) for p in pred_cells], "no_change_")
+            out |= cell_scores(add_cells, "additive_truth_")
+    return out
+
+
+def model_predictions(model: Any, cells: CensusHoldout) -> list[dict[str, np.ndarray]]:
+    """A counterfactual model's :func:`score_predictions` input: each case's source cells moved into it."""
+    out = []
+    for case in cells.cases:
+        moved = model.counterfactual(cells.adata[case.sources], set={cells.field: case.value})
+        out.append({"change": np.asarray(moved.layers["change"]), "moved": np.asarray(moved.X)})
+    return out
+
+
 def score_holdout(model: Any, cells: CensusHoldout, *, prefix: str = "") -> dict[str, float]:
     """Score a counterfactual model (``counterfactual``, ``inputs``, ``contributions``) on :func:`read_holdout` cells.
 
@@ -184,67 +280,17 @@ def score_holdout(model: Any, cells: CensusHoldout, *, prefix: str = "") -> dict
     """
     import torch
 
-    adata, field_name = cells.adata, cells.field
-    pred_mean, obs_mean, ms_mean, zero_mean = [], [], [], []
-    pred_cells, true_cells, add_cells, ms_cells, tops = [], [], [], [], []
-    gene_pred, gene_true, hits = [], [], []
-    codes_of = {v: i + 1 for i, v in enumerate(cells.vocab_values.get(field_name, []))}
-    for case in cells.cases:
-        src = adata[case.sources]
-        moved = model.counterfactual(src, set={field_name: case.value})
-        x_src = moved.layers["observed"]
-        x_tgt, _ = model.inputs(adata[case.targets])
-        change = moved.layers["change"]
-        observed = x_tgt.numpy().mean(0) - x_src.mean(0)
-        pred_mean.append(change.mean(0))
-        obs_mean.append(observed)
-        zero_mean.append(np.zeros_like(observed))
-        target_code = model.vocab.code(field_name, case.value)
-        reading = model.predict_context(torch.from_numpy(np.asarray(moved.X)))
-        hits.append(reading[:, model.fields.index(field_name)] == target_code)
-        source_codes = np.array([codes_of.get(normalize_value(v) or "", 0) for v in src.obs[field_name]])
-        means = cells.means[field_name]
-        shift = means[codes_of[case.value]][None, :] - means[source_codes]
-        ms_mean.append(shift.mean(0))
-        if cells.truth is not None:
-            truth, genes = cells.truth, None
-            rows = src.obs[INGESTED_ROW].to_numpy()
-            own = _truth_context(src.obs, truth)
-            target = own.assign(**{field_name: case.value})
-            t_own = truth.true_expression(rows, own, genes=genes)
-            t_tgt = truth.true_expression(rows, target, genes=genes)
-            additive = type(truth)(**{**truth.__dict__, "interaction": np.zeros_like(truth.interaction)})
-            a_change = (additive.true_expression(rows, target, genes=genes)
-                        - additive.true_expression(rows, own, genes=genes))
-            pred_cells.append(change)
-            true_cells.append(t_tgt - t_own)
-            add_cells.append(a_change)
-            ms_cells.append(np.broadcast_to(shift, change.shape))
-            tops.append(top_changed(t_tgt - t_own, k=TOP))
-            gene_pred.append(np.asarray(moved.X).mean(0))
-            gene_true.append(t_tgt.mean(0))
-    out = {f"{prefix}cf_mean_change_r2": r2(np.stack(pred_mean), np.stack(obs_mean)),
-           f"{prefix}target_accuracy": float(np.concatenate(hits).mean()),
-           f"{prefix}cf_cells": float(sum(len(c.sources) for c in cells.cases))}
-    if not prefix:
-        out["mean_shift_mean_change_r2"] = r2(np.stack(ms_mean), np.stack(obs_mean))
-        out["no_change_mean_change_r2"] = r2(np.stack(zero_mean), np.stack(obs_mean))
-    if cells.truth is not None:
-        true_all = np.concatenate(true_cells)
-
-        def cell_scores(pred: list[np.ndarray], name: str) -> dict[str, float]:
-            top_p = np.concatenate([p[:, t].ravel() for p, t in zip(pred, tops, strict=True)])
-            top_t = np.concatenate([t_[:, t].ravel() for t_, t in zip(true_cells, tops, strict=True)])
-            return {f"{name}cell_change_r2": r2(np.concatenate(pred), true_all),
-                    f"{name}cell_change_r2_top{TOP}": r2(top_p, top_t)}
-
-        out |= cell_scores(pred_cells, f"{prefix}cf_")
-        out[f"{prefix}cf_gene_mean_r2"] = r2(np.stack(gene_pred), np.stack(gene_true))
-        if not prefix:
-            out |= cell_scores(ms_cells, "mean_shift_")
-            out |= cell_scores([np.zeros_like(p) for p in pred_cells], "no_change_")
-            out |= cell_scores(add_cells, "additive_truth_")
-    recon = adata[cells.recon]
+    predicted = model_predictions(model, cells)
+    out = score_predictions(cells, predicted, target_sum=model.target_sum, prefix=f"{prefix}cf_",
+                            baselines=not prefix)
+    field_name = cells.field
+    hits = []
+    for case, pred in zip(cells.cases, predicted, strict=True):
+        reading = model.predict_context(torch.from_numpy(pred["moved"]))
+        hits.append(reading[:, model.fields.index(field_name)] == model.vocab.code(field_name, case.value))
+    out[f"{prefix}target_accuracy"] = float(np.concatenate(hits).mean())
+    out[f"{prefix}cf_cells"] = float(sum(len(c.sources) for c in cells.cases))
+    recon = cells.adata[cells.recon]
     parts = model.contributions(recon)
     x, _ = model.inputs(recon)
     x = x.numpy()
@@ -397,4 +443,5 @@ def plot_changes(model: Any, cells: CensusHoldout, path: Path, *, title: str) ->
     plt.close(fig)
 
 
-__all__ = ["Case", "CensusHoldout", "evaluate_all", "find_cases", "read_holdout", "score_holdout", "split_scores"]
+__all__ = ["Case", "CensusHoldout", "evaluate_all", "find_cases", "model_predictions", "observed_space",
+           "read_holdout", "score_holdout", "score_predictions", "split_scores"]

@@ -130,15 +130,17 @@ class CycleAE:
         strata = [fields.index(f) for f in dict.fromkeys(f for c in data.holdout for f in c)
                   if f != field and f in fields]
         changes = seen_changes(val_x, val_codes, field=fields.index(field), strata=strata) if field in fields else []
-        if cfg.selection_metric == "cf_mean_r2" and not changes:
+        metric = cfg.selection_metric if cfg.selection_metric != "auto" else "cf_mean_r2" if changes else "recon"
+        if metric == "cf_mean_r2" and not changes:
             raise ConfigError("methods.cycleae.selection_metric cf_mean_r2 needs validation cells of two values of "
-                              f"the counterfactual field in one stratum (at least {MIN_GROUP} cells each); choose loss or recon")
+                              f"the counterfactual field in one stratum (at least {MIN_GROUP} cells each); choose "
+                              "auto, recon or loss")
         torch.manual_seed(seed)
         net, classifier = self._build(len(self.genes), cards)
         module = CycleAETraining(net, classifier, cfg, plan=plan, world=world, target_sum=self.target_sum,
                                  val_x=val_x, val_codes=val_codes, changes=changes)
         module._field_names = fields
-        key = f"val_{cfg.selection_metric}"
+        key = f"val_{metric}"
 
         def on_record(step: int, record: dict[str, float]) -> None:
             if callback is not None and record and "epoch" in record:
@@ -147,7 +149,7 @@ class CycleAE:
         digest = settings_digest(cfg, shapes=(len(self.genes), *cards, int(sum(plan.sizes))), seed=seed)
         result = fit(module, StepLoader(plan, total=total, iterate=iterate), settings=cfg, seed=seed, digest=digest,
                      checkpoint_dir=checkpoint_dir, resume=resume,
-                     selection=Selection(monitor=key, mode=DIRECTION[cfg.selection_metric], patience=cfg.patience),
+                     selection=Selection(monitor=key, mode=DIRECTION[metric], patience=cfg.patience),
                      live=live, gradient_clip=None, what=self.method, on_record=on_record)
         self.net, self.classifier = net.cpu().eval(), classifier.cpu().eval()
         self.history, self.rank = result.history, result.rank
@@ -158,13 +160,13 @@ class CycleAE:
             "fields": fields, "cardinalities": cards, "n_genes": len(self.genes), "n_train": int(sum(plan.sizes)),
             "n_validation": int(len(val_x)), "seen_changes": len(changes), "cycles": cfg.cycles,
             "steps": total, "steps_run": result.summary["steps_run"], "stopped": result.summary["stopped"],
-            "best_step": best_step, f"best_{key}": result.summary.get(f"best_{key}"),
+            "selection_metric": key, "best_step": best_step, f"best_{key}": result.summary.get(f"best_{key}"),
             "best_epoch": plan.locate(best_step - 1, world)[0] + 1 if best_step else None,
             "fit_seconds": time.perf_counter() - start, "device": result.summary["device"], "world_size": result.world,
             "precision": cfg.precision, "change_scale": self.change_scale,
         }
         log.info("cycleae: %d steps in %.1f s; best validation %s %.4g at epoch %s (%s)", self.info["steps_run"],
-                 self.info["fit_seconds"], cfg.selection_metric, self.info[f"best_{key}"] or float("nan"),
+                 self.info["fit_seconds"], metric, self.info[f"best_{key}"] or float("nan"),
                  self.info["best_epoch"], self.info["stopped"])
         return self
 

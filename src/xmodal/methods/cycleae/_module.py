@@ -47,6 +47,10 @@ def _uniform_unit_columns(rows: int, cols: int, generator: torch.Generator | Non
 class ContextHeads(nn.Module):
     """One ``L × L`` linear map per context code of a field (code 0 included), applied by grouping the batch.
 
+    Each head is its own parameter, as the seed's ``nn.ModuleList`` of heads: a head no cell of the batch uses gets
+    no gradient, so the optimiser leaves it as it is (no momentum step, no weight decay) and the step's cost grows
+    with the values present, not with the field's cardinality (Census: hundreds of cell types).
+
     Parameters
     ----------
     n_codes
@@ -57,14 +61,14 @@ class ContextHeads(nn.Module):
 
     def __init__(self, n_codes: int, latent: int) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.stack([_uniform_unit_columns(latent, latent) for _ in range(n_codes)]))
+        self.weight = nn.ParameterList([nn.Parameter(_uniform_unit_columns(latent, latent)) for _ in range(n_codes)])
 
     def forward(self, h: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """``h`` ``(batch, L)``, ``codes`` ``(batch,)`` int64 → ``(batch, L)``: row ``i`` through head ``codes[i]``."""
         out = torch.empty_like(h)
         for code in torch.unique(codes).tolist():
-            rows = codes == code
-            out[rows] = h[rows] @ self.weight[code].T
+            rows = (codes == code).nonzero(as_tuple=True)[0]
+            out = out.index_put((rows,), h[rows] @ self.weight[code].T)
         return out
 
 
@@ -105,7 +109,8 @@ class CycleAEModule(nn.Module):
                 for f in range(len(cardinalities)):
                     nn.init.orthogonal_(self.encoders[f])
                     nn.init.orthogonal_(self.decoders[f])
-                    self.heads[f].weight.copy_(torch.eye(latent).expand_as(self.heads[f].weight))
+                    for w in self.heads[f].weight:
+                        w.copy_(torch.eye(latent))
         # learnable output scales, kept positive through their logarithm (see Notes)
         with torch.no_grad():
             norm = lambda m: float(torch.linalg.matrix_norm(m, ord=2))  # noqa: E731
@@ -121,7 +126,7 @@ class CycleAEModule(nn.Module):
 
     def metadata_parameters(self) -> list[nn.Parameter]:
         """The field encoders, decoders, heads and scales (the seed's weight decay 5e-4)."""
-        return [*self.encoders, *self.decoders, *(h.weight for h in self.heads), self.log_scale]
+        return [*self.encoders, *self.decoders, *(w for h in self.heads for w in h.weight), self.log_scale]
 
     @torch.no_grad()
     def clamp_(self) -> None:
