@@ -149,8 +149,9 @@ np.savez(out, seconds=time.perf_counter() - t, **res)
 """
 
 
-def build(root: Path, *, quick: bool) -> Path:
-    """The demo's synthetic Census dataset (smaller with ``quick``), ingested and preprocessed under ``root``."""
+def build(root: Path, *, quick: bool, data_seed: int | None = None, cells: int | None = None) -> Path:
+    """The demo's synthetic Census dataset (another experiment with ``data_seed``, another size with ``cells``,
+    smaller with ``quick``), ingested and preprocessed under ``root``."""
     import yaml
 
     from xmodal.config import params_from_dict
@@ -158,6 +159,9 @@ def build(root: Path, *, quick: bool) -> Path:
 
     raw = yaml.safe_load((HERE.parent / "params.yaml").read_text())
     dataset = raw["datasets"]["synthetic_census"]
+    source = {**dataset["source"], **({} if data_seed is None else {"seed": data_seed}),
+              **({} if cells is None else {"n_cells": cells})}
+    dataset = {**dataset, "source": source}
     prep = raw["preprocess"]["census"]
     if quick:
         dataset = {**dataset, "source": {**dataset["source"], "n_cells": 2000, "n_genes": 120}}
@@ -232,9 +236,13 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="print the README's table from the JSON and exit")
     parser.add_argument("--workdir", default=None, help="keep the data and the methods' scripts here (default: a "
                         "temporary folder, removed)")
+    parser.add_argument("--data-seed", type=int, default=None, help="another synthetic experiment (default: the demo's)")
+    parser.add_argument("--cells", type=int, default=None, help="cells of the synthetic dataset (default: the demo's)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs")
     args = parser.parse_args()
-    args.output = args.output or str(HERE / "results" / ("quick" if args.quick else "") / "counterfactual_peers.json")
+    suffix = "" if args.data_seed is None and args.cells is None else f"_seed{args.data_seed}_cells{args.cells}"
+    args.output = args.output or str(HERE / "results" / ("quick" if args.quick else "")
+                                     / f"counterfactual_peers{suffix}.json")
     if args.table:
         print(markdown_table(json.loads(Path(args.output).read_text())["rows"]))
         return
@@ -251,7 +259,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="cf-peers-") as scratch:
         tmp = args.workdir or scratch
-        processed = build(Path(tmp) / "project", quick=args.quick)
+        processed = build(Path(tmp) / "project", quick=args.quick, data_seed=args.data_seed, cells=args.cells)
         folder = Path(tmp) / "exchange"
         folder.mkdir(parents=True)
         cells, target_sum = export(processed, folder, epochs=2 if args.quick else args.peer_epochs)
@@ -275,7 +283,8 @@ def main() -> None:
             rows.append(row)
             shown = {k: round(v, 3) for k, v in row.items() if isinstance(v, float)}
             print(f"  {shown or row.get('not_runnable')}", flush=True)
-    out = {"benchmark": "counterfactual_peers", "quick": args.quick, "machine": platform.platform(),
+    out = {"benchmark": "counterfactual_peers", "quick": args.quick, "data_seed": args.data_seed, "cells": args.cells,
+           "machine": platform.platform(),
            "python": platform.python_version(), "n_cases": len(cells.cases),
            "cases": [{"combo": c.combo, "sources": len(c.sources), "targets": len(c.targets)} for c in cells.cases],
            "rows": rows}

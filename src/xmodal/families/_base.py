@@ -66,6 +66,12 @@ class Family(ABC):
     #: registry name (``datasets.<name>.family`` in params)
     name: str = ""
 
+    def data_path(self, folder: Path) -> Path:
+        """The data a stage folder (``data/ingested/<x>``, ``data/processed/<x>``) holds, as errors name it."""
+        from xmodal.data import DATA_FILE
+
+        return Path(folder) / DATA_FILE
+
     # ---------------------------------------------------------------- ingest
     @abstractmethod
     def ingest(self, cfg: Any, *, out: Path, source_root: Path, seed: int) -> str:

@@ -32,7 +32,6 @@ from typing import Any
 from xmodal._io import atomic_file, prepare_output, read_json, write_json
 from xmodal._names import MAX_MODEL_NAME, check_name
 from xmodal.config import EvaluateConfig, GateBound, Params
-from xmodal.data import DATA_FILE
 from xmodal.errors import ConfigError, XmodalInputError, first_line, reading
 from xmodal.families import family_of, load_preprocessor
 from xmodal.methods import get_method
@@ -247,7 +246,7 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
     name = model_name(params, dataset=registry_dataset, method=method)
     family = family_of(params, dataset)
     cells = holdout(params, root, dataset=dataset)
-    with reading(ingested_dir(root, dataset) / DATA_FILE):
+    with reading(family.data_path(ingested_dir(root, dataset))):
         _check_evaluation_is_current(mdir, processed_dir(root, dataset), metrics_file, cells, family=family,
                                      cfg=params.evaluate, metric=spec.primary_metric)
     gate_cells: Any = cells
@@ -265,12 +264,12 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
     with tracker.registry_lock(name, root=root):
         ref = _version_of(tracker, params, name=name, digest=digest, dataset=dataset, method=method, root=root)
         loaded = tracker.load(ref)
-        with reading(ingested_dir(root, dataset) / DATA_FILE):
+        with reading(family.data_path(ingested_dir(root, dataset))):
             challenger_metrics = score(loaded, cells, family=family, cfg=params.evaluate)
         gate_metrics = challenger_metrics
         if gate_cells is not None and registry_dataset != dataset:
             try:
-                with reading(ingested_dir(root, registry_dataset) / DATA_FILE):
+                with reading(gate_family.data_path(ingested_dir(root, registry_dataset))):
                     gate_metrics = score(loaded, gate_cells, family=gate_family, cfg=params.evaluate)
             except XmodalInputError as exc:
                 gate_problem = f"the challenger cannot score the held-out cells of {registry_dataset!r} ({exc})"

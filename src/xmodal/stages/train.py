@@ -9,7 +9,6 @@ from typing import Any
 
 from xmodal._io import atomic_dir, prepare_output, remove_stale_in, update_json
 from xmodal.config import Params
-from xmodal.data import DATA_FILE
 from xmodal.errors import ConfigError, TrainingDivergedError, reading
 from xmodal.families import family_of
 from xmodal.methods import get_method
@@ -110,7 +109,7 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".", re
     live_kw = {"live": live} if live is not None else {}
     log.info("train %s/%s: fitting%s", dataset, method, " (resuming from the checkpoint)" if resume else "")
     try:
-        with reading(processed_dir(root, dataset) / DATA_FILE):
+        with reading(family_of(params, dataset).data_path(processed_dir(root, dataset))):
             model = spec.model_cls()(config).fit(train, seed=params.seed, **fit_kw, **resume_kw, **live_kw)
             ablation = None
             if spec.ablation:

@@ -21,6 +21,10 @@ class CensusFamily(Family):
 
     name = "census"
 
+    def data_path(self, folder: Path) -> Path:
+        """The SOMA store of a stage folder."""
+        return Path(folder) / STORE
+
     def ingest(self, cfg: Any, *, out: Path, source_root: Path, seed: int) -> str:
         """Read any census source into ``store/`` + ``schema.json`` (+ ``truth.npz`` for the synthetic one)."""
         from xmodal.families.census._io import ingest_census

@@ -83,7 +83,8 @@ class CycleAETraining(XmodalModule):
     def configure_optimizers(self) -> Any:  # noqa: D102 - Lightning hook
         cfg = self.cfg
         gen, cls = optimizers(self.net, self.classifier, lr=cfg.lr, weight_decay_base=cfg.weight_decay_base,
-                              weight_decay_metadata=cfg.weight_decay_metadata)
+                              weight_decay_metadata=cfg.weight_decay_metadata,
+                              weight_decay_classifier=cfg.weight_decay_classifier)
         return [gen, cls]
 
     def _losses(self, x: torch.Tensor, codes: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -279,11 +279,14 @@ def log_normalize(counts: torch.Tensor, *, target_sum: float = 1e4) -> torch.Ten
 
 
 def optimizers(module: CycleAEModule, classifier: ContextClassifier, *, lr: float = 1e-4,
-               weight_decay_base: float = 1e-4, weight_decay_metadata: float = 5e-4
-               ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-    """The seed's optimisers: AdamW for the generator (two weight decays), Adam for the classifier, same lr."""
+               weight_decay_base: float = 1e-4, weight_decay_metadata: float = 5e-4,
+               weight_decay_classifier: float = 0.0) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """The seed's optimisers: AdamW for the generator (two weight decays), Adam for the classifier, same lr
+    (``weight_decay_classifier`` > 0: AdamW with that decay)."""
     gen = torch.optim.AdamW([{"params": module.base_parameters(), "weight_decay": weight_decay_base},
                              {"params": module.metadata_parameters(), "weight_decay": weight_decay_metadata}], lr=lr)
+    if weight_decay_classifier > 0:
+        return gen, torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=weight_decay_classifier)
     return gen, torch.optim.Adam(classifier.parameters(), lr=lr)
 
 
