@@ -27,10 +27,8 @@ def _cli(root: Path, *args: str) -> int:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import TINY_PARAMS
-
     root = tmp_path_factory.mktemp("census")
-    params = json.loads(json.dumps(TINY_PARAMS))
+    params: dict = {"seed": 0}
     params["datasets"] = {"cs": CENSUS,
                           "cs_again": CENSUS,  # the same cells ingested again: new data without drift
                           "cs_other": {**CENSUS, "source": {**CENSUS["source"], "seed": 5}}}  # another experiment
@@ -74,8 +72,7 @@ def test_evaluation_writes_what_a_user_reads(project: Path) -> None:
 def test_register_report_and_the_served_counterfactual(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import mlflow
 
-    from xmodal.families.census._soma import SomaChunks, store_obs, store_var
-    from xmodal.families.census._vocab import Vocabulary
+    from xmodal.families.census._soma import store_obs, store_rows, store_var
     from xmodal.methods import load_model
 
     root = project
@@ -91,7 +88,7 @@ def test_register_report_and_the_served_counterfactual(project: Path, capsys: py
     # the registered model: raw counts of every ingested gene plus the metadata, and a target context
     store = root / "data/ingested/cs/store"
     obs = store_obs(store)
-    counts, _ = SomaChunks(store, Vocabulary(values={}, specs=[])).read_rows(np.arange(20))
+    counts, _ = store_rows(store, np.arange(20))
     frame = pd.DataFrame(counts.toarray(), columns=store_var(store)["feature_name"], index=obs.index[:20])
     for field in CENSUS["fields"]:
         frame[field] = obs[field].astype(str).to_numpy()[:20]

@@ -57,6 +57,23 @@ class Projection(ABC):
         """Project ``cells`` ``(n, d)`` → ``(n, n_components)``; bad values raise ``XmodalInputError``."""
 
 
+class FeatureProjection(Projection):
+    """A projection that reads named features (``features``) onto principal axes (``components`` ``(k, d)``)."""
+
+    features: np.ndarray
+    components: np.ndarray
+
+    @property
+    def columns(self) -> list[str]:
+        """``pc_1`` … ``pc_k``."""
+        return [f"pc_{i + 1}" for i in range(len(self.components))]
+
+    def missing(self, cells: Any) -> list[str]:
+        """The features the projection reads that ``cells`` lack."""
+        have = set(map(str, cells.var_names))
+        return [f for f in map(str, self.features) if f not in have]
+
+
 class Family(ABC):
     """One data family: its container, preprocessing, evaluation, held-out cells and monitor view.
 

@@ -131,7 +131,7 @@ def read_holdout(processed: Path, *, ingested: Path | None = None, seed: int = 0
 
     from xmodal._io import read_json
     from xmodal.data import SCHEMA_FILE
-    from xmodal.families.census._soma import SomaChunks, store_obs, store_var
+    from xmodal.families.census._soma import store_obs, store_rows, store_var
     from xmodal.families.census._synthetic import CensusSim
     from xmodal.families.census._vocab import Vocabulary
 
@@ -153,12 +153,11 @@ def read_holdout(processed: Path, *, ingested: Path | None = None, seed: int = 0
     rows = np.unique(np.concatenate([recon, *[np.concatenate([c.sources, c.targets]) for c in cases]]))
     remap = {int(r): i for i, r in enumerate(rows)}
     take = obs.iloc[rows]
-    no_vocab = Vocabulary(values={}, specs=[])
     if ingested is None:
         store, positions = processed / STORE, lo + rows
     else:
         store, positions = Path(ingested) / STORE, take[INGESTED_ROW].to_numpy()
-    counts, _ = SomaChunks(store, no_vocab, chunk_size=1).read_rows(positions)
+    counts, _ = store_rows(store, positions)
     adata = ad.AnnData(X=counts, obs=take.copy(), var=store_var(store))
     cases = [Case(combo=c.combo, value=c.value, sources=np.array([remap[int(r)] for r in c.sources]),
                   targets=np.array([remap[int(r)] for r in c.targets])) for c in cases]

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from xmodal.errors import XmodalInputError
-from xmodal.families._base import HEADLINE, Evaluation, Family, Projection
+from xmodal.families._base import HEADLINE, Evaluation, Family, FeatureProjection, Projection
 from xmodal.families.census._io import STORE
 
 #: cells read for the drift monitor (a seeded sample of a split or of new data)
@@ -108,17 +108,16 @@ def _sample(folder: Path, rows: np.ndarray, *, seed: int = 0) -> Any:
     """An AnnData of up to :data:`MONITOR_CELLS` of ``rows`` of the store in ``folder`` (raw counts, ``obs``)."""
     import anndata as ad
 
-    from xmodal.families.census._soma import SomaChunks, store_var
-    from xmodal.families.census._vocab import Vocabulary
+    from xmodal.families.census._soma import store_rows, store_var
 
     rows = np.asarray(rows)
     if len(rows) > MONITOR_CELLS:
         rows = np.sort(np.random.default_rng(seed).choice(rows, size=MONITOR_CELLS, replace=False))
-    counts, obs = SomaChunks(folder / STORE, Vocabulary(values={}, specs=[])).read_rows(rows)
+    counts, obs = store_rows(folder / STORE, rows)
     return ad.AnnData(X=counts, obs=obs, var=store_var(folder / STORE))
 
 
-class _LogPCA(Projection):
+class _LogPCA(FeatureProjection):
     """``x ↦ PCA(log1p(target_sum · x[:, genes] / Σ x[:, genes]))``, fitted on reference cells."""
 
     def __init__(self, features: np.ndarray, target_sum: float, mean: np.ndarray, components: np.ndarray) -> None:
@@ -139,14 +138,6 @@ class _LogPCA(Projection):
         k = max(2, min(n_components, dense.shape[0] - 1, dense.shape[1]))
         pca = PCA(n_components=k, random_state=seed, svd_solver="full").fit(dense)
         return cls(features, target_sum, pca.mean_, pca.components_)
-
-    @property
-    def columns(self) -> list[str]:
-        return [f"pc_{i + 1}" for i in range(len(self.components))]
-
-    def missing(self, cells: Any) -> list[str]:
-        have = set(map(str, cells.var_names))
-        return [f for f in map(str, self.features) if f not in have]
 
     def transform(self, cells: Any) -> np.ndarray:
         from xmodal.families.census._chunks import check_counts

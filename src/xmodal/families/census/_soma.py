@@ -156,6 +156,12 @@ def store_blocks(uri: str | Path, *, chunk_size: int = 10_000) -> Iterator[tuple
                                     shape=(hi - lo, n_genes), dtype=np.float32)
 
 
+def store_rows(uri: str | Path, positions: np.ndarray, *, columns: Sequence[str] = ()
+               ) -> tuple[sp.csr_matrix, pd.DataFrame]:
+    """Counts ``(len(positions), genes)`` CSR and ``obs`` (``columns``) of given rows of a store, in that order."""
+    return SomaChunks(uri, Vocabulary(values={}, specs=[]), chunk_size=1).read_rows(positions, columns=columns)
+
+
 class SomaChunks:
     """A SOMA experiment read in contiguous blocks of ``chunk_size`` rows (a chunk reader of the stream).
 

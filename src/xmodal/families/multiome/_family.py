@@ -11,7 +11,14 @@ import scipy.sparse as sp
 
 from xmodal.data import split_names
 from xmodal.errors import XmodalInputError
-from xmodal.families._base import HEADLINE, SPLITS, Evaluation, Family, Projection
+from xmodal.families._base import (
+    HEADLINE,
+    SPLITS,
+    Evaluation,
+    Family,
+    FeatureProjection,
+    Projection,
+)
 from xmodal.families.multiome._data import DOMAIN, MultiomeData
 
 SPLIT = "split"
@@ -129,7 +136,7 @@ class MultiomeFamily(Family):
         return _NormalizedPCA.fit(cells, n_components=n_components, n_top=cfg.n_top_genes or 2000, seed=seed)
 
 
-class _NormalizedPCA(Projection):
+class _NormalizedPCA(FeatureProjection):
     """``x ↦ PCA(L2(log1p(CPM(x[:, features]))))``, fitted on reference cells (raw counts or normalised values)."""
 
     def __init__(self, features: np.ndarray, normalize: bool, mean: np.ndarray, components: np.ndarray) -> None:
@@ -152,14 +159,6 @@ class _NormalizedPCA(Projection):
         k = max(2, min(n_components, dense.shape[0] - 1, dense.shape[1]))
         pca = PCA(n_components=k, random_state=seed, svd_solver="full").fit(dense)
         return cls(features, normalize, pca.mean_, pca.components_)
-
-    @property
-    def columns(self) -> list[str]:
-        return [f"pc_{i + 1}" for i in range(len(self.components))]
-
-    def missing(self, cells: ad.AnnData) -> list[str]:
-        have = set(map(str, cells.var_names))
-        return [f for f in map(str, self.features) if f not in have]
 
     def transform(self, cells: ad.AnnData) -> np.ndarray:
         from xmodal.data import first_nonfinite
