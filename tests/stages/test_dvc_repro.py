@@ -84,5 +84,5 @@ def test_a_params_file_of_one_other_family_runs_too(dvc_project: Path) -> None:
     metrics = json.loads((dvc_project / "reports/mo/dualdann/metrics.json").read_text())
     assert set(metrics) == {"train", "validation", "test"}
     lock = yaml.safe_load((dvc_project / "dvc.lock").read_text())
-    assert set(lock["stages"]["preprocess@mo"]["params"]["params.yaml"]) == {"split", "preprocess.multiome"}
+    assert set(lock["stages"]["preprocess@mo"]["params"]["params.yaml"]) == {"split", "preprocess.multiome", "datasets.mo"}
     assert _repro(dvc_project) == []

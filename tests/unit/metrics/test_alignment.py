@@ -45,9 +45,10 @@ LINE_COUNTS = np.array([0, 2, 1, 0, 1, 2])
 
 
 def test_package_reexports_public_functions() -> None:
-    from xmodal.metrics import classification
+    from xmodal.metrics import classification, counterfactual
 
     assert set(metrics_pkg.__all__) == {
+        "change_scores",
         "classification_metrics",
         "confusion_matrix",
         "foscttm",
@@ -56,9 +57,12 @@ def test_package_reexports_public_functions() -> None:
         "label_transfer_confusion",
         "matching_accuracy",
         "neighborhood_matching",
+        "r2",
+        "top_changed",
     }
     for name in metrics_pkg.__all__:
-        module = classification if name in ("classification_metrics", "confusion_matrix") else alignment
+        module = (classification if name in ("classification_metrics", "confusion_matrix")
+                  else counterfactual if name in ("change_scores", "r2", "top_changed") else alignment)
         assert getattr(metrics_pkg, name) is getattr(module, name)
 
 
