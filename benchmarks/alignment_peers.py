@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _rss import PEAK_RSS_SOURCE  # noqa: E402 - the child's own peak, not its parent's
+
 HERE = Path(__file__).resolve().parent
 PEERS_PYTHON = HERE / ".peers" / "bin" / "python"
 DATASETS = ("pbmc68k", "multiome_reduced", "multiome_counts")
@@ -118,8 +121,8 @@ def run_method(method: str, x_a: np.ndarray, x_b: np.ndarray, *, timeout: float)
         src, out, script = Path(tmp, "in.npz"), Path(tmp, "out.npz"), Path(tmp, "child.py")
         np.savez(src, x_a=x_a, x_b=x_b)
         kind = "scot" if method == "scot" else "default"
-        script.write_text(CHILD["gwot" if method == "scot" else method] + "\nimport resource, json\n"
-                          "print(json.dumps({'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n")
+        script.write_text(CHILD["gwot" if method == "scot" else method] + PEAK_RSS_SOURCE + "\nimport json\n"
+                          "print(json.dumps({'peak_rss_mib': peak_mib()}))\n")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "JAX_PLATFORMS": "cpu"}
         try:
             proc = subprocess.run([python, str(script), str(src), str(out), kind, str(HERE.parent)],

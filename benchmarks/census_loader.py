@@ -38,6 +38,9 @@ import pandas as pd  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _rss import PEAK_RSS_SOURCE  # noqa: E402
+
 BACKENDS = ("npz", "soma", "h5ad")
 FIELDS = ["cell_type", "sex", "assay"]
 VALUES = {"cell_type": [f"type_{i}" for i in range(12)], "sex": ["female", "male"],
@@ -45,9 +48,10 @@ VALUES = {"cell_type": [f"type_{i}" for i in range(12)], "sex": ["female", "male
 CHUNK = 10_000
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 import pandas as pd
+PEAK_RSS_SOURCE
 backend, path, genes = sys.argv[1], sys.argv[2], int(sys.argv[3])
 from xmodal.families.census._stream import StreamPlan
 from xmodal.families.census._vocab import Vocabulary, FieldSpec
@@ -62,7 +66,7 @@ elif backend == "soma":
 else:
     from xmodal.families.census._readers import H5adChunks
     reader = H5adChunks(path, vocab, chunk_size=10000)
-rss_open = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rss_open = peak_mib()
 plan = StreamPlan(reader, batch_size=128, seed=0, buffer_chunks=4)
 steps = plan.steps_in_epoch(0, 1)
 t0 = time.perf_counter(); first = None; total = 0.0
@@ -73,9 +77,10 @@ for s in range(steps):
         first = time.perf_counter() - t0
 seconds = time.perf_counter() - t0
 print(json.dumps({"cells": steps * 128, "seconds": seconds, "cells_per_s": steps * 128 / seconds,
-                  "first_batch_s": first, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "rss_after_open_mib": rss_open / 1024, "checksum": total}))
+                  "first_batch_s": first, "peak_rss_mib": peak_mib(), "rss_after_open_mib": rss_open,
+                  "checksum": total}))
 """
+CHILD = CHILD.replace("PEAK_RSS_SOURCE\n", PEAK_RSS_SOURCE)  # the child's own peak, not its parent's
 
 
 def _chunks(n_cells: int, n_genes: int, seed: int):

@@ -22,8 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _rss import PEAK_RSS_SOURCE  # noqa: E402 - the child's own peak, not its parent's
+
 CHILD = r"""
 import json, os, resource, sys, time
+PEAK_RSS_SOURCE
 import numpy as np
 from xmodal.config import SplitConfig
 from xmodal.families.paired import PairedPreprocessConfig, assign_split, preprocess_paired, synthetic_paired
@@ -36,11 +40,11 @@ data, _ = preprocess_paired(assign_split(data, split=SplitConfig(validation_frac
                             cfg=PairedPreprocessConfig(n_pcs=dims[2], n_top_features=None))
 train = data.split("train")
 prep_seconds = time.perf_counter() - t0
-rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rss0 = peak_mib() * 1024
 t = time.perf_counter()
 model = GWOT(GWOTConfig(solver=solver, **overrides)).fit(train, seed=0)
 seconds = time.perf_counter() - t
-rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rss1 = peak_mib() * 1024
 ia = np.flatnonzero(train.a.obs["match"].isin(train.b.obs_names))
 ia = np.sort(np.random.default_rng(0).choice(ia, size=min(5000, len(ia)), replace=False))
 ib = train.b.obs_names.get_indexer(train.a.obs["match"].to_numpy()[ia])
@@ -51,6 +55,7 @@ print(json.dumps({"n_a": train.a.n_obs, "n_b": train.b.n_obs, "solver": model.in
                   "n_reference": model.info["n_reference_a"], "foscttm": foscttm(z_a, z_b), "foscttm_pairs": len(ia),
                   "peak_rss_mib": rss1 / 1024, "peak_rss_increase_mib": (rss1 - rss0) / 1024}))
 """
+CHILD = CHILD.replace("PEAK_RSS_SOURCE\n", PEAK_RSS_SOURCE)  # the child's own peak, not its parent's
 
 
 def _exponent(rows: list[dict], value) -> float | None:

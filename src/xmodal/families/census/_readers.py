@@ -67,33 +67,50 @@ class H5adChunks:
         self.path, self.vocab, self.chunk_size, self.layer = Path(path), vocab, int(chunk_size), layer
         self._file: Any = None
         self._matrix: Any = None
-        obs = self.obs()
-        self.codes = vocab.encode(obs, where=str(self.path))  # (n, fields) int64: small beside X
-        n = len(obs)
+        # each chunk's metadata is read with the chunk: memory does not grow with the cells (a Census-sized obs
+        # index alone is gigabytes of strings)
+        n = self._n_obs()
         self._sizes = [min(self.chunk_size, n - s) for s in range(0, n, self.chunk_size)]
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_file": None, "_matrix": None}
-
-    def obs(self) -> pd.DataFrame:
-        """The file's ``obs`` (read without ``X``)."""
-        import anndata as ad
+    def _n_obs(self) -> int:
         import h5py
 
         try:
             with h5py.File(self.path, "r") as f:
-                return ad.io.read_elem(f["obs"])
+                obs = f["obs"]
+                missing = [c for c in self.vocab.fields if c not in obs]
+                if missing:
+                    raise XmodalInputError(f"obs has no column {missing[0]!r}", path=self.path,
+                                           fix="give every cell the fields the vocabulary was built on")
+                return int(obs[obs.attrs["_index"]].shape[0])
         except (OSError, KeyError) as exc:
             raise XmodalInputError(f"not a readable .h5ad ({exc})", path=self.path,
                                    fix="write it with AnnData.write_h5ad") from None
+
+    def _codes(self, rows: slice) -> np.ndarray:
+        """Codes ``(rows, fields)`` of a block of ``obs``, read from the file column by column."""
+        import anndata as ad
+
+        obs = self._open_file()["obs"]
+        frame = pd.DataFrame({f: _column_block(ad, obs[f], rows) for f in self.vocab.fields})
+        return self.vocab.encode(frame, where=str(self.path))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_file": None, "_matrix": None}
+
+    def _open_file(self) -> Any:
+        if self._file is None:
+            import h5py
+
+            self._file = h5py.File(self.path, "r")
+        return self._file
 
     def _open(self) -> Any:
         if self._matrix is None:
             import anndata as ad
             import h5py
 
-            self._file = h5py.File(self.path, "r")
-            node = self._file["X"] if self.layer is None else self._file["layers"][self.layer]
+            node = self._open_file()["X"] if self.layer is None else self._open_file()["layers"][self.layer]
             if not isinstance(node, h5py.Group) or node.attrs.get("encoding-type") != "csr_matrix":
                 raise XmodalInputError(
                     f"{'X' if self.layer is None else 'layers/' + self.layer} is not stored as CSR, so it cannot be "
@@ -110,4 +127,18 @@ class H5adChunks:
         start = index * self.chunk_size
         rows = slice(start, start + self._sizes[index])
         counts = sp.csr_matrix(self._open()[rows], dtype=np.float32)
-        return counts, self.codes[rows]
+        return counts, self._codes(rows)
+
+
+def _column_block(ad: Any, node: Any, rows: slice) -> pd.Series:
+    """Rows ``rows`` of one ``obs`` column as stored by anndata (categorical: codes + categories; else an array)."""
+    import h5py
+
+    if isinstance(node, h5py.Group) and node.attrs.get("encoding-type") == "categorical":
+        categories = ad.io.read_elem(node["categories"])
+        codes = node["codes"][rows]
+        return pd.Series(pd.Categorical.from_codes(codes, categories=categories))
+    values = node[rows]
+    if values.dtype.kind in "SO":
+        values = [v.decode() if isinstance(v, bytes) else v for v in values]
+    return pd.Series(values, dtype=object)

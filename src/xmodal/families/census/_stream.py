@@ -172,15 +172,15 @@ class StreamPlan:
                 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
         key = (epoch, rank, lane, index)
         if key not in self._buffers:
+            while len(self._buffers) >= 2 * self.lanes:  # drop the oldest first: never three buffers of a lane at once
+                self._buffers.popitem(last=False)
             chunks = self._layout(epoch, rank, world)[lane].buffers[index]
             parts = [self.reader.read(c) for c in chunks]
             counts = sp.vstack([p[0] for p in parts], format="csr")
             codes = np.concatenate([p[1] for p in parts])
             ids = np.concatenate([self._first[c] + np.arange(self.sizes[c]) for c in chunks])
             order = _rng(self.seed, 13, epoch, rank, lane, index).permutation(counts.shape[0])
-            self._buffers[key] = (counts[order], codes[order], ids[order])
-            while len(self._buffers) > 2 * self.lanes:  # two buffers per lane: a batch may straddle two
-                self._buffers.popitem(last=False)
+            self._buffers[key] = (counts[order], codes[order], ids[order])  # two per lane: a batch may straddle two
         return self._buffers[key]
 
     def batch(self, step: int, rank: int, world: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
