@@ -129,7 +129,8 @@ model = biolord.Biolord(adata=train, n_latent=32, model_name="xmodal", train_cla
                                        "gene_likelihood": "normal", "reconstruction_penalty": 100.0,
                                        "unknown_attribute_penalty": 10.0, "unknown_attribute_noise_param": 0.1,
                                        "seed": 0})
-model.train(max_epochs=spec["epochs"], batch_size=256, accelerator="cpu", early_stopping=False, enable_checkpointing=False,
+epochs = spec["epochs"] or int(min(round(20000 / train.n_obs * 400), 400))  # biolord's own default, as an int
+model.train(max_epochs=epochs, batch_size=256, accelerator="cpu", early_stopping=False, enable_checkpointing=False,
             enable_progress_bar=False)
 res = {}
 for k, case in enumerate(spec["cases"]):
@@ -172,7 +173,7 @@ def build(root: Path, *, quick: bool, data_seed: int | None = None, cells: int |
     return root / "data/processed/c"
 
 
-def export(processed: Path, folder: Path, *, epochs: int) -> object:
+def export(processed: Path, folder: Path, *, epochs: int | None) -> object:
     """Training cells and each case's source cells (raw counts of the kept genes, metadata) for the peers."""
     from xmodal.families import load_preprocessor
     from xmodal.families.census import read_processed
@@ -229,8 +230,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--epochs", type=int, default=None, help="epochs of the cycleae variants (default: cycleae's)")
-    parser.add_argument("--peer-epochs", type=int, default=30, help="epochs of scVI and biolord (their defaults, "
-                        "400 and 500 at this size, take hours on 2 CPU cores)")
+    parser.add_argument("--peer-epochs", type=int, default=None, help="epochs of scVI and biolord (default: their "
+                        "own, min(400, 20 000 / cells × 400))")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per method")
     parser.add_argument("--output", default=None, help="default: results/counterfactual_peers.json")
     parser.add_argument("--table", action="store_true", help="print the README's table from the JSON and exit")
@@ -262,13 +263,13 @@ def main() -> None:
         processed = build(Path(tmp) / "project", quick=args.quick, data_seed=args.data_seed, cells=args.cells)
         folder = Path(tmp) / "exchange"
         folder.mkdir(parents=True)
-        cells, target_sum = export(processed, folder, epochs=2 if args.quick else args.peer_epochs)
+        cells, target_sum = export(processed, folder, epochs=2 if args.quick else args.peer_epochs)  # None: theirs
         baselines_done = False
         for method in args.methods:
             print(f"{method} ...", flush=True)
             result = run_method(method, folder, config=configs.get(method, {}), timeout=args.timeout)
             row = {"method": method, "peer": method in PEERS,
-                   "epochs": (2 if args.quick else args.peer_epochs) if method in PEERS else epochs}
+                   "epochs": (2 if args.quick else args.peer_epochs or "default") if method in PEERS else epochs}
             if "predictions" in result:
                 scores = score_predictions(cells, result.pop("predictions"), target_sum=target_sum,
                                            baselines=not baselines_done)

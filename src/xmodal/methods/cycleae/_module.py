@@ -65,11 +65,11 @@ class ContextHeads(nn.Module):
 
     def forward(self, h: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """``h`` ``(batch, L)``, ``codes`` ``(batch,)`` int64 → ``(batch, L)``: row ``i`` through head ``codes[i]``."""
-        out = torch.empty_like(h)
-        for code in torch.unique(codes).tolist():
-            rows = (codes == code).nonzero(as_tuple=True)[0]
-            out = out.index_put((rows,), h[rows] @ self.weight[code].T)
-        return out
+        order = torch.argsort(codes, stable=True)  # rows grouped by code: one slice of h per code present
+        values, counts = torch.unique_consecutive(codes[order], return_counts=True)
+        parts = [h[rows] @ self.weight[code].T
+                 for code, rows in zip(values.tolist(), torch.split(order, counts.tolist()), strict=True)]
+        return torch.cat(parts)[torch.argsort(order)] if parts else torch.empty_like(h)
 
 
 class CycleAEModule(nn.Module):
