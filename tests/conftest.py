@@ -8,6 +8,7 @@ enough to push a 75 s test past the 600 s timeout.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -26,6 +27,22 @@ def _one_torch_thread() -> None:
     except ImportError:  # pragma: no cover - torch is a dependency
         return
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _threads_put_back() -> Iterator[None]:
+    """A test that leaves torch on more threads changes the float sums of every later fit in this process
+    (measured: a module-scoped cycleae fixture trained after scanpy's numba kernels had set 2 threads differed
+    from the same fit on 1 thread in 78 of 800 weights, by 3e-8): put it back and fail the test that did it."""
+    yield
+    import torch
+
+    threads = torch.get_num_threads()
+    if threads != 1:
+        torch.set_num_threads(1)
+        pytest.fail(f"the test left torch on {threads} threads (wrap the call that changed it in "
+                    "xmodal._threads.torch_threads_kept)")
+
 
 OPT_IN = {"slow": "--slow"}
 

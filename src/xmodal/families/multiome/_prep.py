@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from xmodal._threads import torch_threads_kept
 from xmodal.errors import XmodalInputError
 from xmodal.families.multiome._data import G2M_GENES, PHASE, S_GENES
 
@@ -324,7 +325,8 @@ def score_phases(rna: ad.AnnData, *, s_genes: Sequence[str] = S_GENES, g2m_genes
                 fix="give phase labels (obs column `phase`) or gene names as symbols (e.g. MCM5, TOP2A)")
     work = ad.AnnData(X=sp.csr_matrix(rna.X, dtype=np.float32), obs=pd.DataFrame(index=rna.obs_names),
                       var=pd.DataFrame(index=rna.var_names))
-    sc.pp.normalize_total(work, target_sum=1e6)
-    sc.pp.log1p(work)
-    sc.tl.score_genes_cell_cycle(work, s_genes=list(s_genes), g2m_genes=list(g2m_genes), random_state=seed)
+    with torch_threads_kept():  # scanpy's numba kernels reset the process's OpenMP thread count
+        sc.pp.normalize_total(work, target_sum=1e6)
+        sc.pp.log1p(work)
+        sc.tl.score_genes_cell_cycle(work, s_genes=list(s_genes), g2m_genes=list(g2m_genes), random_state=seed)
     return work.obs["phase"].astype(str).rename(PHASE)
