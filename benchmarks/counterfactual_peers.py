@@ -46,7 +46,8 @@ HERE = Path(__file__).resolve().parent
 PEERS_PYTHON = HERE / ".peers" / "bin" / "python"
 METHODS = ("cycleae", "cycleae_seed", "cycleae_no_cycles", "scvi", "biolord")
 PEERS = {"scvi", "biolord"}
-SEED_CHOICES = {"field_init": "seed", "integration": "mse", "label_smoothing": 0.0, "lr": 1e-4, "calibrate": False}
+SEED_CHOICES = {"field_init": "seed", "integration": "mse", "label_smoothing": 0.0, "lr": 1e-4, "calibrate": False,
+                "shift_weight": 0.0}
 
 # Each child reads the exported cells (inputs.npz + obs_*.csv + spec.json) and writes predictions.npz:
 # for case k, change_k (n_k, G) and moved_k (n_k, G) in log1p(target_sum · counts / total) over the kept genes.

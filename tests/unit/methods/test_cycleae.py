@@ -202,6 +202,29 @@ def test_contributions_are_additive_and_in_eval_mode(fitted: CycleAE, data) -> N
 
 def test_the_seed_configuration_trains_too(data) -> None:
     """The seed's choices (field init, plain-MSE integration, no smoothing, lr 1e-4) run through the same code."""
-    seed = CycleAEConfig(**{**SMALL, "epochs": 1}, field_init="seed", integration="mse", label_smoothing=0.0, lr=1e-4)
+    seed = CycleAEConfig(**{**SMALL, "epochs": 1}, field_init="seed", integration="mse", label_smoothing=0.0, lr=1e-4,
+                          shift_weight=0.0)
     model = CycleAE(seed).fit(data, seed=0)
     assert np.isfinite([h["loss_total"] for h in model.history if "loss_total" in h]).all()
+
+
+def test_the_shift_term_reads_checked_training_means(processed: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from xmodal.families.census import read_processed
+
+    copy = tmp_path / "c"
+    shutil.copytree(processed, copy)
+    data = read_processed(copy)
+    means = data.field_means()
+    assert [m.shape for m in means] == [(k + 1, data.n_genes) for k in data.cardinalities]
+    with np.load(copy / "field_means.npz") as npz:
+        arrays = dict(npz)
+    arrays[f"mean:{data.vocab.fields[0]}"] = arrays[f"mean:{data.vocab.fields[0]}"][:, :3]
+    np.savez(copy / "field_means.npz", **arrays)
+    with pytest.raises(XmodalInputError, match=r"expected shape .* found \(\d+, 3\)"):
+        CycleAE(CycleAEConfig(**SMALL)).fit(data, seed=0)
+    (copy / "field_means.npz").unlink()
+    with pytest.raises(XmodalInputError, match="no per-value training means"):
+        data.field_means()
+    CycleAE(CycleAEConfig(**{**SMALL, "epochs": 1}, shift_weight=0.0)).fit(data, seed=0)  # the seed has no such term

@@ -62,6 +62,33 @@ class CensusData:
         """``K_f`` of every used field."""
         return [self.vocab.cardinality(f) for f in self.vocab.fields]
 
+    def field_means(self) -> list[np.ndarray]:
+        """The training cells' mean log1p-normalised expression per value of every used field, as preprocess wrote
+        them: one ``(K_f + 1, genes)`` float32 array per field (row 0: null or unseen; rows ``1..K_f``: its codes).
+
+        Raises
+        ------
+        XmodalInputError
+            The file is missing or does not match the vocabulary or the genes.
+        """
+        from xmodal.families.census._preprocess import FIELD_MEANS
+
+        path = self.folder / FIELD_MEANS
+        if not path.is_file():
+            raise XmodalInputError("no per-value training means here", path=path,
+                                   fix="re-run `xmodal preprocess` for this dataset")
+        with np.load(path, allow_pickle=False) as npz:
+            out = []
+            for name in self.vocab.fields:
+                key = f"mean:{name}"
+                shape = (self.vocab.cardinality(name) + 1, self.n_genes)
+                if key not in npz.files or npz[key].shape != shape:
+                    got = npz[key].shape if key in npz.files else "missing"
+                    raise XmodalInputError(f"{key}: expected shape {shape}, found {got}", path=path,
+                                           fix="re-run `xmodal preprocess` for this dataset")
+                out.append(np.asarray(npz[key], dtype=np.float32))
+        return out
+
     def reader(self, split: str = "train", *, chunk_size: int | None = None) -> Any:
         """A chunk reader (:class:`~xmodal.families.census._soma.SomaChunks`) over one split's rows."""
         from xmodal.families.census._soma import SomaChunks

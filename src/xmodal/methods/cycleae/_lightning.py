@@ -32,6 +32,7 @@ from xmodal.methods.cycleae._module import (
     log_normalize,
     optimizers,
     sample_targets,
+    shift_loss,
 )
 from xmodal.metrics.counterfactual import MIN_GROUP, SeenChange, seen_changes
 from xmodal.train import XmodalModule
@@ -59,6 +60,8 @@ class CycleAETraining(XmodalModule):
         Validation cells: ``(n_v, G)`` log1p-normalised expression and ``(n_v, F)`` codes.
     changes
         Observed changes of seen combinations (:func:`seen_changes`) for ``val_cf_mean_r2``.
+    means
+        Per field ``(K_f + 1, G)`` training means per code, for the mean-shift term (``shift_weight`` > 0).
     """
 
     method = "cycleae"
@@ -66,7 +69,7 @@ class CycleAETraining(XmodalModule):
 
     def __init__(self, net: CycleAEModule, classifier: ContextClassifier, config: CycleAEConfig, *, plan: Any,
                  world: int, target_sum: float, val_x: np.ndarray, val_codes: np.ndarray,
-                 changes: list[SeenChange]) -> None:
+                 changes: list[SeenChange], means: list[np.ndarray] | None = None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.net, self.classifier, self.cfg = net, classifier, config
@@ -77,6 +80,9 @@ class CycleAETraining(XmodalModule):
         self.val_target = sample_targets(self.val_codes, net.cardinalities,
                                          generator=torch.Generator().manual_seed(12345))
         self.changes = changes
+        if config.shift_weight > 0 and means is None:
+            raise ValueError("shift_weight > 0 needs the training means per field value")
+        self.means = [torch.as_tensor(m, dtype=torch.float32) for m in means or []]
         self.sums: dict[str, float] = {}
         self.count = 0
 
@@ -103,6 +109,9 @@ class CycleAETraining(XmodalModule):
         target = sample_targets(codes, self.net.cardinalities)
         terms = self._losses(x, codes, target)
         terms["classifier"] = context_loss(self.classifier(x), codes, label_smoothing=cfg.label_smoothing)
+        if cfg.shift_weight > 0:
+            terms["shift"] = shift_loss(self.net, x, codes, self.means)
+            terms["total"] = terms["total"] + cfg.shift_weight * terms["shift"]
         where = f"epoch {epoch + 1}, step {i + 1}"
         for name, value in terms.items():
             self.check_finite(name, value, where=where)

@@ -269,6 +269,54 @@ def generator_losses(module: CycleAEModule, classifier: ContextClassifier, x: to
             "total": recon + integ + target_weight * consistency}
 
 
+def shift_loss(module: CycleAEModule, x: torch.Tensor, source: torch.Tensor, means: list[torch.Tensor], *,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """The mean-shift term: each field's predicted change, averaged per pair of values, against the training means.
+
+    For every field ``f`` with two values or more, each cell with a known value ``a`` is moved to another value ``b``
+    in that field only (:func:`sample_targets`); its change is field ``f``'s contribution in ``b`` minus that in
+    ``a`` (the other fields' contributions do not change). Per pair ``(a, b)`` present in the batch, the mean change
+    is compared with ``means[f][b] − means[f][a]``; the term is the MSE, averaged over genes, pairs and fields. Each
+    cell's own change stays free around that mean.
+
+    Parameters
+    ----------
+    module
+        The generator.
+    x
+        ``(batch, G)`` log1p-normalised expression.
+    source
+        ``(batch, F)`` int64 codes.
+    means
+        Per field ``(K_f + 1, G)``: the training cells' mean expression per code (row 0: null or unseen, unused).
+    generator
+        Seeds the target draw.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar (0 when no field has a known value in the batch).
+    """
+    scales = torch.exp(module.log_scale)
+    terms = []
+    for f, heads in enumerate(module.heads):
+        k = module.cardinalities[f]
+        known = source[:, f] > 0
+        if k < 2 or not bool(known.any()):
+            continue
+        s = source[known, f]
+        t = sample_targets(source[known], module.cardinalities, generator=generator, fields=[f])[:, f]
+        h = heads(x[known] @ module.encoders[f].T, s)
+        change = scales[f] * ((heads(h, t) - heads(h, s)) @ module.decoders[f].T)
+        pairs, index = torch.unique(s * (k + 1) + t, return_inverse=True)
+        sums = change.new_zeros(len(pairs), change.shape[1]).index_add(0, index, change)
+        counts = change.new_zeros(len(pairs)).index_add(0, index, torch.ones_like(index, dtype=change.dtype))
+        mean = means[f].to(change.device)
+        observed = mean[pairs % (k + 1)] - mean[pairs // (k + 1)]
+        terms.append(F.mse_loss(sums / counts[:, None], observed))
+    return torch.stack(terms).mean() if terms else x.new_zeros(())
+
+
 def log_normalize(counts: torch.Tensor, *, target_sum: float = 1e4) -> torch.Tensor:
     """``log1p(target_sum · counts / total)`` per cell: ``(batch, G)`` raw counts → the model's input space.
 
