@@ -5,7 +5,7 @@ chunks in a seeded per-epoch order, cells shuffled in buffers of chunks, DDP sha
 (``log1p(target_sum · counts / Σ counts)``) and makes the seed's two updates:
 
 1. the generator: targets that change every field, reconstruction + integration + target consistency with the
-   classifier frozen, gradient-norm clip, AdamW with the seed's two weight decays, then the base head clamped ≥ 0;
+   classifier frozen (+ ``shift_weight`` × the mean-shift term, not the seed's), gradient-norm clip, AdamW with the seed's two weight decays, then the base head clamped ≥ 0;
 2. the classifier on the real cells (Adam).
 
 The two losses touch disjoint parameters and the generator's is computed with the classifier before its update,

@@ -26,7 +26,9 @@ Where the seed's choices, once its defects were fixed, still did not train on th
 see the README), there is an option whose other value is the seed's: field heads start as identity maps with
 orthogonal encoders/decoders (``field_init="seed"``: U(0,1) entries with unit columns, every field map rank-1
 along the mean profile), the integration term is scale-free (``integration="mse"``: the plain MSE, lowered by
-shrinking every hidden code), and the cross-entropies are label-smoothed (``label_smoothing=0``).
+shrinking every hidden code), the cross-entropies are label-smoothed (``label_smoothing=0``), and a mean-shift term
+(:func:`shift_loss`, ``shift_weight=0``) gives a change a size: the seed's losses only ask the frozen classifier to
+read the target.
 """
 
 from __future__ import annotations
