@@ -343,12 +343,13 @@ def optimizers(module: CycleAEModule, classifier: ContextClassifier, *, lr: floa
 def train_step(module: CycleAEModule, classifier: ContextClassifier, opt_gen: torch.optim.Optimizer,
                opt_cls: torch.optim.Optimizer, x: torch.Tensor, source: torch.Tensor, *,
                generator: torch.Generator | None = None, clip: float = 10.0, cycles: bool = True,
-               integration: str = "relative", target_weight: float = 1.0, label_smoothing: float = 0.0
-               ) -> dict[str, float]:
+               integration: str = "relative", target_weight: float = 1.0, label_smoothing: float = 0.0,
+               means: list[torch.Tensor] | None = None, shift_weight: float = 0.0) -> dict[str, float]:
     """One batch as the seed trains it: the generator step, then the classifier step on the real cells.
 
-    Generator: targets that change every field, :func:`generator_losses`, gradient-norm clip ``clip``, AdamW,
-    then the base head clamped ≥ 0. Classifier: ``mean_f CE(C_f(x), s_f)`` on the real cells, Adam.
+    Generator: targets that change every field, :func:`generator_losses` (plus ``shift_weight`` × :func:`shift_loss`
+    against ``means`` when ``shift_weight`` > 0; the seed: 0), gradient-norm clip ``clip``, AdamW, then the base head
+    clamped ≥ 0. Classifier: ``mean_f CE(C_f(x), s_f)`` on the real cells, Adam.
 
     Returns
     -------
@@ -358,6 +359,11 @@ def train_step(module: CycleAEModule, classifier: ContextClassifier, opt_gen: to
     target = sample_targets(source, module.cardinalities, generator=generator)
     losses = generator_losses(module, classifier, x, source, target, cycles=cycles, integration=integration,
                               target_weight=target_weight, label_smoothing=label_smoothing)
+    if shift_weight > 0:
+        if means is None:
+            raise ValueError("shift_weight > 0 needs the training means per field value")
+        losses["shift"] = shift_loss(module, x, source, means, generator=generator)
+        losses["total"] = losses["total"] + shift_weight * losses["shift"]
     opt_gen.zero_grad(set_to_none=True)
     losses["total"].backward()
     torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
