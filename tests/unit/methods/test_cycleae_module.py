@@ -177,6 +177,9 @@ def test_the_shift_term_compares_each_pair_s_mean_change_with_the_training_means
     x = log_normalize(counts)
     means = _group_means(x, codes, cards)
     got = shift_loss(module, x, codes, means, generator=torch.Generator().manual_seed(3))
+    reused = shift_loss(module, x, codes, means, generator=torch.Generator().manual_seed(3),
+                        hidden=module(x, codes, codes)[1])  # the hidden codes of a forward pass from the source
+    torch.testing.assert_close(reused, got)
     draw = torch.Generator().manual_seed(3)
     terms, predicted = [], []
     assert min(cards) >= 2  # a one-value field has no term (and draws nothing)

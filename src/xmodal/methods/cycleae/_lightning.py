@@ -32,7 +32,6 @@ from xmodal.methods.cycleae._module import (
     log_normalize,
     optimizers,
     sample_targets,
-    shift_loss,
 )
 from xmodal.metrics.counterfactual import MIN_GROUP, SeenChange, seen_changes
 from xmodal.train import XmodalModule
@@ -93,11 +92,13 @@ class CycleAETraining(XmodalModule):
                               weight_decay_classifier=cfg.weight_decay_classifier)
         return [gen, cls]
 
-    def _losses(self, x: torch.Tensor, codes: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _losses(self, x: torch.Tensor, codes: torch.Tensor, target: torch.Tensor, *, shift: bool = True
+                ) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         return generator_losses(self.net, self.classifier, x, codes, target, cycles=cfg.cycles,
                                 integration=cfg.integration, target_weight=cfg.target_weight,
-                                label_smoothing=cfg.label_smoothing)
+                                label_smoothing=cfg.label_smoothing, means=self.means,
+                                shift_weight=cfg.shift_weight if shift else 0.0)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:  # noqa: D102 - Lightning hook
         cfg = self.cfg
@@ -109,9 +110,6 @@ class CycleAETraining(XmodalModule):
         target = sample_targets(codes, self.net.cardinalities)
         terms = self._losses(x, codes, target)
         terms["classifier"] = context_loss(self.classifier(x), codes, label_smoothing=cfg.label_smoothing)
-        if cfg.shift_weight > 0:
-            terms["shift"] = shift_loss(self.net, x, codes, self.means)
-            terms["total"] = terms["total"] + cfg.shift_weight * terms["shift"]
         where = f"epoch {epoch + 1}, step {i + 1}"
         for name, value in terms.items():
             self.check_finite(name, value, where=where)
@@ -149,11 +147,11 @@ class CycleAETraining(XmodalModule):
         return i + 1 == self.plan.steps_in_epoch(epoch, self.world)
 
     def validate(self) -> dict[str, float]:
-        """``val_loss``, ``val_recon`` (MSE of ``G(x; s→s)``), ``val_cycle``, the classifier's accuracy on real cells
+        """``val_loss`` (the seed's terms, without the mean-shift term), ``val_recon`` (MSE of ``G(x; s→s)``), ``val_cycle``, the classifier's accuracy on real cells
         and at reading the targets from generated ones, and ``val_cf_mean_r2`` (see :func:`seen_changes`)."""
         device = self.device
         x, codes, target = self.val_x.to(device), self.val_codes.to(device), self.val_target.to(device)
-        terms = self._losses(x, codes, target)
+        terms = self._losses(x, codes, target, shift=False)  # the seed's terms: no draw from the training RNG
         out = {"val_loss": float(terms["total"]), "val_cycle": float(terms["recon"]),
                "val_recon": float(torch.mean((self.net(x, codes, codes)[0] - x) ** 2))}
         x_st = self.net(x, codes, target)[0]

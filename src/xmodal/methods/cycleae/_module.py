@@ -224,7 +224,8 @@ def sample_targets(source: torch.Tensor, cardinalities: list[int], *, generator:
 
 def generator_losses(module: CycleAEModule, classifier: ContextClassifier, x: torch.Tensor, source: torch.Tensor,
                      target: torch.Tensor, *, cycles: bool = True, integration: str = "relative",
-                     target_weight: float = 1.0, label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
+                     target_weight: float = 1.0, label_smoothing: float = 0.0, means: list[torch.Tensor] | None = None,
+                     shift_weight: float = 0.0, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """The seed's generator terms: reconstruction, integration, target consistency.
 
     With ``cycles`` (the method): ``x_st = G(x; s→t)``, ``x_sts = G(x_st; t→s)``; recon ``MSE(x, x_sts)``;
@@ -232,7 +233,8 @@ def generator_losses(module: CycleAEModule, classifier: ContextClassifier, x: to
     its ``h¹``, without gradient through the divisor, so shrinking the hidden codes does not lower it; ``"mse"``: the
     seed's); target consistency ``mean_f CE(C_f(x_st), t_f)`` with the classifier frozen (its parameters get no
     gradient here), weighted by ``target_weight`` (the seed: 1). Without ``cycles`` (the ablation): recon
-    ``MSE(x, G(x; s→s))`` and the same target consistency, no integration.
+    ``MSE(x, G(x; s→s))`` and the same target consistency, no integration. With ``shift_weight`` > 0 (not the
+    seed's), :func:`shift_loss` against ``means`` too, on the first forward pass's hidden codes.
 
     Parameters
     ----------
@@ -240,11 +242,14 @@ def generator_losses(module: CycleAEModule, classifier: ContextClassifier, x: to
         ``(batch, G)`` log1p-normalised expression.
     source, target
         ``(batch, F)`` int64 context codes.
+    means, shift_weight, generator
+        The mean-shift term's training means per field value, its weight and the seed of its target draw.
 
     Returns
     -------
     dict
-        ``{"recon", "integration", "target", "total"}`` scalars (``target`` unweighted; ``total`` weighted).
+        ``{"recon", "integration", "target", "total"}`` scalars (``target`` unweighted; ``total`` weighted), and
+        ``"shift"`` when its weight is positive.
     """
     if integration not in ("relative", "mse"):
         raise ValueError(f"integration must be 'relative' or 'mse', got {integration!r}")
@@ -267,12 +272,18 @@ def generator_losses(module: CycleAEModule, classifier: ContextClassifier, x: to
     finally:
         for p, flag in zip(classifier.parameters(), frozen, strict=True):
             p.requires_grad_(flag)
-    return {"recon": recon, "integration": integ, "target": consistency,
-            "total": recon + integ + target_weight * consistency}
+    out = {"recon": recon, "integration": integ, "target": consistency,
+           "total": recon + integ + target_weight * consistency}
+    if shift_weight > 0:
+        if means is None:
+            raise ValueError("shift_weight > 0 needs the training means per field value")
+        out["shift"] = shift_loss(module, x, source, means, generator=generator, hidden=hidden_1)
+        out["total"] = out["total"] + shift_weight * out["shift"]
+    return out
 
 
 def shift_loss(module: CycleAEModule, x: torch.Tensor, source: torch.Tensor, means: list[torch.Tensor], *,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, hidden: list[torch.Tensor] | None = None) -> torch.Tensor:
     """The mean-shift term: each field's predicted change, averaged per pair of values, against the training means.
 
     For every field ``f`` with two values or more, each cell with a known value ``a`` is moved to another value ``b``
@@ -293,11 +304,19 @@ def shift_loss(module: CycleAEModule, x: torch.Tensor, source: torch.Tensor, mea
         Per field ``(K_f + 1, G)``: the training cells' mean expression per code (row 0: null or unseen, unused).
     generator
         Seeds the target draw.
+    hidden
+        The hidden codes of a forward pass from ``source`` (``module(x, source, ·)[1]``): each field's ``h_f``
+        is taken from there instead of encoding ``x`` again.
 
     Returns
     -------
     torch.Tensor
         A scalar (0 when no field has a known value in the batch).
+
+    Notes
+    -----
+    The maps are linear, so each pair's mean change is decoded from its mean latent change: one ``L × G`` product
+    per pair, not per cell.
     """
     scales = torch.exp(module.log_scale)
     terms = []
@@ -308,14 +327,15 @@ def shift_loss(module: CycleAEModule, x: torch.Tensor, source: torch.Tensor, mea
             continue
         s = source[known, f]
         t = sample_targets(source[known], module.cardinalities, generator=generator, fields=[f])[:, f]
-        h = heads(x[known] @ module.encoders[f].T, s)
-        change = scales[f] * ((heads(h, t) - heads(h, s)) @ module.decoders[f].T)
+        h = hidden[f + 1][known] if hidden is not None else heads(x[known] @ module.encoders[f].T, s)
+        latent = heads(h, t) - heads(h, s)
         pairs, index = torch.unique(s * (k + 1) + t, return_inverse=True)
-        sums = change.new_zeros(len(pairs), change.shape[1]).index_add(0, index, change)
-        counts = change.new_zeros(len(pairs)).index_add(0, index, torch.ones_like(index, dtype=change.dtype))
+        sums = latent.new_zeros(len(pairs), latent.shape[1]).index_add(0, index, latent)
+        counts = latent.new_zeros(len(pairs)).index_add(0, index, torch.ones_like(index, dtype=latent.dtype))
+        change = scales[f] * ((sums / counts[:, None]) @ module.decoders[f].T)
         mean = means[f].to(change.device)
         observed = mean[pairs % (k + 1)] - mean[pairs // (k + 1)]
-        terms.append(F.mse_loss(sums / counts[:, None], observed))
+        terms.append(F.mse_loss(change, observed))
     return torch.stack(terms).mean() if terms else x.new_zeros(())
 
 
@@ -358,12 +378,8 @@ def train_step(module: CycleAEModule, classifier: ContextClassifier, opt_gen: to
     """
     target = sample_targets(source, module.cardinalities, generator=generator)
     losses = generator_losses(module, classifier, x, source, target, cycles=cycles, integration=integration,
-                              target_weight=target_weight, label_smoothing=label_smoothing)
-    if shift_weight > 0:
-        if means is None:
-            raise ValueError("shift_weight > 0 needs the training means per field value")
-        losses["shift"] = shift_loss(module, x, source, means, generator=generator)
-        losses["total"] = losses["total"] + shift_weight * losses["shift"]
+                              target_weight=target_weight, label_smoothing=label_smoothing, means=means,
+                              shift_weight=shift_weight, generator=generator)
     opt_gen.zero_grad(set_to_none=True)
     losses["total"].backward()
     torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
