@@ -40,7 +40,7 @@ class CycleAEConfig(EngineSettings):
         1.0, ge=0, description="weight of the mean-shift term: per field and pair of values (a → b) in a batch, the "
         "mean predicted change of the cells moved from a to b against the training cells' mean of b minus that of a "
         "(the class-reading term alone sets no size of a change: on held-out combinations of three synthetic "
-        "experiments per-cell change R² went 0.714 / 0.795 / 0.523 → 0.725 / 0.794 / 0.607; measured); 0: the seed")
+        "experiments per-cell change R² went 0.714 / 0.795 / 0.523 → 0.721 / 0.796 / 0.609; measured); 0: the seed")
     label_smoothing: float = Field(
         0.1, ge=0, lt=1, description="of the classifier's and the target-consistency cross-entropies: the generator is "
         "asked for a typical real cell's confidence, not for ever larger logits (0: the seed)")
