@@ -5,8 +5,9 @@ field an ``nn.Linear`` encoder and decoder and an ``nn.ModuleList`` of one ``nn.
 grouping the batch by value (a boolean mask and a matmul per value present); the generator's backward, clip and
 AdamW step, then **every** parameter clamped, then the classifier's own forward, backward and Adam step. xmodal's
 :class:`~xmodal.methods.cycleae._module.CycleAEModule`: one parameter per value too, applied to the batch's rows
-sorted by code (one slice per value present); one backward for both losses (disjoint parameters), the base head alone clamped. The seed's losses on both
-sides (``xmodal_over_seed``), and xmodal's default step with its mean-shift term (``xmodal_shift_over_seed``).
+sorted by code (one slice per value present); one backward for both losses (disjoint parameters), the base head
+alone clamped. The seed's losses on both sides (``xmodal_over_seed``), and xmodal's default step with its mean-shift
+term (``xmodal_shift_over_seed``).
 
 Both train the same batches (raw counts, log1p-normalised for xmodal's input as it trains) of Census-like shape:
 2 000 genes, latent 128, batch 128, eight fields with Census's cardinalities (``--cardinalities``: cell types

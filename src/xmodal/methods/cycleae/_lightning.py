@@ -147,8 +147,9 @@ class CycleAETraining(XmodalModule):
         return i + 1 == self.plan.steps_in_epoch(epoch, self.world)
 
     def validate(self) -> dict[str, float]:
-        """``val_loss`` (the seed's terms, without the mean-shift term), ``val_recon`` (MSE of ``G(x; s→s)``), ``val_cycle``, the classifier's accuracy on real cells
-        and at reading the targets from generated ones, and ``val_cf_mean_r2`` (see :func:`seen_changes`)."""
+        """``val_loss`` (the seed's terms, without the mean-shift term), ``val_recon`` (MSE of ``G(x; s→s)``),
+        ``val_cycle``, the classifier's accuracy on real cells and at reading the targets from generated ones, and
+        ``val_cf_mean_r2`` (see :func:`seen_changes`)."""
         device = self.device
         x, codes, target = self.val_x.to(device), self.val_codes.to(device), self.val_target.to(device)
         terms = self._losses(x, codes, target, shift=False)  # the seed's terms: no draw from the training RNG
