@@ -116,6 +116,46 @@ def test_vocabulary_and_genes_come_from_training_cells(synthetic: tuple[Path, Pa
     assert codes.shape == (100, len(data.vocab.fields))
     means = np.load(processed / "field_means.npz")
     assert means["mean:sex"].shape == (3, 40)  # code 0, then the two values
+    assert means["effect:sex"].shape == (3, 40)
+
+
+def test_additive_effects_are_the_joint_least_squares_fit(synthetic: tuple[Path, Path]) -> None:
+    """``effect:<field>`` differences are those of a dense least-squares fit of every field at once on the training
+    cells, and differ from the plain means' where a held-out combination leaves the training cells unbalanced."""
+    from xmodal.families.census import read_processed
+    from xmodal.families.census._preprocess import lognormalize_csr
+
+    _, processed = synthetic
+    data = read_processed(processed)
+    counts, codes, _ = data.sample("train", max_cells=None, seed=0)
+    x = lognormalize_csr(sp.csr_matrix(counts), target_sum=data.target_sum).toarray()
+    design = np.concatenate([np.eye(k + 1)[codes[:, j]] for j, k in enumerate(data.cardinalities)], axis=1)
+    beta = np.linalg.lstsq(design, x, rcond=None)[0]
+    stored = np.load(processed / "field_means.npz")
+    offset = 0
+    for name, k in zip(data.vocab.fields, data.cardinalities, strict=True):
+        ours = stored[f"effect:{name}"][1:] - stored[f"effect:{name}"][1]
+        np.testing.assert_allclose(ours, beta[offset + 1:offset + k + 1] - beta[offset + 1], atol=2e-4)
+        offset += k + 1
+    sex = stored["effect:sex"][2] - stored["effect:sex"][1]
+    plain = stored["mean:sex"][2] - stored["mean:sex"][1]
+    assert np.abs(sex - plain).max() > 0.05  # the held-out (cell_type, sex) pairs unbalance the plain means
+
+
+def test_additive_effects_take_out_another_fields_mix() -> None:
+    """Sex has no effect; cell type has one; one sex lacks a cell type (a held-out pair). The plain means differ
+    between the sexes by the cell type's share, the joint effects do not."""
+    from xmodal.families.census._preprocess import additive_effects
+
+    sex = np.array([1] * 60 + [2] * 40)
+    cell_type = np.array([1] * 30 + [2] * 30 + [1] * 40)  # sex 2 has no cell of type 2
+    y = np.where(cell_type == 2, 3.0, 1.0)[:, None] * np.array([[1.0, 0.5]])
+    design = np.concatenate([np.eye(3)[sex], np.eye(3)[cell_type]], axis=1)
+    effects = additive_effects(design.T @ design, design.T @ y)
+    means = [y[sex == v].mean(0) for v in (1, 2)]
+    assert np.abs(means[1] - means[0]).min() > 0.4
+    np.testing.assert_allclose(effects[2] - effects[1], 0.0, atol=1e-9)
+    np.testing.assert_allclose(effects[5] - effects[4], [2.0, 1.0], atol=1e-9)
 
 
 def test_preprocessor_brings_raw_counts_to_the_model_genes(synthetic: tuple[Path, Path]) -> None:

@@ -62,9 +62,13 @@ class CensusData:
         """``K_f`` of every used field."""
         return [self.vocab.cardinality(f) for f in self.vocab.fields]
 
-    def field_means(self) -> list[np.ndarray]:
+    def field_means(self, *, adjusted: bool = False) -> list[np.ndarray]:
         """The training cells' mean log1p-normalised expression per value of every used field, as preprocess wrote
         them: one ``(K_f + 1, genes)`` float32 array per field (row 0: null or unseen; rows ``1..K_f``: its codes).
+
+        ``adjusted``: each value's additive effect fitted jointly with the other fields' instead
+        (:func:`~xmodal.families.census._preprocess.additive_effects`); only differences within a field mean
+        anything.
 
         Raises
         ------
@@ -80,7 +84,7 @@ class CensusData:
         with np.load(path, allow_pickle=False) as npz:
             out = []
             for name in self.vocab.fields:
-                key = f"mean:{name}"
+                key = f"{'effect' if adjusted else 'mean'}:{name}"
                 shape = (self.vocab.cardinality(name) + 1, self.n_genes)
                 if key not in npz.files or npz[key].shape != shape:
                     got = npz[key].shape if key in npz.files else "missing"

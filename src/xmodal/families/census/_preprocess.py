@@ -7,8 +7,9 @@ and the genes, all from training cells, and the processed store the loader strea
   cells first, then validation, then test, each in ingested order) so every split is one contiguous row range
   the loader reads in chunks; ``obs`` keeps the metadata, ``split`` and ``ingested_row``;
 * ``vocab.json``: the metadata vocabulary built on the training cells (code 0: null or unseen);
-* ``field_means.npz``: the training cells' mean normalised expression per value of every field (the mean-shift
-  baseline of the counterfactual evaluation);
+* ``field_means.npz``: per value of every field, the training cells' mean normalised expression (``mean:<field>``,
+  the mean-shift baseline of the counterfactual evaluation) and its additive effect fitted jointly with every other
+  field's (``effect:<field>``, :func:`additive_effects`: the mean-shift term's targets in ``cycleae``);
 * ``preprocessor_rna/``: what the served model needs to bring raw counts into its input (the genes, the
   normalisation, the vocabulary);
 * ``schema.json``: shapes, split sizes, the held-out combinations and a content hash;
@@ -183,6 +184,36 @@ def lognormalize_csr(counts: sp.csr_matrix, *, target_sum: float) -> sp.csr_matr
     return out
 
 
+def additive_effects(gram: np.ndarray, moments: np.ndarray, *, rcond: float = 1e-10) -> np.ndarray:
+    """Per-value effects of every field fitted jointly by least squares: each value's mean with the other fields'
+    composition taken out.
+
+    A per-value mean compares cells that also differ in every other field. Where training cells are not balanced
+    across fields (always, once whole combinations are held out: the training cells of one sex then lack a cell type
+    the other has), the difference of two means carries the other fields' effects. Here the expression ``y`` of each
+    training cell is fitted as ``Σ_f β_f[code_f]`` over all fields at once, and ``β_f[b] − β_f[a]`` is the change
+    from ``a`` to ``b`` with everything else held equal.
+
+    Parameters
+    ----------
+    gram
+        ``(P, P)``: ``DᵀD`` of the indicator design ``D`` ``(cells, P)``, one column per code of every field (code 0
+        included), ``P = Σ_f (K_f + 1)``.
+    moments
+        ``(P, G)``: ``Dᵀy``.
+    rcond
+        Relative cut-off of the pseudo-inverse's eigenvalues.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(P, G)`` float64, the minimum-norm least-squares solution. Each field's columns sum to the intercept, so
+        single effects are not identified; their differences within a field are wherever the design connects the two
+        values, which is what the mean-shift term reads.
+    """
+    return np.linalg.pinv(gram, rcond=rcond, hermitian=True) @ moments
+
+
 def select_genes(stats: GeneStats, *, n_top: int | None, min_cells: int) -> np.ndarray:
     """Indices (sorted) of the most variable genes detected in at least ``min_cells`` training cells."""
     ok = stats.detected >= min_cells
@@ -248,8 +279,12 @@ def preprocess_census(ingested: Path, *, out: Path, cfg: Any, split: Any, datase
     digest.update(np.asarray(genes, dtype=np.int64).tobytes())
     digest.update(labels.astype(str).tobytes())
 
-    sums = {f: np.zeros((vocab.cardinality(f) + 1, len(genes))) for f in vocab.fields}
-    counted = {f: np.zeros(vocab.cardinality(f) + 1) for f in vocab.fields}
+    # one indicator column per code of every field (code 0 included): X'X and X'y of the training cells give the
+    # per-value means (the mean-shift baseline) and the additive effects (:func:`additive_effects`)
+    sizes_f = [vocab.cardinality(f) + 1 for f in vocab.fields]
+    offsets = np.concatenate([[0], np.cumsum(sizes_f)])
+    gram = np.zeros((offsets[-1], offsets[-1]))
+    moments = np.zeros((offsets[-1], len(genes)))
 
     def chunks() -> Any:
         for lo, counts in store_blocks(store, chunk_size=cfg.chunk_size):
@@ -258,14 +293,14 @@ def preprocess_census(ingested: Path, *, out: Path, cfg: Any, split: Any, datase
             block.sort_indices()
             rows = meta.iloc[lo:hi]
             train = np.flatnonzero(labels[lo:hi] == "train")
-            if len(train):  # per-value means of the training cells: the mean-shift baseline
+            if len(train):
                 x = lognormalize_csr(block[train], target_sum=cfg.target_sum)
                 codes = vocab.encode(rows.iloc[train], where=str(where))
-                for j, f in enumerate(vocab.fields):
-                    onehot = sp.csr_matrix((np.ones(len(train)), (codes[:, j], np.arange(len(train)))),
-                                           shape=(vocab.cardinality(f) + 1, len(train)))
-                    sums[f] += np.asarray((onehot @ x).todense())
-                    counted[f] += np.bincount(codes[:, j], minlength=vocab.cardinality(f) + 1)
+                design = sp.csr_matrix((np.ones(codes.size), ((codes + offsets[:-1]).ravel(),
+                                                              np.repeat(np.arange(len(train)), codes.shape[1]))),
+                                       shape=(offsets[-1], len(train)))
+                gram[...] += (design @ design.T).toarray()
+                moments[...] += np.asarray((design @ x).todense())
             for name in SPLITS:  # one contiguous run of target rows per split
                 pick = np.flatnonzero(labels[lo:hi] == name)
                 if len(pick):
@@ -280,9 +315,14 @@ def preprocess_census(ingested: Path, *, out: Path, cfg: Any, split: Any, datase
         from xmodal.families.census._synthetic import CensusSim
 
         CensusSim.load_truth(ingested / TRUTH_FILE).subset_genes(genes).save_truth(out / TRUTH_FILE)
+    counted = np.diag(gram)
+    effects = additive_effects(gram, moments)
+    blocks = {f: slice(offsets[j], offsets[j + 1]) for j, f in enumerate(vocab.fields)}
     with (out / FIELD_MEANS).open("wb") as fh:  # rows: code 0 (null/unseen), then codes 1..K
-        np.savez(fh, **{f"mean:{f}": (sums[f] / np.maximum(counted[f], 1)[:, None]).astype(np.float32)
-                        for f in vocab.fields}, **{f"count:{f}": counted[f] for f in vocab.fields})
+        np.savez(fh, **{f"mean:{f}": (moments[b] / np.maximum(counted[b], 1)[:, None]).astype(np.float32)
+                        for f, b in blocks.items()},
+                 **{f"effect:{f}": effects[b].astype(np.float32) for f, b in blocks.items()},
+                 **{f"count:{f}": counted[b] for f, b in blocks.items()})
     sizes = {s: int((labels == s).sum()) for s in SPLITS}
     prep = CensusPreprocessor(genes=list(map(str, var.index)), feature_names=list(map(str, var["feature_name"])),
                               target_sum=cfg.target_sum, vocab=vocab)
@@ -399,5 +439,5 @@ class CensusPreprocessor:
 
 
 __all__ = ["FIELD_MEANS", "INGESTED_ROW", "PREPROCESSOR", "SPLIT", "VOCAB_FILE", "CensusPreprocessor", "GeneStats",
-           "assign_splits", "check_learnable", "dataset_config", "gene_stats", "holdout_mask", "lognormalize_csr",
+           "additive_effects", "assign_splits", "check_learnable", "dataset_config", "gene_stats", "holdout_mask", "lognormalize_csr",
            "preprocess_census", "select_genes"]
