@@ -125,7 +125,8 @@ METHODS: dict[str, MethodSpec] = {
         model="xmodal.methods.cycleae._model:CycleAE",
         primary_metric="cf_mean_change_r2",
         greater_is_better=True,
-        summary_metrics=("cf_mean_change_r2", "cf_cell_change_r2", "mean_shift_cell_change_r2", "target_accuracy",
+        summary_metrics=("cf_mean_change_r2", "cf_cell_change_r2", "mean_shift_cell_change_r2",
+                         "additive_shift_cell_change_r2", "target_accuracy",
                          "recon_mse"),
         description="context-conditioned cycle autoencoder: counterfactual expression and additive per-field "
         "contributions (seed 002)",

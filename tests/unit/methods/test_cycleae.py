@@ -218,12 +218,16 @@ def test_the_shift_term_reads_checked_training_means(processed: Path, tmp_path: 
     data = read_processed(copy)
     means = data.field_means()
     assert [m.shape for m in means] == [(k + 1, data.n_genes) for k in data.cardinalities]
+    assert [m.shape for m in data.field_means(adjusted=True)] == [m.shape for m in means]
     with np.load(copy / "field_means.npz") as npz:
         arrays = dict(npz)
-    arrays[f"mean:{data.vocab.fields[0]}"] = arrays[f"mean:{data.vocab.fields[0]}"][:, :3]
-    np.savez(copy / "field_means.npz", **arrays)
-    with pytest.raises(XmodalInputError, match=r"expected shape .* found \(\d+, 3\)"):
-        CycleAE(CycleAEConfig(**SMALL)).fit(data, seed=0)
+    name = data.vocab.fields[0]
+    np.savez(copy / "field_means.npz", **{**arrays, f"mean:{name}": arrays[f"mean:{name}"][:, :3]})
+    with pytest.raises(XmodalInputError, match=r"mean:.* expected shape .* found \(\d+, 3\)"):
+        CycleAE(CycleAEConfig(**SMALL, shift_targets="means")).fit(data, seed=0)
+    np.savez(copy / "field_means.npz", **{k: v for k, v in arrays.items() if k != f"effect:{name}"})  # an older file
+    with pytest.raises(XmodalInputError, match=rf"effect:{name}: expected shape .* found missing"):
+        CycleAE(CycleAEConfig(**SMALL)).fit(data, seed=0)  # the default reads the adjusted effects
     (copy / "field_means.npz").unlink()
     with pytest.raises(XmodalInputError, match="no per-value training means"):
         data.field_means()

@@ -60,7 +60,8 @@ class CycleAETraining(XmodalModule):
     changes
         Observed changes of seen combinations (:func:`seen_changes`) for ``val_cf_mean_r2``.
     means
-        Per field ``(K_f + 1, G)`` training means per code, for the mean-shift term (``shift_weight`` > 0).
+        Per field ``(K_f + 1, G)`` training means or additive effects per code, for the mean-shift term
+        (``shift_weight`` > 0; ``shift_targets`` says which).
     """
 
     method = "cycleae"

@@ -137,7 +137,7 @@ class CycleAE:
                               "auto, recon or loss")
         torch.manual_seed(seed)
         net, classifier = self._build(len(self.genes), cards)
-        means = data.field_means() if cfg.shift_weight > 0 else None
+        means = data.field_means(adjusted=cfg.shift_targets == "adjusted") if cfg.shift_weight > 0 else None
         module = CycleAETraining(net, classifier, cfg, plan=plan, world=world, target_sum=self.target_sum,
                                  val_x=val_x, val_codes=val_codes, changes=changes, means=means)
         module._field_names = fields

@@ -301,7 +301,8 @@ def shift_loss(module: CycleAEModule, x: torch.Tensor, source: torch.Tensor, mea
     source
         ``(batch, F)`` int64 codes.
     means
-        Per field ``(K_f + 1, G)``: the training cells' mean expression per code (row 0: null or unseen, unused).
+        Per field ``(K_f + 1, G)``: per code, the training cells' mean expression or its additive effect (row 0:
+        null or unseen, unused; only differences within a field are read).
     generator
         Seeds the target draw.
     hidden
