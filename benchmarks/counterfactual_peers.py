@@ -275,7 +275,7 @@ def main() -> None:
                 scores = score_predictions(cells, result.pop("predictions"), target_sum=target_sum,
                                            baselines=not baselines_done)
                 if not baselines_done:
-                    for name in ("mean_shift", "no_change", "additive_truth"):
+                    for name in ("mean_shift", "additive_shift", "no_change", "additive_truth"):
                         rows.append({"method": name, "baseline": True, **{k.removeprefix(f"{name}_"): v
                                                                           for k, v in scores.items()
                                                                           if k.startswith(f"{name}_")}})

@@ -54,7 +54,8 @@ def test_evaluation_writes_what_a_user_reads(project: Path) -> None:
     assert set(metrics) == {"test", "validation", "train"}
     test = metrics["test"]
     for key in ("cf_mean_change_r2", "cf_cell_change_r2", "cf_cell_change_r2_top50", "cf_gene_mean_r2",
-                "mean_shift_cell_change_r2", "mean_shift_mean_change_r2", "no_change_cell_change_r2",
+                "mean_shift_cell_change_r2", "mean_shift_mean_change_r2", "additive_shift_cell_change_r2",
+                "additive_shift_mean_change_r2", "no_change_cell_change_r2",
                 "additive_truth_cell_change_r2", "no_cycles_cf_cell_change_r2", "no_cycles_cf_mean_change_r2",
                 "target_accuracy", "recon_mse", "recon_mse_mean", "influence_base", "influence_sex"):
         assert np.isfinite(test[key]), key

@@ -10,7 +10,9 @@ the combination (``sex → female``), which no training cell had. What is scored
   true change, all genes), ``cf_cell_change_r2_top50`` (the 50 genes whose true change is largest, per combination)
   and ``cf_gene_mean_r2`` (the predicted expression's per-gene means against the true counterfactual's);
 * baselines on the same cells: ``mean_shift_*`` (the training cells' mean of the target value minus that of the
-  source value, one shift for every cell), ``no_change_*`` (a change of zero) and, with the truth,
+  source value, one shift for every cell), ``additive_shift_*`` (the same with each value's additive effect fitted
+  jointly with the other fields', which takes out the other fields' mix: ``field_means.npz``'s ``effect:``, present
+  when the data were preprocessed by this version), ``no_change_*`` (a change of zero) and, with the truth,
   ``additive_truth_*`` (the true change without the planted interaction: what a perfect additive model reaches);
   the model trained without cycles (``ablation/``) adds ``no_cycles_*``;
 * ``target_accuracy``: the model's frozen classifier reads the target value from the moved cells;
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from dataclasses import field as _field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +75,9 @@ class CensusHoldout:
         The counterfactual field.
     means
         ``{field: (K + 1, G)}`` the training cells' mean per code (row 0: null/unseen), on the model's genes.
+    effects
+        ``{field: (K + 1, G)}`` the additive effects per code, on the model's genes (empty for data preprocessed
+        before they were written).
     vocab_values
         The training vocabulary's values per field (the means' rows 1..K).
     truth
@@ -85,6 +91,7 @@ class CensusHoldout:
     means: dict[str, np.ndarray]
     vocab_values: dict[str, list[str]]
     truth: Any = None
+    effects: dict[str, np.ndarray] = _field(default_factory=dict)
 
 
 def find_cases(obs: pd.DataFrame, holdout: list[dict[str, str]], counterfactual: str, *,
@@ -163,9 +170,11 @@ def read_holdout(processed: Path, *, ingested: Path | None = None, seed: int = 0
                   targets=np.array([remap[int(r)] for r in c.targets])) for c in cases]
     with np.load(processed / FIELD_MEANS, allow_pickle=False) as npz:
         means = {k.split(":", 1)[1]: npz[k] for k in npz.files if k.startswith("mean:")}
+        effects = {k.split(":", 1)[1]: npz[k] for k in npz.files if k.startswith("effect:")}
     truth = CensusSim.load_truth(processed / TRUTH_FILE) if (processed / TRUTH_FILE).is_file() else None
     return CensusHoldout(adata=adata, cases=cases, recon=np.array([remap[int(r)] for r in recon]), field=field_name,
-                         means=means, vocab_values=dict(Vocabulary.load(processed / "vocab.json").values), truth=truth)
+                         means=means, vocab_values=dict(Vocabulary.load(processed / "vocab.json").values), truth=truth,
+                         effects=effects)
 
 
 def _truth_context(obs: pd.DataFrame, truth: Any) -> pd.DataFrame:
@@ -208,8 +217,9 @@ def score_predictions(cells: CensusHoldout, predicted: list[dict[str, np.ndarray
         ``<prefix>gene_mean_r2``; the baselines' (see the module docstring).
     """
     field_name = cells.field
-    pred_mean, obs_mean, ms_mean = [], [], []
-    pred_cells, true_cells, add_cells, ms_cells, tops = [], [], [], [], []
+    pred_mean, obs_mean, ms_mean, as_mean = [], [], [], []
+    pred_cells, true_cells, add_cells, ms_cells, as_cells, tops = [], [], [], [], [], []
+    effects = cells.effects.get(field_name)
     gene_pred, gene_true = [], []
     codes_of = {v: i + 1 for i, v in enumerate(cells.vocab_values.get(field_name, []))}
     additive = None
@@ -225,6 +235,9 @@ def score_predictions(cells: CensusHoldout, predicted: list[dict[str, np.ndarray
         means = cells.means[field_name]
         shift = means[codes_of[case.value]][None, :] - means[source_codes]
         ms_mean.append(shift.mean(0))
+        if effects is not None:
+            adjusted = effects[codes_of[case.value]][None, :] - effects[source_codes]
+            as_mean.append(adjusted.mean(0))
         if cells.truth is not None:
             rows = src_obs[INGESTED_ROW].to_numpy()
             own = _truth_context(src_obs, cells.truth)
@@ -234,12 +247,16 @@ def score_predictions(cells: CensusHoldout, predicted: list[dict[str, np.ndarray
             true_cells.append(t_tgt - t_own)
             add_cells.append(additive.true_expression(rows, target) - additive.true_expression(rows, own))
             ms_cells.append(np.broadcast_to(shift, pred["change"].shape))
+            if effects is not None:
+                as_cells.append(np.broadcast_to(adjusted, pred["change"].shape))
             tops.append(top_changed(t_tgt - t_own, k=TOP))
             gene_pred.append(pred["moved"].mean(0))
             gene_true.append(t_tgt.mean(0))
     out = {f"{prefix}mean_change_r2": r2(np.stack(pred_mean), np.stack(obs_mean))}
     if baselines:
         out["mean_shift_mean_change_r2"] = r2(np.stack(ms_mean), np.stack(obs_mean))
+        if as_mean:
+            out["additive_shift_mean_change_r2"] = r2(np.stack(as_mean), np.stack(obs_mean))
         out["no_change_mean_change_r2"] = r2(np.zeros_like(np.stack(obs_mean)), np.stack(obs_mean))
     if cells.truth is not None:
         true_all = np.concatenate(true_cells)
@@ -254,6 +271,8 @@ def score_predictions(cells: CensusHoldout, predicted: list[dict[str, np.ndarray
         out[f"{prefix}gene_mean_r2"] = r2(np.stack(gene_pred), np.stack(gene_true))
         if baselines:
             out |= cell_scores(ms_cells, "mean_shift_")
+            if as_cells:
+                out |= cell_scores(as_cells, "additive_shift_")
             out |= cell_scores([np.zeros_like(p) for p in pred_cells], "no_change_")
             out |= cell_scores(add_cells, "additive_truth_")
     return out

@@ -57,7 +57,8 @@ class CensusFamily(Family):
 
         metrics = evaluate_all(model_dir, processed, out=out, cfg=cfg, title=title)
         shown = {k: round(v, 3) for k, v in metrics[HEADLINE].items()
-                 if k in ("cf_mean_change_r2", "cf_cell_change_r2", "mean_shift_cell_change_r2", "target_accuracy",
+                 if k in ("cf_mean_change_r2", "cf_cell_change_r2", "mean_shift_cell_change_r2",
+                          "additive_shift_cell_change_r2", "target_accuracy",
                           "recon_mse")}
         return Evaluation(metrics=metrics, summary=shown)
 
