@@ -47,6 +47,7 @@ bench: install peers  ## run every benchmark at full size (writes benchmarks/res
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/census_loader.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/cycleae_speed.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/counterfactual_peers.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/counterfactual_ceiling.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/dualdann_speed.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/dualdann_pbmc68k_phase.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/foundation_embed.py
