@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from xmodal.config import params_from_dict
-from xmodal.errors import XmodalInputError
+from xmodal.errors import ConfigError, XmodalInputError
 from xmodal.methods import load_model
 from xmodal.methods.cycleae import CycleAE, CycleAEConfig
 from xmodal.stages import ingest, preprocess
@@ -227,8 +227,21 @@ def test_the_shift_term_reads_checked_training_means(processed: Path, tmp_path: 
         CycleAE(CycleAEConfig(**SMALL, shift_targets="means")).fit(data, seed=0)
     np.savez(copy / "field_means.npz", **{k: v for k, v in arrays.items() if k != f"effect:{name}"})  # an older file
     with pytest.raises(XmodalInputError, match=rf"effect:{name}: expected shape .* found missing"):
-        CycleAE(CycleAEConfig(**SMALL)).fit(data, seed=0)  # the default reads the adjusted effects
+        CycleAE(CycleAEConfig(**SMALL, shift_targets="adjusted")).fit(data, seed=0)
     (copy / "field_means.npz").unlink()
     with pytest.raises(XmodalInputError, match="no per-value training means"):
         data.field_means()
     CycleAE(CycleAEConfig(**{**SMALL, "epochs": 1}, shift_weight=0.0)).fit(data, seed=0)  # the seed has no such term
+
+
+def test_auto_shift_targets_take_the_count_model_where_it_fits(data, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` fits the Poisson GLM when the fields' indicator columns fit its per-gene Hessian and the adjusted
+    effects beyond, and says which in ``model.json``."""
+    from xmodal.methods.cycleae import _glm
+
+    quick = {**SMALL, "epochs": 1}
+    assert CycleAE(CycleAEConfig(**quick)).fit(data, seed=0).info["shift_targets"] == "glm"
+    monkeypatch.setattr(_glm, "MAX_COLUMNS", 2)
+    assert CycleAE(CycleAEConfig(**quick)).fit(data, seed=0).info["shift_targets"] == "adjusted"
+    with pytest.raises(ConfigError, match="at most 2"):
+        CycleAE(CycleAEConfig(**quick, shift_targets="glm")).fit(data, seed=0)

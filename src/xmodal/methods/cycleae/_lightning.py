@@ -62,6 +62,8 @@ class CycleAETraining(XmodalModule):
     means
         Per field ``(K_f + 1, G)`` training means or additive effects per code, for the mean-shift term
         (``shift_weight`` > 0; ``shift_targets`` says which).
+    glm
+        With ``shift_targets: glm``, the count model whose per-cell changes the term matches instead.
     """
 
     method = "cycleae"
@@ -69,7 +71,7 @@ class CycleAETraining(XmodalModule):
 
     def __init__(self, net: CycleAEModule, classifier: ContextClassifier, config: CycleAEConfig, *, plan: Any,
                  world: int, target_sum: float, val_x: np.ndarray, val_codes: np.ndarray,
-                 changes: list[SeenChange], means: list[np.ndarray] | None = None) -> None:
+                 changes: list[SeenChange], means: list[np.ndarray] | None = None, glm: Any = None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.net, self.classifier, self.cfg = net, classifier, config
@@ -80,8 +82,9 @@ class CycleAETraining(XmodalModule):
         self.val_target = sample_targets(self.val_codes, net.cardinalities,
                                          generator=torch.Generator().manual_seed(12345))
         self.changes = changes
-        if config.shift_weight > 0 and means is None:
-            raise ValueError("shift_weight > 0 needs the training means per field value")
+        if config.shift_weight > 0 and means is None and glm is None:
+            raise ValueError("shift_weight > 0 needs the training means per field value or a count model")
+        self.glm = glm
         self.means = [torch.as_tensor(m, dtype=torch.float32) for m in means or []]
         self.sums: dict[str, float] = {}
         self.count = 0
@@ -99,7 +102,7 @@ class CycleAETraining(XmodalModule):
         return generator_losses(self.net, self.classifier, x, codes, target, cycles=cfg.cycles,
                                 integration=cfg.integration, target_weight=cfg.target_weight,
                                 label_smoothing=cfg.label_smoothing, means=self.means,
-                                shift_weight=cfg.shift_weight if shift else 0.0)
+                                shift_weight=cfg.shift_weight if shift else 0.0, glm=self.glm)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:  # noqa: D102 - Lightning hook
         cfg = self.cfg

@@ -137,9 +137,21 @@ class CycleAE:
                               "auto, recon or loss")
         torch.manual_seed(seed)
         net, classifier = self._build(len(self.genes), cards)
-        means = data.field_means(adjusted=cfg.shift_targets == "adjusted") if cfg.shift_weight > 0 else None
+        means = glm = None
+        from xmodal.methods.cycleae._glm import MAX_COLUMNS, fit_poisson_glm
+
+        targets = cfg.shift_targets
+        if targets == "auto":
+            targets = "glm" if sum(k + 1 for k in cards) <= MAX_COLUMNS else "adjusted"
+            log.info("cycleae: mean-shift targets %s (%d indicator columns; the count model takes at most %d)",
+                     targets, sum(k + 1 for k in cards), MAX_COLUMNS)
+        if cfg.shift_weight > 0 and targets == "glm":
+            counts, codes, _ = data.sample("train", max_cells=cfg.glm_cells, seed=seed)
+            glm = fit_poisson_glm(counts.toarray(), codes, cards, target_sum=self.target_sum)
+        elif cfg.shift_weight > 0:
+            means = data.field_means(adjusted=targets == "adjusted")
         module = CycleAETraining(net, classifier, cfg, plan=plan, world=world, target_sum=self.target_sum,
-                                 val_x=val_x, val_codes=val_codes, changes=changes, means=means)
+                                 val_x=val_x, val_codes=val_codes, changes=changes, means=means, glm=glm)
         module._field_names = fields
         key = f"val_{metric}"
 
@@ -164,7 +176,7 @@ class CycleAE:
             "selection_metric": key, "best_step": best_step, f"best_{key}": result.summary.get(f"best_{key}"),
             "best_epoch": plan.locate(best_step - 1, world)[0] + 1 if best_step else None,
             "fit_seconds": time.perf_counter() - start, "device": result.summary["device"], "world_size": result.world,
-            "precision": cfg.precision, "change_scale": self.change_scale,
+            "precision": cfg.precision, "change_scale": self.change_scale, "shift_targets": targets,
         }
         log.info("cycleae: %d steps in %.1f s; best validation %s %.4g at epoch %s (%s)", self.info["steps_run"],
                  self.info["fit_seconds"], metric, self.info[f"best_{key}"] or float("nan"),

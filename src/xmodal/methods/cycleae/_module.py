@@ -34,6 +34,7 @@ read the target.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -225,7 +226,8 @@ def sample_targets(source: torch.Tensor, cardinalities: list[int], *, generator:
 def generator_losses(module: CycleAEModule, classifier: ContextClassifier, x: torch.Tensor, source: torch.Tensor,
                      target: torch.Tensor, *, cycles: bool = True, integration: str = "relative",
                      target_weight: float = 1.0, label_smoothing: float = 0.0, means: list[torch.Tensor] | None = None,
-                     shift_weight: float = 0.0, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                     shift_weight: float = 0.0, generator: torch.Generator | None = None,
+                     glm: Any = None) -> dict[str, torch.Tensor]:
     """The seed's generator terms: reconstruction, integration, target consistency.
 
     With ``cycles`` (the method): ``x_st = G(x; s→t)``, ``x_sts = G(x_st; t→s)``; recon ``MSE(x, x_sts)``;
@@ -242,8 +244,9 @@ def generator_losses(module: CycleAEModule, classifier: ContextClassifier, x: to
         ``(batch, G)`` log1p-normalised expression.
     source, target
         ``(batch, F)`` int64 context codes.
-    means, shift_weight, generator
-        The mean-shift term's training means per field value, its weight and the seed of its target draw.
+    means, shift_weight, generator, glm
+        The mean-shift term's training means per field value, its weight, the seed of its target draw and (instead
+        of the means) the count model whose per-cell changes it matches (:class:`~._glm.PoissonGLM`).
 
     Returns
     -------
@@ -275,15 +278,16 @@ def generator_losses(module: CycleAEModule, classifier: ContextClassifier, x: to
     out = {"recon": recon, "integration": integ, "target": consistency,
            "total": recon + integ + target_weight * consistency}
     if shift_weight > 0:
-        if means is None:
-            raise ValueError("shift_weight > 0 needs the training means per field value")
-        out["shift"] = shift_loss(module, x, source, means, generator=generator, hidden=hidden_1)
+        if means is None and glm is None:
+            raise ValueError("shift_weight > 0 needs the training means per field value or a count model")
+        out["shift"] = shift_loss(module, x, source, means, generator=generator, hidden=hidden_1, glm=glm)
         out["total"] = out["total"] + shift_weight * out["shift"]
     return out
 
 
-def shift_loss(module: CycleAEModule, x: torch.Tensor, source: torch.Tensor, means: list[torch.Tensor], *,
-               generator: torch.Generator | None = None, hidden: list[torch.Tensor] | None = None) -> torch.Tensor:
+def shift_loss(module: CycleAEModule, x: torch.Tensor, source: torch.Tensor, means: list[torch.Tensor] | None, *,
+               generator: torch.Generator | None = None, hidden: list[torch.Tensor] | None = None,
+               glm: Any = None) -> torch.Tensor:
     """The mean-shift term: each field's predicted change, averaged per pair of values, against the training means.
 
     For every field ``f`` with two values or more, each cell with a known value ``a`` is moved to another value ``b``
@@ -308,6 +312,9 @@ def shift_loss(module: CycleAEModule, x: torch.Tensor, source: torch.Tensor, mea
     hidden
         The hidden codes of a forward pass from ``source`` (``module(x, source, ·)[1]``): each field's ``h_f``
         is taken from there instead of encoding ``x`` again.
+    glm
+        A count model (:class:`~._glm.PoissonGLM`): then each moved cell's own change is compared with the model's
+        change at the cell's context (MSE over cells and genes) and ``means`` is not read.
 
     Returns
     -------
@@ -330,6 +337,9 @@ def shift_loss(module: CycleAEModule, x: torch.Tensor, source: torch.Tensor, mea
         t = sample_targets(source[known], module.cardinalities, generator=generator, fields=[f])[:, f]
         h = hidden[f + 1][known] if hidden is not None else heads(x[known] @ module.encoders[f].T, s)
         latent = heads(h, t) - heads(h, s)
+        if glm is not None:
+            terms.append(F.mse_loss(scales[f] * (latent @ module.decoders[f].T), glm.change(source[known], f, t)))
+            continue
         pairs, index = torch.unique(s * (k + 1) + t, return_inverse=True)
         sums = latent.new_zeros(len(pairs), latent.shape[1]).index_add(0, index, latent)
         counts = latent.new_zeros(len(pairs)).index_add(0, index, torch.ones_like(index, dtype=latent.dtype))
