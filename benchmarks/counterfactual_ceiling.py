@@ -20,7 +20,7 @@ combinations; :mod:`xmodal.families.census._evaluate`):
   model in log-rate space reaches);
 * ``poisson_glm_population`` and ``poisson_glm_context`` (a direction for cycleae's targets, measured here, not in
   xmodal): a Poisson GLM per gene of the training counts on every field's indicators with each cell's library as
-  offset (:func:`poisson_glm`), so the effects add in log-rate space and count noise is modelled; the field's
+  offset (:func:`xmodal.methods.cycleae._glm.fit_poisson_glm`, cycleae's own), so the effects add in log-rate space and count noise is modelled; the field's
   log-rate change, shrunk by its standard error, is read through ``log1p`` at the fitted rates with their spread
   across cells (moments of the counts). ``population``: averaged over the source value's training cells, one shift;
   ``context``: at each moved cell's own context (per cell).
@@ -52,34 +52,6 @@ PREDICTIONS = ("mean_shift", "additive_shift", "additive_shift_noise_free", "tru
 SHRINK = 4.0
 
 
-def poisson_glm(counts: np.ndarray, design: np.ndarray, *, target_sum: float, ridge: float = 1e-4,
-                iterations: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """Per gene, ``log E[counts] = log(library / target_sum) + design @ β`` by Newton's method (steps capped at 3 in
-    log-rate, ridge ``ridge × cells``).
-
-    Returns
-    -------
-    tuple
-        ``β`` ``(P, G)`` and the ridge-regularised Hessians ``(G, P, P)`` at the fit.
-    """
-    library = counts.sum(1)
-    offset = np.log(library / target_sum)[:, None]
-    per_field = np.log(counts.sum(0) / library.sum() * target_sum + 1e-6)
-    beta = np.tile(per_field / max(design.sum(1).mean(), 1.0), (design.shape[1], 1))
-    lam = ridge * len(counts) * np.eye(design.shape[1])
-    for _ in range(iterations):
-        mu = np.exp(np.clip(offset + design @ beta, -30, 15))
-        grad = design.T @ (counts - mu) - lam @ beta
-        hess = np.einsum("cp,cg,cq->gpq", design, mu, design) + lam
-        step = np.linalg.solve(hess, grad.T[:, :, None])[:, :, 0].T
-        biggest = np.abs(step).max(0)
-        beta += step * np.minimum(1.0, 3.0 / np.maximum(biggest, 1e-12))
-        if biggest.max() < 1e-5:
-            break
-    mu = np.exp(np.clip(offset + design @ beta, -30, 15))
-    return beta, np.einsum("cp,cg,cq->gpq", design, mu, design) + lam
-
-
 def through_log1p(rate: np.ndarray, change: np.ndarray, spread: np.ndarray) -> np.ndarray:
     """Mean over a log-normal spread ``spread`` ``(G,)`` around ``rate`` ``(n, G)`` of
     ``log1p(rate · e^change) − log1p(rate)`` (16 fixed draws), ``(n, G)``."""
@@ -99,6 +71,7 @@ def experiment(processed: Path) -> dict[str, float]:
         read_holdout,
     )
     from xmodal.families.census._preprocess import additive_effects
+    from xmodal.methods.cycleae._glm import fit_poisson_glm
     from xmodal.metrics.counterfactual import r2
 
     data = read_processed(processed)
@@ -113,7 +86,8 @@ def experiment(processed: Path) -> dict[str, float]:
     effects = additive_effects(design.T @ design, design.T @ noise_free)
     counts = np.asarray(counts.todense(), dtype=np.float64)
     library = counts.sum(1)
-    beta, hessians = poisson_glm(counts, design, target_sum=data.target_sum)
+    glm = fit_poisson_glm(counts, codes, data.cardinalities, target_sum=data.target_sum, shrink=SHRINK)
+    beta, inverse_hessian = glm.beta.double().numpy(), glm.inverse_hessian.double().numpy()
     fitted = np.exp(design @ beta)  # (cells, G) each training cell's context rate per target_sum counts
     j = data.vocab.fields.index(name)
     offset = sum(k + 1 for k in data.cardinalities[:j])
@@ -140,8 +114,7 @@ def experiment(processed: Path) -> dict[str, float]:
                   "true_population_change": population, "true_case_mean": change.mean(0)}
         contrast = np.zeros(len(beta))
         contrast[offset + b], contrast[offset + a] = 1.0, -1.0
-        se2 = contrast @ np.linalg.solve(hessians, np.broadcast_to(contrast, (len(hessians), len(contrast)))[:, :, None])[
-            :, :, 0].T
+        se2 = np.einsum("p,gpq,q->g", contrast, inverse_hessian, contrast)
         d = beta[offset + b] - beta[offset + a]
         d = d * np.clip(1 - SHRINK * se2 / np.maximum(d ** 2, 1e-12), 0, None)
         rate = fitted[same]
