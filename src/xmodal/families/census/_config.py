@@ -100,12 +100,25 @@ class CensusDatasetConfig(StrictModel):
 
     @model_validator(mode="after")
     def _holdout_fields(self) -> CensusDatasetConfig:
+        # values are matched by this key everywhere
+        from xmodal.families.census._vocab import value_key
+
+        seen: dict[tuple[tuple[str, str | None], ...], dict[str, str]] = {}
         for combo in self.holdout:
             if not combo:
                 raise ValueError("a holdout combination is empty: give {field: value, ...}")
             unknown = [f for f in combo if f not in self.fields]
             if unknown:
                 raise ValueError(f"holdout names field {unknown[0]!r}, which is not in `fields` ({', '.join(self.fields)})")
+            null = [f for f, v in combo.items() if value_key(v) is None]
+            if null:
+                raise ValueError(f"holdout {combo}: {null[0]} = {combo[null[0]]!r} reads as no value (null-like); "
+                                 "hold out combinations of real values")
+            key = tuple(sorted((f, value_key(v)) for f, v in combo.items()))
+            if key in seen:
+                raise ValueError(f"holdout {combo} is {seen[key]} again (values are matched ignoring case, "
+                                 "whitespace and Unicode form): list each combination once")
+            seen[key] = combo
         if self.holdout and any(self.counterfactual_field not in c for c in self.holdout):
             raise ValueError(f"counterfactual_field {self.counterfactual_field!r} must be a field of every holdout "
                              "combination (the evaluation moves cells into the combination along it)")

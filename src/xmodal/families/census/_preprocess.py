@@ -6,14 +6,22 @@ and the genes, all from training cells, and the processed store the loader strea
 * ``store/``: a SOMA experiment of the **raw counts of the selected genes**, its rows grouped by split (training
   cells first, then validation, then test, each in ingested order) so every split is one contiguous row range
   the loader reads in chunks; ``obs`` keeps the metadata, ``split`` and ``ingested_row``;
-* ``vocab.json``: the metadata vocabulary built on the training cells (code 0: null or unseen);
+* ``vocab.json``: the metadata vocabulary built on the training cells (code 0: null or unseen), with the spellings
+  that merged into one value (``merged``);
 * ``field_means.npz``: per value of every field, the training cells' mean normalised expression (``mean:<field>``,
   the mean-shift baseline of the counterfactual evaluation) and its additive effect fitted jointly with every other
   field's (``effect:<field>``, :func:`additive_effects`: the mean-shift term's targets in ``cycleae``);
 * ``preprocessor_rna/``: what the served model needs to bring raw counts into its input (the genes, the
   normalisation, the vocabulary);
-* ``schema.json``: shapes, split sizes, the held-out combinations and a content hash;
+* ``schema.json``: shapes, split sizes, the held-out combinations (in the data's spellings), the merged spellings of
+  every field (``merged_values``) and a content hash;
 * ``truth.npz`` (synthetic data only): the planted model on the kept genes.
+
+Metadata values are read once, before anything is built from them, through one rule
+(:func:`~xmodal.families.census._vocab.canonical_obs`): values that differ only in case, whitespace or Unicode form
+are one value, stored in its most frequent spelling, and the merge is logged. Held-out combinations are matched the
+same way, so a cell spelled ``"t cell"`` / ``"Female"`` of a held-out ``{cell_type: T cell, sex: female}`` is a test
+cell.
 
 The model's input is ``log1p(target_sum · counts / Σ counts)`` over the selected genes, computed per batch.
 """
@@ -23,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +45,11 @@ from xmodal.families.census._io import STORE, TRUTH_FILE, read_ingested
 from xmodal.families.census._vocab import (
     Vocabulary,
     build_vocabulary,
+    canonical_holdout,
+    canonical_obs,
+    key_column,
     normalize_column,
-    normalize_value,
+    value_key,
 )
 
 log = logging.getLogger(__name__)
@@ -63,7 +74,8 @@ def dataset_config(ingested: Path) -> Any:
 
 
 def holdout_mask(obs: pd.DataFrame, holdout: list[dict[str, str]], *, where: str | Path) -> np.ndarray:
-    """Cells in any held-out combination (values compared after normalisation).
+    """Cells in any held-out combination (values matched by :func:`~xmodal.families.census._vocab.value_key`: case,
+    whitespace and Unicode form do not matter).
 
     Raises
     ------
@@ -74,12 +86,12 @@ def holdout_mask(obs: pd.DataFrame, holdout: list[dict[str, str]], *, where: str
     for combo in holdout:
         match = np.ones(len(obs), dtype=bool)
         for field, value in combo.items():
-            column = normalize_column(obs[field])
-            want = normalize_value(value)
-            if want not in set(column.dropna()):
+            column = key_column(obs[field])
+            want = value_key(value)
+            if want is None or want not in set(column.dropna()):
+                shown = sorted(set(normalize_column(obs[field]).dropna()))
                 raise XmodalInputError(
-                    f"holdout {combo}: {field} has no value {value!r} (values: "
-                    f"{', '.join(sorted(set(column.dropna())))[:400]})", path=where,
+                    f"holdout {combo}: {field} has no value {value!r} (values: {', '.join(shown)[:400]})", path=where,
                     fix="name values that occur in the data under datasets.<name>.holdout")
             match &= (column == want).to_numpy()
         if not match.any():
@@ -103,7 +115,7 @@ def assign_splits(obs: pd.DataFrame, *, holdout: list[dict[str, str]], split: An
     held = holdout_mask(obs, holdout, where=where)
     rest = np.flatnonzero(~held)
     strata_fields = list(dict.fromkeys(f for combo in holdout for f in combo)) if split.stratify else []
-    strata = [normalize_column(obs[f].iloc[rest]).fillna("").to_numpy() for f in strata_fields]
+    strata = [key_column(obs[f].iloc[rest]).fillna("").to_numpy() for f in strata_fields]
     out = np.full(len(obs), "test", dtype=object)
     out[rest] = split_cells(len(rest), strata=strata, validation=split.validation_fraction,
                             test=split.test_fraction, rng=np.random.default_rng(split.seed))
@@ -258,11 +270,15 @@ def preprocess_census(ingested: Path, *, out: Path, cfg: Any, split: Any, datase
     dcfg = dataset if dataset is not None else dataset_config(ingested)
     schema = read_ingested(ingested)
     store = ingested / STORE
-    obs = store_obs(store)
     where = ingested / STORE
-    labels = assign_splits(obs, holdout=list(dcfg.holdout), split=split, where=where)
+    # every value in one spelling (matched case-, whitespace- and Unicode-insensitively), once, before the split,
+    # the vocabulary and the processed store are made; the held-out combinations in the same spellings
+    obs, merged = canonical_obs(store_obs(store), list(dcfg.fields), where=str(where))
+    holdout = canonical_holdout(list(dcfg.holdout), obs)
+    labels = assign_splits(obs, holdout=holdout, split=split, where=where)
     vocab = build_vocabulary([obs[labels == "train"]], list(dcfg.fields), where=str(where))
-    check_learnable(vocab, list(dcfg.holdout), dcfg.counterfactual_field, where=where)
+    vocab = replace(vocab, merged={f: merged[f] for f in vocab.fields if f in merged})
+    check_learnable(vocab, holdout, dcfg.counterfactual_field, where=where)
     stats = gene_stats(store, labels == "train", target_sum=cfg.target_sum, chunk_size=cfg.chunk_size)
     genes = select_genes(stats, n_top=cfg.n_top_genes, min_cells=cfg.min_cells_per_gene)
     var = store_var(store).iloc[genes]
@@ -327,13 +343,13 @@ def preprocess_census(ingested: Path, *, out: Path, cfg: Any, split: Any, datase
     prep = CensusPreprocessor(genes=list(map(str, var.index)), feature_names=list(map(str, var["feature_name"])),
                               target_sum=cfg.target_sum, vocab=vocab)
     prep.save(out / PREPROCESSOR)
-    held = holdout_mask(obs, list(dcfg.holdout), where=where)
+    held = holdout_mask(obs, holdout, where=where)
     write_json(out / SCHEMA_FILE, {
         "family": "census", "schema_version": 1, "n_obs": len(obs), "n_vars": len(var), "genes_of": int(len(stats.mean)),
         "sha256": digest.hexdigest(), "splits": sizes,
         "rows": {s: [int(sum(sizes[t] for t in SPLITS[:i])), int(sum(sizes[t] for t in SPLITS[:i + 1]))]
                  for i, s in enumerate(SPLITS)},
-        "holdout": list(dcfg.holdout), "holdout_cells": int(held.sum()),
+        "holdout": holdout, "holdout_cells": int(held.sum()), "merged_values": merged,
         "counterfactual_field": dcfg.counterfactual_field, "fields": vocab.fields, "chunk_size": cfg.chunk_size,
         "dropped_fields": [s.field for s in vocab.specs if not s.used], "target_sum": cfg.target_sum,
         "synthetic_truth": bool(schema.get("synthetic_truth")),
@@ -341,7 +357,7 @@ def preprocess_census(ingested: Path, *, out: Path, cfg: Any, split: Any, datase
                                "kind": "counts"}},
     })
     log.info("census: %d genes of %d kept; %d held-out cells in %d combination(s); fields %s", len(var),
-             len(stats.mean), int(held.sum()), len(dcfg.holdout), vocab.fields)
+             len(stats.mean), int(held.sum()), len(holdout), vocab.fields)
     return {s: {"rna": sizes[s]} for s in SPLITS}
 
 
