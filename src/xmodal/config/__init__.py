@@ -23,6 +23,8 @@ from xmodal.config._models import (
     TaskResources,
     Toleration,
     TuneConfig,
+    changed_settings,
+    describe_settings,
 )
 
 __all__ = [
@@ -41,6 +43,8 @@ __all__ = [
     "Toleration",
     "TuneConfig",
     "apply_overrides",
+    "changed_settings",
+    "describe_settings",
     "load_params",
     "params_from_dict",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,18 @@ def load_params(path: str | Path = "params.yaml", *, overrides: Iterable[str] = 
         Naming the dotted key and what was expected, e.g. ``methods.gwot.epsilon: expected float``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not a parameter file (pass the YAML file itself: --params "
+                          f"{path / 'params.yaml'})")
     if not path.is_file():
         raise ConfigError(f"{path}: parameter file not found (run from the project root or pass --params)")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the parameter file ({exc.strerror})") from None
+    if size > MAX_PARAMS_BYTES:
+        raise ConfigError(f"{path}: {size:,} bytes, more than a parameter file holds (at most "
+                          f"{MAX_PARAMS_BYTES:,}); is it the right file?")
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -59,12 +70,34 @@ def load_params(path: str | Path = "params.yaml", *, overrides: Iterable[str] = 
     return params_from_dict(apply_overrides(raw, overrides), source=str(path))
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+MAX_PARAMS_BYTES = 8 * 1024 * 1024
+"""The largest parameter file read (a params.yaml is a few KiB)."""
+MAX_YAML_NODES = 200_000
+"""The most values a YAML text may stand for once its aliases are expanded (an alias bomb stands for billions)."""
+MAX_YAML_DEPTH = 100
+"""The deepest nesting of mappings and lists accepted (params.yaml nests about 6 deep)."""
+EXTENSION_PREFIX = "x-"
+"""Top-level keys starting with this hold YAML anchors for reuse (``x-source: &src {...}``); they are dropped
+before validation, as Docker Compose does."""
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+
+
+class _ParamsLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2's booleans, merge keys, and no key given twice in one mapping.
+
+    * Only ``true``/``false`` (any case) are booleans, as in YAML 1.2 and in DVC's own reading of params.yaml:
+      ``log1p: no`` is the word ``no``, not ``False`` (a boolean field still takes ``yes``/``no``/``on``/``off``).
+    * ``<<: *anchor`` merges a mapping; keys written beside it win, as YAML specifies.
+    * A key written twice (PyYAML keeps the last one silently) is an error naming both lines.
+    """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
             key = self.construct_object(key_node, deep=deep)
             try:
                 duplicate = key in seen
@@ -78,25 +111,67 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _UniqueKeyLoader.construct_mapping)
+_ParamsLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _ParamsLoader.construct_mapping)
+_ParamsLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_ParamsLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def _check_size(text: str, *, source: str) -> None:
+    """Refuse YAML that nests deeper than :data:`MAX_YAML_DEPTH` or whose aliases expand to more than
+    :data:`MAX_YAML_NODES` values, from the parser's events (linear in the text, no recursion)."""
+    depth, nodes = 0, 0
+    sizes: dict[str, int] = {}  # anchor → values it stands for
+    opened: list[tuple[str | None, int]] = []
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise ConfigError(f"{source}: nested more than {MAX_YAML_DEPTH} levels deep (line "
+                                  f"{event.start_mark.line + 1}); params.yaml nests a few levels: flatten it")
+            opened.append((event.anchor, nodes))
+            nodes += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+            anchor, start = opened.pop()
+            if anchor is not None:
+                sizes[anchor] = nodes - start
+        elif isinstance(event, yaml.ScalarEvent):
+            nodes += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            nodes += sizes.get(event.anchor, 1)
+        if nodes > MAX_YAML_NODES:
+            raise ConfigError(f"{source}: its aliases expand to more than {MAX_YAML_NODES:,} values (line "
+                              f"{event.start_mark.line + 1}; an alias bomb?); use anchors for shared settings, "
+                              "not for repeated expansion")
 
 
 def parse_yaml(text: str, *, source: str) -> Any:
-    """Parse YAML text safely (no Python objects), refusing duplicate keys.
+    """Parse YAML text safely (no Python objects), within a size budget, refusing duplicate keys.
+
+    Anchors, aliases and merge keys (``<<: *base``) are accepted; booleans are YAML 1.2's (see
+    :class:`_ParamsLoader`).
 
     Raises
     ------
     ConfigError
-        ``<source>: not valid YAML (line L, column C): <problem>``.
+        ``<source>: not valid YAML (line L, column C): <problem>``; nesting deeper than :data:`MAX_YAML_DEPTH`;
+        aliases that expand beyond :data:`MAX_YAML_NODES` values.
     """
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        _check_size(text, source=source)
+        return yaml.load(text, Loader=_ParamsLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         context = getattr(exc, "context", None)
         raise ConfigError(f"{source}: not valid YAML{where}: {problem}" + (f", {context}" if context else "")) from None
+    except RecursionError:  # pragma: no cover - _check_size bounds the depth first
+        raise ConfigError(f"{source}: nested too deeply to read") from None
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -117,8 +192,19 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
             node = nxt
         if any(not part.strip() for part in parts):
             raise ConfigError(f"override {item!r}: an empty part in the dotted key")
-        node[parts[-1]] = parse_yaml(value, source=f"override {item!r}") if value.strip() else None
+        node[parts[-1]] = _override_value(value, key=key.strip()) if value.strip() else None
     return out
+
+
+def _override_value(value: str, *, key: str) -> Any:
+    """The value of ``--set key=value``, parsed as YAML (so JSON too); an error names the key and the value."""
+    try:
+        return parse_yaml(value, source=f"--set {key}")
+    except ConfigError as exc:
+        problem = str(exc).removeprefix(f"--set {key}: ")
+        raise ConfigError(f"--set {key}={value}: the value does not parse as YAML or JSON ({problem}); fix the value "
+                          "and quote it for the shell, e.g. --set 'methods.gwot.epsilon=0.01' or "
+                          "--set 'datasets.x.holdout=[{\"sex\": \"female\"}]'") from None
 
 
 def params_from_dict(raw: Mapping[str, Any], *, source: str = "params") -> Params:
@@ -127,6 +213,7 @@ def params_from_dict(raw: Mapping[str, Any], *, source: str = "params") -> Param
     Each ``datasets.<name>`` entry is validated by its family's config class, each ``preprocess.<family>`` by the
     family's preprocessing config and each ``methods.<name>`` by the method's config (the registries say which).
     """
+    raw = {key: value for key, value in raw.items() if not str(key).startswith(EXTENSION_PREFIX)}
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
@@ -246,10 +333,18 @@ def _describe(err: Mapping[str, Any]) -> str:
         return "required key is missing"
     for word, text in _TYPE_WORDS.items():
         if kind.startswith(word):
-            return f"{text} (got {got!r})"
+            return f"{text} (got {_short(got)})"
     msg = err.get("msg", kind)
     if kind == "value_error":  # our own validators
         msg = msg.removeprefix("Value error, ")
-        if repr(got) in msg:  # the message already names the value
+        if isinstance(got, str | int | float) and repr(got) in msg:  # the message already names the value
             return msg
-    return f"{msg} (got {got!r})" if got is not None and not isinstance(got, dict) else msg
+    return f"{msg} (got {_short(got)})" if got is not None and not isinstance(got, dict) else msg
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, shortened (a value built from aliases can stand for millions of items)."""
+    import reprlib
+
+    short = reprlib.Repr(maxlevel=3, maxlist=6, maxdict=6, maxstring=80, maxother=80)
+    return short.repr(value)

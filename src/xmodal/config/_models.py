@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from os import PathLike
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -48,10 +49,86 @@ DataPath = Annotated[Path | str, PlainValidator(_path_or_s3_uri, json_schema_inp
 """A data file: a local path (relative to the project root) or an ``s3://bucket/key`` URI."""
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed: NumPy's legacy generator (and so scikit-learn) takes seeds in ``[0, 2**32)``."""
+
+
+def _literal_words(annotation: Any) -> tuple[str, ...]:
+    """The string values of every ``Literal`` in ``annotation`` (through unions and ``Annotated``)."""
+    if get_origin(annotation) is Literal:
+        return tuple(a for a in get_args(annotation) if isinstance(a, str))
+    return tuple(word for arg in get_args(annotation) for word in _literal_words(arg))
+
+
+def _accepts_none(annotation: Any) -> bool:
+    return annotation is type(None) or any(_accepts_none(a) for a in get_args(annotation))
+
+
+_BOOL_WORDS = (("yes", "no"), ("on", "off"), ("true", "false"))
+_BOOL_TEXT = {word: value for pair in _BOOL_WORDS for word, value in zip(pair, (True, False), strict=True)}
+
+
+def natural_word(value: Any, words: tuple[str, ...], *, none_allowed: bool) -> Any:
+    """The spelling of ``value`` that a field taking the words ``words`` expects, or ``value`` unchanged.
+
+    What users write for a word field: ``no``/``off``/``false`` read as a boolean (YAML 1.1, JSON) become the
+    field's own word for it (``log1p: no`` is ``"no"``); another case or surrounding spaces (``Auto ``) become the
+    field's spelling; ``null`` becomes ``"none"`` where the field has that word and no null.
+
+    Examples
+    --------
+    >>> natural_word(False, ("auto", "yes", "no"), none_allowed=False)
+    'no'
+    >>> natural_word(" Auto", ("auto", "yes", "no"), none_allowed=False)
+    'auto'
+    """
+    pair = next(((true, false) for true, false in _BOOL_WORDS if true in words and false in words), None)
+    if pair is not None and isinstance(value, str) and value not in words and value.strip().casefold() in _BOOL_TEXT:
+        value = _BOOL_TEXT[value.strip().casefold()]  # ``on`` for a yes/no field: the boolean YAML 1.1 meant
+    if isinstance(value, bool):
+        return value if pair is None else pair[0] if value else pair[1]
+    if value is None and not none_allowed and "none" in words:
+        return "none"
+    if isinstance(value, str) and value not in words:
+        matches = [w for w in words if w.casefold() == value.strip().casefold()]
+        if len(matches) == 1:
+            return matches[0]
+    return value
+
+
 class StrictModel(BaseModel):
-    """Base of every parameter model: unknown keys are errors, instances are immutable."""
+    """Base of every parameter model: unknown keys are errors, instances are immutable.
+
+    Two rules hold for every subclass: a field named ``seed`` or ``*_seed`` takes an integer in
+    ``[0, 2**32)`` (:data:`MAX_SEED`); a field that takes words (``Literal["auto", "yes", "no"]``) takes them as a
+    user naturally writes them (:func:`natural_word`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _natural_words(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, info in cls.model_fields.items():
+            words = _literal_words(info.annotation)
+            if not words:
+                continue
+            for key in (name, info.alias):
+                if key is not None and key in out:
+                    out[key] = natural_word(out[key], words, none_allowed=_accepts_none(info.annotation))
+        return out
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _seed_range(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name or ""
+        if (name == "seed" or name.endswith("_seed")) and isinstance(value, int) and not 0 <= value <= MAX_SEED:
+            raise ValueError(f"seed {value} is {'negative' if value < 0 else 'too large'}: a seed is an integer from 0 "
+                             f"to {MAX_SEED} (2**32 - 1)")
+        return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,3 +424,35 @@ class Params(StrictModel):
     def run_pairs(self) -> list[tuple[str, str]]:
         """``(dataset, method)`` of every entry of ``runs``, in order."""
         return [(run.dataset, run.method) for run in self.runs.values()]
+
+
+def changed_settings(config: BaseModel) -> dict[str, tuple[Any, Any]]:
+    """The settings of ``config`` that differ from its class's defaults: name → (value, default).
+
+    Parameters
+    ----------
+    config
+        A validated parameter model (e.g. a method's config).
+
+    Examples
+    --------
+    >>> changed_settings(SplitConfig(seed=3))
+    {'seed': (3, 0)}
+    """
+    now = config.model_dump(mode="json")
+    defaults = type(config).model_construct().model_dump(mode="json")
+    return {key: (value, defaults.get(key)) for key, value in now.items() if value != defaults.get(key)}
+
+
+def describe_settings(config: BaseModel, *, what: str) -> str:
+    """One line for the log: the settings of ``config`` that differ from the defaults, and the fields that won over a
+    preset (a config with ``preset_overridden``)."""
+    changed = changed_settings(config)
+    text = (f"{what}: settings that differ from the defaults: "
+            + ", ".join(f"{k}={v!r} (default {d!r})" for k, (v, d) in changed.items()) if changed
+            else f"{what}: every setting at its default")
+    overridden = getattr(config, "preset_overridden", None) or {}
+    if overridden:
+        text += (f"; preset {getattr(config, 'preset', '?')!r} is overridden by fields set in params: "
+                 + ", ".join(f"{k}={v!r} (preset {p!r})" for k, (v, p) in overridden.items()))
+    return text

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from xmodal._io import atomic_dir, prepare_output, remove_stale_in, update_json
-from xmodal.config import Params
+from xmodal.config import Params, describe_settings
 from xmodal.errors import ConfigError, TrainingDivergedError, reading
 from xmodal.families import family_of
 from xmodal.methods import get_method
@@ -96,6 +96,7 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".", re
     if resume and not spec.resumable:
         raise ConfigError(f"method {method!r} does not checkpoint its training; run without --resume")
     config = params.method(method)
+    log.info("train %s/%s: %s", dataset, method, describe_settings(config, what=f"methods.{method}"))
     writer = global_rank() == 0  # under DDP every rank trains; rank 0 alone writes
     out = model_dir(root, dataset, method)
     if writer:

@@ -1,6 +1,7 @@
 """Parameters of :class:`~xmodal.methods.gwot.GWOT` (``params.yaml: methods.gwot``).
 
-``preset`` fills every field the entry does not set itself:
+``preset`` fills every field the entry does not set itself (a field set here wins, and ``xmodal train`` says which
+did; a preset all of whose fields are set here, some differently, changes nothing and is refused):
 
 * ``scot``: SCOT's published configuration (Demetci et al. 2022), exactly: per-cell L2 normalisation, a kNN
   *connectivity* graph built with the correlation metric, shortest paths scaled by their maximum, entropic GW
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from xmodal.config import StrictModel
 
@@ -80,9 +81,30 @@ class GWOTConfig(StrictModel):
     max_cells: int | None = Field(
         None, ge=10, description="subsample each modality to at most this many training cells (null: all)")
 
-    @model_validator(mode="before")
+    _preset_overridden: dict[str, tuple[Any, Any]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
     @classmethod
-    def _apply_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("preset", "none") in PRESETS:
-            return {**PRESETS[data.get("preset", "none")], **data}
-        return data
+    def _apply_preset(cls, data: Any, handler: Any) -> Any:
+        preset = PRESETS.get(data.get("preset", "none"), {}) if isinstance(data, dict) else {}
+        if not preset:
+            return handler(data)
+        model = handler({**preset, **data})
+        overridden = {key: (getattr(model, key), value) for key, value in preset.items()
+                      if key in data and getattr(model, key) != value}
+        if overridden and all(key in data for key in preset):
+            raise ValueError(
+                f"preset {model.preset!r} changes nothing: this entry also sets every field the preset sets, and "
+                f"{len(overridden)} of them differently ({_listed(overridden)}); remove the fields the preset should "
+                f"decide, or the preset")
+        object.__setattr__(model, "_preset_overridden", overridden)
+        return model
+
+    @property
+    def preset_overridden(self) -> dict[str, tuple[Any, Any]]:
+        """Fields this entry sets that the preset would set otherwise: name → (value used, the preset's value)."""
+        return dict(self._preset_overridden)
+
+
+def _listed(overridden: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{key}: {used!r} instead of {value!r}" for key, (used, value) in overridden.items())
