@@ -139,17 +139,31 @@ def _on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (also used as the console script)."""
+def main(argv: Sequence[str] | None = None, *, early_signals: Sequence[int] = ()) -> int:
+    """Run the CLI; returns the exit code.
+
+    Parameters
+    ----------
+    argv
+        The arguments (default: ``sys.argv[1:]``).
+    early_signals
+        Signals that arrived before this function ran (the console script, :mod:`xmodal._launch`, records them
+        while Python imports the CLI): the command then ends as interrupted before it starts.
+    """
     import signal
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.argv = argv
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     _SIGNALLED.clear()
     handled = (signal.SIGTERM, signal.SIGINT) if _main_thread() else ()
     previous = {sig: signal.signal(sig, _on_signal) for sig in handled}
     try:
+        if early_signals:
+            _SIGNALLED.extend(early_signals)
+            return _interrupted(args)
         return _dispatch(args)
     except (XmodalInputError, ConfigError, PipelineRunError, TrainingDivergedError) as exc:
         if _SIGNALLED:
@@ -192,10 +206,14 @@ def _main_thread() -> bool:
 def _after_interrupt(args: argparse.Namespace) -> str:
     """What an interrupted command left, and how to go on."""
     if args.command == "train":
+        import shlex
+
         from xmodal.methods import METHODS
 
         spec = METHODS.get(args.method)
-        again = f"xmodal train --dataset {args.dataset} --method {args.method}"
+        argv = [a for a in getattr(args, "argv", None) or ["train", "--dataset", args.dataset, "--method", args.method]
+                if a != "--resume"]
+        again = shlex.join(["xmodal", *argv])
         if spec is not None and spec.resumable:
             return f"resume with `{again} --resume` (it continues from the last checkpoint)"
         return f"no model was written; `{again}` starts over ({args.method} does not checkpoint)"
@@ -306,10 +324,26 @@ def _check_names(args: argparse.Namespace) -> None:
         get_method(args.method)
 
 
+def _check_root(root: str) -> None:
+    """``--root`` must be a folder: stages write ``data/``, ``models/`` and ``reports/`` in it."""
+    from pathlib import Path
+
+    path = Path(root)
+    if path.is_dir():
+        return
+    if path.exists() or path.is_symlink():
+        kind = "a file" if path.is_file() else ("a broken symbolic link" if path.is_symlink() else "not a folder")
+        raise ConfigError(f"--root {root}: {kind}, not a folder; --root names the project folder that holds "
+                          "data/, models/ and reports/ (default: the current folder)")
+    raise ConfigError(f"--root {root}: no such folder; create it, or pass the project folder that holds data/, "
+                      "models/ and reports/")
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     from xmodal import stages
     from xmodal.config import load_params
 
+    _check_root(args.root)
     _check_names(args)
     if args.command == "pipeline":
         return _pipeline(args)

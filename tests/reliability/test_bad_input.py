@@ -214,7 +214,8 @@ def test_an_interrupted_training_says_how_to_resume(tiny_project: Path, sig: sig
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code, stderr[-2000:]
     assert "Traceback" not in stderr
-    assert "interrupted; resume with `xmodal train --dataset tiny --method geoadvae --resume`" in stderr
+    assert "interrupted; resume with `xmodal train --dataset tiny --method geoadvae --params params.yaml --resume`" \
+        in stderr
     assert not list(root.glob("models/**/model.json"))
     assert not list(root.glob("models/tiny/.*"))  # no temporary left behind
     # the checkpoint it left resumes (a max_iter already reached: it finishes at once and saves the model)
