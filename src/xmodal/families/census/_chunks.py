@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -115,13 +116,13 @@ def read_genes(folder: Path, pairs: list[tuple[Path, Path]]) -> pd.DataFrame:
 
 
 def _gene_table(path: Path) -> pd.DataFrame:
+    from xmodal.data._unique import check_unique
+
     frame = _read_table(path, trust_pickle=False)
     column = "feature_id" if "feature_id" in frame.columns else frame.columns[0]
     ids = frame[column].astype(str)
-    if ids.duplicated().any():
-        row = int(np.flatnonzero(ids.duplicated().to_numpy())[0])
-        raise XmodalInputError(f"gene {ids.iloc[row]!r} is listed twice", path=path, row=_row(path, row), column=column,
-                               fix="list each gene once")
+    check_unique(ids.to_numpy(), what="gene", path=path, noun="line" if path.suffix == ".csv" else "row",
+                 base=_row(path, 0), column=column, fix="list each gene once")
     var = frame.drop(columns=[column]).set_index(pd.Index(ids.to_numpy(), name="feature_id"))
     if "feature_name" not in var.columns:
         var["feature_name"] = var.index
@@ -129,15 +130,24 @@ def _gene_table(path: Path) -> pd.DataFrame:
 
 
 def _read_table(path: Path, *, trust_pickle: bool) -> pd.DataFrame:
+    from xmodal.data._unique import check_unique_columns
+
     try:
         if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            check_unique_columns(pq.read_schema(path).names, table="the table", path=path)
             return pd.read_parquet(path)
         if path.suffix == ".csv":
+            # pandas renames a repeated header name (sex, sex.1): read the header as written first
+            header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+            check_unique_columns(list(header.iloc[0]) if len(header) else [], table="the header", path=path)
             return pd.read_csv(path, dtype=str, keep_default_na=False)
         if path.suffix == ".pkl" and trust_pickle:
             frame = pd.read_pickle(path)  # noqa: S301 - only with source.trust_pickle: true (the user's own file)
             if not isinstance(frame, pd.DataFrame):
                 raise TypeError(f"holds a {type(frame).__name__}, not a DataFrame")
+            check_unique_columns(list(frame.columns), table="the table", path=path)
             return frame
     except XmodalInputError:
         raise
@@ -149,54 +159,98 @@ def _read_table(path: Path, *, trust_pickle: bool) -> pd.DataFrame:
 
 def read_chunk(counts_path: Path, metadata_path: Path, *, n_genes: int, trust_pickle: bool = False) -> Chunk:
     """Read and validate one chunk (see the module docstring for what is checked)."""
-    counts = read_counts(counts_path, n_genes=n_genes)
+    counts = load_counts(counts_path, n_genes=n_genes)
     obs = read_metadata(metadata_path, n_rows=counts.shape[0], counts_name=counts_path.name,
                         trust_pickle=trust_pickle)
-    return Chunk(counts=counts, obs=obs, counts_path=counts_path, metadata_path=metadata_path)
+    check_counts(counts, path=counts_path, cells=obs.index)
+    return Chunk(counts=sp.csr_matrix(counts, dtype=np.float32), obs=obs, counts_path=counts_path,
+                 metadata_path=metadata_path)
 
 
-def read_counts(counts_path: Path, *, n_genes: int) -> sp.csr_matrix:
-    """One chunk's counts ``(rows, n_genes)`` CSR float32, checked to be finite non-negative integers."""
+def read_counts(counts_path: Path, *, n_genes: int, genes: Sequence[Any] | None = None,
+                cells: Sequence[Any] | None = None) -> sp.csr_matrix:
+    """One chunk's counts ``(rows, n_genes)`` CSR float32, checked (:func:`load_counts`) to be finite non-negative
+    integers that float32 holds exactly."""
+    counts = load_counts(counts_path, n_genes=n_genes, genes=genes, cells=cells)
+    check_counts(counts, path=counts_path, genes=genes, cells=cells)
+    return sp.csr_matrix(counts, dtype=np.float32)
+
+
+def load_counts(counts_path: Path, *, n_genes: int, genes: Sequence[Any] | None = None,
+                cells: Sequence[Any] | None = None) -> sp.csr_matrix:
+    """One chunk's matrix as stored (CSR, its own dtype), its raw arrays checked before scipy builds it.
+
+    The ``.npz`` is read with :func:`numpy.load` (no pickles); its CSR, CSC or COO arrays pass
+    :mod:`xmodal.data._sparse` (``indptr``, indices within the shape, no position twice, a numeric dtype); the
+    values are checked as counts by :func:`check_counts` (every caller does).
+
+    Raises
+    ------
+    XmodalInputError
+        Not a sparse ``.npz``, a damaged matrix (naming the first bad row), another number of genes.
+    """
+    from xmodal.data._sparse import Where, checked_compressed, checked_coords
+
+    where = Where(counts_path, matrix="", col_ids=genes, row_ids=cells)
     try:
-        counts = sp.load_npz(counts_path)  # np.load underneath, allow_pickle=False
-    except Exception as exc:  # noqa: BLE001
+        with np.load(counts_path, allow_pickle=False) as npz:
+            fmt = npz["format"].item() if "format" in npz.files else b"csr"
+            fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
+            shape = npz["shape"]
+            arrays = {k: npz[k] for k in ("data", "indices", "indptr", "row", "col") if k in npz.files}
+    except Exception as exc:  # noqa: BLE001 - numpy/zipfile raise many types for a damaged file
         raise XmodalInputError(f"not a scipy sparse .npz ({type(exc).__name__}: {exc})", path=counts_path,
                                fix="write chunks with scipy.sparse.save_npz(path, csr_matrix)") from None
-    counts = sp.csr_matrix(counts, dtype=np.float32)
-    if counts.shape[1] != n_genes:
-        raise XmodalInputError(f"{counts.shape[1]} genes, the gene list has {n_genes}", path=counts_path,
+    dims = np.asarray(shape).reshape(-1)
+    if len(dims) == 2 and dims.dtype.kind in "iu" and int(dims[1]) != n_genes:
+        raise XmodalInputError(f"{int(dims[1])} genes, the gene list has {n_genes}", path=counts_path,
                                fix="export every chunk over the genes of genes.csv, in its order")
-    check_counts(counts, path=counts_path)
-    return counts
+    needed = ("row", "col", "data") if fmt == "coo" else ("data", "indices", "indptr")
+    missing = [k for k in needed if k not in arrays]
+    if fmt not in ("csr", "csc", "coo") or missing:
+        problem = (f"the matrix is stored as {fmt}, which xmodal does not read" if fmt not in ("csr", "csc", "coo")
+                   else f"the matrix is damaged: it has no `{missing[0]}` array")
+        raise XmodalInputError(problem, path=counts_path,
+                               fix="write chunks with scipy.sparse.save_npz(path, csr_matrix)")
+    if fmt == "coo":  # the values: checked as counts by the caller (check_counts)
+        counts = checked_coords(arrays["row"], arrays["col"], arrays["data"], shape=shape, where=where, kind=None)
+    else:
+        counts = checked_compressed(arrays["data"], arrays["indices"], arrays["indptr"], shape=shape, where=where,
+                                    fmt=fmt, kind=None)
+    return sp.csr_matrix(counts)
 
 
-def check_counts(counts: sp.csr_matrix, *, path: Path | str, first_row: int = 0) -> None:
-    """Raise a clear error at the first count that is negative, not an integer or not finite.
+def check_counts(counts: Any, *, path: Path | str, first_row: int = 0, cells: Sequence[Any] | None = None,
+                 genes: Sequence[Any] | None = None, matrix: str = "") -> None:
+    """Raise a clear error at the first count that is not a finite non-negative integer float32 holds exactly.
+
+    The one check of raw counts every census source, reader and input goes through
+    (:func:`xmodal.data._sparse.check_matrix` with ``kind="counts"``): the matrix's raw arrays are checked too.
 
     Parameters
     ----------
     counts
-        ``(rows, genes)`` CSR.
+        ``(rows, genes)`` sparse (or dense) matrix, in any numeric dtype.
     path
         Named in the error.
     first_row
         Row of the file the block starts at (0-based), so the error names the file's row.
+    cells, genes
+        Ids of the block's rows and of the columns, named in the error when given.
+    matrix
+        The matrix's name in the file (``"X"``, ``"layers/raw"``), if it is not the whole file.
     """
-    data = counts.data
-    bad = ~np.isfinite(data) | (data < 0) | (data != np.round(data))
-    if bad.any():
-        pos = int(np.flatnonzero(bad)[0])
-        row = int(np.searchsorted(counts.indptr, pos, side="right") - 1)
-        value = data[pos]
-        what = "not finite" if not np.isfinite(value) else "negative" if value < 0 else "not an integer"
-        raise XmodalInputError(f"count {value!r} is {what} (raw counts are non-negative integers)", path=path,
-                               row=first_row + row + 1, column=int(counts.indices[pos]) + 1,
-                               fix="give raw UMI counts (Census layer `raw`), not normalised values")
+    from xmodal.data._sparse import Where, check_matrix
+
+    check_matrix(counts, where=Where(path, matrix=matrix, first_row=first_row, row_ids=cells, row_ids_start=first_row,
+                                     col_ids=genes), kind="counts")
 
 
 def read_metadata(metadata_path: Path, *, n_rows: int, counts_name: str, trust_pickle: bool = False
                   ) -> pd.DataFrame:
     """One chunk's metadata: ``n_rows`` rows indexed by unique cell id (see :data:`CELL_ID_COLUMNS`)."""
+    from xmodal.data._unique import check_unique
+
     obs = _read_table(metadata_path, trust_pickle=trust_pickle)
     if len(obs) != n_rows:
         raise XmodalInputError(f"{len(obs)} metadata rows for {n_rows} count rows in {counts_name}",
@@ -205,12 +259,8 @@ def read_metadata(metadata_path: Path, *, n_rows: int, counts_name: str, trust_p
     ids = (obs[id_column] if id_column else pd.Series(obs.index)).astype(str).to_numpy()
     obs = obs.drop(columns=[id_column]) if id_column else obs
     obs.index = pd.Index(ids, name="cell_id")
-    dup = obs.index.duplicated()
-    if dup.any():
-        row = int(np.flatnonzero(dup)[0])
-        raise XmodalInputError(f"cell id {ids[row]!r} appears twice in this chunk", path=metadata_path,
-                               row=_row(metadata_path, row),
-                               column=id_column, fix="give every cell a unique id")
+    check_unique(ids, what="cell id", path=metadata_path, noun="line" if metadata_path.suffix == ".csv" else "row",
+                 base=_row(metadata_path, 0), column=id_column, scope="in this chunk", fix="give every cell a unique id")
     return obs
 
 
@@ -263,10 +313,14 @@ def npz_rows(path: Path) -> int:
     """Rows of a ``save_npz`` file from its ``shape`` entry alone (the matrix is not read)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return int(npz["shape"][0])
+            shape = np.asarray(npz["shape"]).reshape(-1)
     except Exception as exc:  # noqa: BLE001
         raise XmodalInputError(f"not a scipy sparse .npz ({type(exc).__name__}: {exc})", path=path,
                                fix="write chunks with scipy.sparse.save_npz(path, csr_matrix)") from None
+    if len(shape) != 2 or shape.dtype.kind not in "iu" or shape.min() < 0:
+        raise XmodalInputError(f"the matrix is damaged: its shape {tuple(shape.tolist())} is not two non-negative "
+                               "integers", path=path, fix="write chunks with scipy.sparse.save_npz(path, csr_matrix)")
+    return int(shape[0])
 
 
 def _row(path: Path, index: int) -> int:

@@ -81,16 +81,24 @@ class CensusData:
         if not path.is_file():
             raise XmodalInputError("no per-value training means here", path=path,
                                    fix="re-run `xmodal preprocess` for this dataset")
-        with np.load(path, allow_pickle=False) as npz:
-            out = []
-            for name in self.vocab.fields:
-                key = f"{'effect' if adjusted else 'mean'}:{name}"
-                shape = (self.vocab.cardinality(name) + 1, self.n_genes)
-                if key not in npz.files or npz[key].shape != shape:
-                    got = npz[key].shape if key in npz.files else "missing"
-                    raise XmodalInputError(f"{key}: expected shape {shape}, found {got}", path=path,
-                                           fix="re-run `xmodal preprocess` for this dataset")
-                out.append(np.asarray(npz[key], dtype=np.float32))
+        out = []
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                for name in self.vocab.fields:
+                    key = f"{'effect' if adjusted else 'mean'}:{name}"
+                    shape = (self.vocab.cardinality(name) + 1, self.n_genes)
+                    array = np.asarray(npz[key]) if key in npz.files else None
+                    if array is None or array.shape != shape or array.dtype.kind != "f":
+                        got = "missing" if array is None else f"{array.dtype} {array.shape}"
+                        raise XmodalInputError(f"{key}: expected float shape {shape}, found {got}", path=path,
+                                               fix="re-run `xmodal preprocess` for this dataset")
+                    out.append(array.astype(np.float32))
+        except XmodalInputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - zipfile/zlib/numpy raise many types for a damaged file
+            raise XmodalInputError(f"cannot read the per-value training means ({type(exc).__name__}: {exc})",
+                                   path=path, fix="the file is damaged: re-run `xmodal preprocess` for this dataset"
+                                   ) from None
         return out
 
     def reader(self, split: str = "train", *, chunk_size: int | None = None) -> Any:

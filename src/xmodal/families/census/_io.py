@@ -10,9 +10,13 @@
 * ``truth.npz`` for the synthetic source only: the planted model, so evaluation can compute every test cell's
   true counterfactual.
 
-Every source is read in blocks (memory: one block and the metadata table) and checked as it streams: raw counts
-must be finite non-negative integers, cell ids unique, the fields named must exist. A failure raises
-:class:`~xmodal.errors.XmodalInputError` naming the file, row and fix; the stage then writes nothing.
+Every source is read in blocks (memory: one block and the metadata table). Each reader checks the raw arrays of
+its blocks before scipy builds them (:mod:`xmodal.data._sparse`: ``indptr``, indices or coordinates within the
+shape, a numeric dtype); then every block of every source passes the same value check here,
+:func:`~xmodal.families.census._chunks.check_counts`: raw counts must be finite non-negative integers that float32
+(the store's type) holds exactly. Cell ids and gene ids must be unique, column names too, and the fields named
+must exist. A failure raises :class:`~xmodal.errors.XmodalInputError` naming the file (or store), the cell and
+gene, and the fix; the stage then writes nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from xmodal.data._sparse import Where
 from xmodal.errors import XmodalInputError
 from xmodal.families.census._vocab import CENSUS_FIELDS
 
@@ -49,7 +54,9 @@ class SourceData:
     obs
         One row per cell in store order, indexed by unique cell id; the metadata columns as given.
     blocks
-        Called once: yields ``(rows, genes)`` CSR blocks of raw counts in ``obs`` order, checked as read.
+        Called once: yields ``(counts, where)``: ``(rows, genes)`` sparse blocks of raw counts in ``obs`` order
+        (their raw arrays checked by the reader, the values in the source's dtype) and the
+        :class:`~xmodal.data._sparse.Where` naming the block's file, matrix and first row there.
     where
         Names the source in errors.
     truth
@@ -58,7 +65,7 @@ class SourceData:
 
     var: pd.DataFrame
     obs: pd.DataFrame
-    blocks: Callable[[], Iterator[sp.csr_matrix]]
+    blocks: Callable[[], Iterator[tuple[sp.csr_matrix, Where]]]
     where: str
     truth: Any = None
 
@@ -84,15 +91,20 @@ def open_source(source: Any, *, root: Path, fields: list[str]) -> SourceData:
 
 
 def _synthetic(source: Any) -> SourceData:
-    from xmodal.families.census._synthetic import synthetic_census
+    from xmodal._resources import check_memory
+    from xmodal.families.census._synthetic import memory_estimate, synthetic_census
 
+    check_memory(memory_estimate(n_cells=source.n_cells, n_genes=source.n_genes, depth=source.depth,
+                                 seed=source.seed),
+                 what=f"the synthetic census data (source.n_cells = {source.n_cells:,} cells × source.n_genes = "
+                 f"{source.n_genes:,} genes)", fix="lower source.n_cells or source.n_genes of the dataset")
     sim = synthetic_census(n_cells=source.n_cells, n_genes=source.n_genes, n_donors=source.n_donors,
                            interaction=source.interaction, depth=source.depth, seed=source.seed)
     size = source.chunk_size
 
-    def blocks() -> Iterator[sp.csr_matrix]:
+    def blocks() -> Iterator[tuple[sp.csr_matrix, Where]]:
         for s in range(0, sim.counts.shape[0], size):
-            yield sim.counts[s:s + size]
+            yield sim.counts[s:s + size], Where("synthetic_census", matrix="counts", first_row=s)
 
     return SourceData(var=sim.var, obs=sim.obs, blocks=blocks, where="synthetic_census", truth=sim)
 
@@ -100,7 +112,7 @@ def _synthetic(source: Any) -> SourceData:
 def _chunk_export(source: Any, *, root: Path) -> SourceData:
     from xmodal._s3 import is_s3_uri
     from xmodal.data._tables import resolve
-    from xmodal.families.census._chunks import read_counts, scan_metadata
+    from xmodal.families.census._chunks import load_counts, scan_metadata
 
     if is_s3_uri(str(source.path)):
         raise XmodalInputError("a chunk folder is read from local disk or a mounted volume, not from s3://",
@@ -109,9 +121,12 @@ def _chunk_export(source: Any, *, root: Path) -> SourceData:
     folder = resolve(Path(str(source.path)), root)
     var, obs, pairs = scan_metadata(folder, trust_pickle=source.trust_pickle)
 
-    def blocks() -> Iterator[sp.csr_matrix]:
+    def blocks() -> Iterator[tuple[sp.csr_matrix, Where]]:
+        start = 0
         for counts_path, _ in pairs:
-            yield read_counts(counts_path, n_genes=len(var))
+            counts = load_counts(counts_path, n_genes=len(var), genes=var.index, cells=obs.index[start:])
+            yield counts, Where(counts_path, matrix="")
+            start += counts.shape[0]
 
     return SourceData(var=var, obs=obs, blocks=blocks, where=str(folder))
 
@@ -121,8 +136,9 @@ def _h5ad(source: Any, *, root: Path) -> SourceData:
     import h5py
 
     from xmodal._s3 import is_s3_uri
+    from xmodal.data._sparse import h5_sparse
     from xmodal.data._tables import resolve
-    from xmodal.families.census._chunks import check_counts
+    from xmodal.data._unique import check_unique, check_unique_columns
 
     if is_s3_uri(str(source.path)):
         from xmodal._s3 import download
@@ -135,43 +151,57 @@ def _h5ad(source: Any, *, root: Path) -> SourceData:
         path = resolve(Path(str(source.path)), root)
     if not path.is_file():
         raise XmodalInputError("file not found", path=path, fix="point `source.path` to the .h5ad of raw counts")
+    name = "X" if source.layer is None else f"layers/{source.layer}"
+    where = Where(path, matrix=name)
     try:
         with h5py.File(path, "r") as f:
             obs = ad.io.read_elem(f["obs"])
             var = ad.io.read_elem(f["var"])
             node = f["X"] if source.layer is None else f["layers"][source.layer]
             encoding = node.attrs.get("encoding-type")
-    except (OSError, KeyError) as exc:
+            if encoding == "csr_matrix":
+                matrix = h5_sparse(node, where=where)
+    except XmodalInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - h5py/anndata raise many types for a damaged or foreign file
         raise XmodalInputError(f"not a readable .h5ad ({type(exc).__name__}: {exc})", path=path,
                                fix="write it with AnnData.write_h5ad (raw counts in X, or name the layer)") from None
-    where = "X" if source.layer is None else f"layers/{source.layer}"
     if encoding != "csr_matrix":
-        raise XmodalInputError(f"{where} is stored as {encoding or 'a dense array'}, not CSR, so it cannot be read in "
+        raise XmodalInputError(f"{name} is stored as {encoding or 'a dense array'}, not CSR, so it cannot be read in "
                                "row blocks", path=path,
                                fix="store raw counts sparse: adata.X = scipy.sparse.csr_matrix(adata.X); "
                                "adata.write_h5ad(...)")
+    check_unique_columns(list(obs.columns), table="obs", path=path)
+    check_unique_columns(list(var.columns), table="var", path=path)
     obs.index = pd.Index(obs.index.astype(str), name="cell_id")
-    if obs.index.duplicated().any():
-        row = int(np.flatnonzero(obs.index.duplicated())[0])
-        raise XmodalInputError(f"cell id {obs.index[row]!r} appears twice in obs", path=path, row=row + 1,
-                               fix="give every cell a unique id (adata.obs_names_make_unique())")
+    check_unique(obs.index, what="cell id", path=path, scope="in obs",
+                 fix="give every cell a unique id (adata.obs_names_make_unique())")
     genes = pd.DataFrame(index=pd.Index(var.index.astype(str), name="feature_id"))
+    check_unique(genes.index, what="gene id", path=path, scope="in var",
+                 fix="list each gene once in var (the index holds the gene ids, e.g. Ensembl)")
     genes["feature_name"] = var["feature_name"].astype(str).to_numpy() if "feature_name" in var else genes.index
+    if matrix.shape != (len(obs), len(genes)):
+        raise XmodalInputError(f"{name} has shape {matrix.shape}, but obs lists {len(obs)} cells and var "
+                               f"{len(genes)} genes", path=path, fix="write the file again with AnnData.write_h5ad")
     size = source.chunk_size
+    named = replace(where, row_ids=obs.index, col_ids=genes.index)
 
-    def blocks() -> Iterator[sp.csr_matrix]:
-        with h5py.File(path, "r") as f:
-            matrix = ad.io.sparse_dataset(f["X"] if source.layer is None else f["layers"][source.layer])
-            for s in range(0, len(obs), size):
-                counts = sp.csr_matrix(matrix[s:s + size], dtype=np.float32)
-                check_counts(counts, path=path, first_row=s)
-                yield counts
+    def blocks() -> Iterator[tuple[sp.csr_matrix, Where]]:
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise XmodalInputError(f"cannot read the file again ({exc})", path=path,
+                                   fix="keep the file in place while xmodal ingests it") from None
+        with f:
+            m = h5_sparse(f[name], where=named)
+            for s in range(0, len(obs), size):  # the counts' values: checked by the ingest, as every source's
+                yield m.rows(s, min(len(obs), s + size), kind=None), where.block(s)
 
     return SourceData(var=genes, obs=obs, blocks=blocks, where=str(path))
 
 
 def _census_query(source: Any, *, fields: list[str]) -> SourceData:
-    from xmodal.families.census._soma import census_source
+    from xmodal.families.census._soma import LAYER, census_source
 
     columns = list(dict.fromkeys([*fields, *[f for f in CENSUS_FIELDS if f not in fields]]))
     try:
@@ -185,10 +215,36 @@ def _census_query(source: Any, *, fields: list[str]) -> SourceData:
         var, obs, stream = census_source(source.uri, organism=source.organism,
                                          obs_value_filter=source.obs_value_filter, columns=fields,
                                          chunk_size=source.chunk_size, var_value_filter=source.var_value_filter)
-    return SourceData(var=var, obs=obs, blocks=lambda: stream, where=str(source.uri))
+    where = Where(str(source.uri), matrix=f"the query's X[{LAYER!r}]")
+
+    def blocks() -> Iterator[tuple[sp.csr_matrix, Where]]:
+        start = 0
+        for counts in stream:
+            yield counts, where.block(start)
+            start += counts.shape[0]
+
+    return SourceData(var=var, obs=obs, blocks=blocks, where=str(source.uri))
 
 
 # ---------------------------------------------------------------------- ingest
+def check_tables(obs: pd.DataFrame, var: pd.DataFrame, *, where: str) -> None:
+    """Every source's metadata and genes: column names, cell ids and gene ids each unique.
+
+    Raises
+    ------
+    XmodalInputError
+        Naming the source, the duplicated value and its two positions.
+    """
+    from xmodal.data._unique import check_unique, check_unique_columns
+
+    check_unique_columns(list(obs.columns), table="the cells' metadata (obs)", path=where)
+    check_unique_columns(list(var.columns), table="the genes (var)", path=where)
+    check_unique(obs.index.astype(str), what="cell id", path=where, noun="cell", as_row=False,
+                 fix="give every cell a unique id")
+    check_unique(var.index.astype(str), what="gene id", path=where, noun="gene", as_row=False,
+                 fix="list each gene once (feature_id: e.g. its Ensembl id)")
+
+
 def stored_columns(obs: pd.DataFrame, fields: list[str], *, where: str) -> list[str]:
     """The metadata columns kept in the store: the requested ``fields`` first, then the other Census fields present.
 
@@ -230,11 +286,15 @@ def ingest_census(cfg: Any, *, out: Path, root: Path) -> dict[str, Any]:
     """
     from xmodal._io import write_json
     from xmodal.data import SCHEMA_FILE
+    from xmodal.families.census._chunks import check_counts
     from xmodal.families.census._soma import write_store
 
     data = open_source(cfg.source, root=root, fields=list(cfg.fields))
     if len(data.obs) == 0:
         raise XmodalInputError("the source holds no cells", path=data.where, fix="check the source selects cells")
+    if len(data.var) == 0:
+        raise XmodalInputError("the source holds no gene", path=data.where, fix="check the source selects genes")
+    check_tables(data.obs, data.var, where=data.where)
     columns = stored_columns(data.obs, list(cfg.fields), where=data.where)
     obs = data.obs[columns]
     # three running hashes (row lengths, column indices, values), so the blocks' boundaries do not matter
@@ -242,18 +302,27 @@ def ingest_census(cfg: Any, *, out: Path, root: Path) -> dict[str, Any]:
 
     def chunks() -> Iterator[tuple[sp.csr_matrix, pd.DataFrame]]:
         start = 0
-        for counts in data.blocks():
-            counts = sp.csr_matrix(counts, dtype=np.float32)
-            counts.sort_indices()
+        for counts, where in data.blocks():
             rows = counts.shape[0]
             if start + rows > len(obs):
-                raise XmodalInputError(f"the counts hold more rows than the metadata's {len(obs)}", path=data.where,
+                raise XmodalInputError(f"the counts hold more rows than the metadata's {len(obs)}", path=where.path,
                                        fix="give one metadata row per cell, aligned with the counts")
+            if counts.shape[1] != len(data.var):
+                raise XmodalInputError(f"the counts have {counts.shape[1]} genes, the gene list {len(data.var)}",
+                                       path=where.path, fix="give counts over the genes of the gene list, in order")
+            # the one value check of every source (a new source cannot skip it): then float32, unchanged
+            check_counts(counts, path=where.path, matrix=where.matrix, first_row=where.first_row,
+                         cells=obs.index[start:start + rows], genes=data.var.index)
+            counts = sp.csr_matrix(counts, dtype=np.float32)
+            counts.sort_indices()
             for h, part in zip(parts, (np.diff(counts.indptr).astype(np.int64), counts.indices.astype(np.int64),
                                        counts.data.astype(np.float32)), strict=True):
                 h.update(part.tobytes())
             yield counts, obs.iloc[start:start + rows]
             start += rows
+        if start != len(obs):
+            raise XmodalInputError(f"the counts hold {start} rows, the metadata {len(obs)}", path=data.where,
+                                   fix="give one metadata row per cell, aligned with the counts")
 
     write_store(out / STORE, chunks(), var=data.var, n_cells=len(obs), fields=columns,
                 values=column_values(obs, columns))
@@ -297,5 +366,5 @@ def read_ingested(folder: Path) -> dict[str, Any]:
     return schema
 
 
-__all__ = ["STORE", "TRUTH_FILE", "SourceData", "column_values", "ingest_census", "open_source", "read_ingested",
-           "stored_columns"]
+__all__ = ["STORE", "TRUTH_FILE", "SourceData", "check_tables", "column_values", "ingest_census", "open_source",
+           "read_ingested", "stored_columns"]

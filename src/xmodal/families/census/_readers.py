@@ -48,7 +48,8 @@ class NpzChunks:
 
 
 class H5adChunks:
-    """An ``.h5ad`` file read ``chunk_size`` rows at a time from disk (``X`` CSR, or the layer ``layer``).
+    """An ``.h5ad`` file read ``chunk_size`` rows at a time from disk (``X`` CSR, or the layer ``layer``); each
+    block's raw arrays and counts are checked (:mod:`xmodal.data._sparse`) before scipy builds it.
 
     Parameters
     ----------
@@ -83,7 +84,9 @@ class H5adChunks:
                     raise XmodalInputError(f"obs has no column {missing[0]!r}", path=self.path,
                                            fix="give every cell the fields the vocabulary was built on")
                 return int(obs[obs.attrs["_index"]].shape[0])
-        except (OSError, KeyError) as exc:
+        except XmodalInputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - h5py raises many types for a damaged or foreign file
             raise XmodalInputError(f"not a readable .h5ad ({exc})", path=self.path,
                                    fix="write it with AnnData.write_h5ad") from None
 
@@ -106,17 +109,19 @@ class H5adChunks:
         return self._file
 
     def _open(self) -> Any:
+        """The matrix's layout (:func:`xmodal.data._sparse.h5_sparse`), checked once; blocks are read raw."""
         if self._matrix is None:
-            import anndata as ad
             import h5py
 
-            node = self._open_file()["X"] if self.layer is None else self._open_file()["layers"][self.layer]
+            from xmodal.data._sparse import Where, h5_sparse
+
+            name = "X" if self.layer is None else f"layers/{self.layer}"
+            node = self._open_file().get(name)
             if not isinstance(node, h5py.Group) or node.attrs.get("encoding-type") != "csr_matrix":
                 raise XmodalInputError(
-                    f"{'X' if self.layer is None else 'layers/' + self.layer} is not stored as CSR, so it cannot be "
-                    "read in row blocks", path=self.path,
+                    f"{name} is not stored as CSR, so it cannot be read in row blocks", path=self.path,
                     fix="store raw counts sparse: adata.X = scipy.sparse.csr_matrix(adata.X); adata.write_h5ad(...)")
-            self._matrix = ad.io.sparse_dataset(node)
+            self._matrix = h5_sparse(node, where=Where(self.path, matrix=name))
         return self._matrix
 
     @property
@@ -126,8 +131,8 @@ class H5adChunks:
     def read(self, index: int) -> tuple[sp.csr_matrix, np.ndarray]:  # noqa: D102 - ChunkReader
         start = index * self.chunk_size
         rows = slice(start, start + self._sizes[index])
-        counts = sp.csr_matrix(self._open()[rows], dtype=np.float32)
-        return counts, self._codes(rows)
+        counts = self._open().rows(rows.start, rows.stop, kind="counts")  # raw arrays and counts checked first
+        return sp.csr_matrix(counts, dtype=np.float32), self._codes(rows)
 
 
 def _column_block(ad: Any, node: Any, rows: slice) -> pd.Series:

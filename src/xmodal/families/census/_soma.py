@@ -6,6 +6,12 @@ TileDB enumerations), ``ms["RNA"].var`` (``feature_id``, ``feature_name``) and `
 memory holds one chunk; :class:`SomaChunks` reads it back in contiguous row blocks for the streaming loader.
 Metadata values are stored as given (nulls as nulls); the vocabulary normalises them when it encodes.
 
+Every read checks what it gets: the experiment has ``obs``, ``ms["RNA"].var`` and ``X["raw"]`` with their columns
+(else an error naming the store and the missing part, or the X layers it has); a TileDB or arrow error while
+reading (a truncated or overwritten fragment) is an :class:`~xmodal.errors.XmodalInputError` naming the store and
+what was read; and every block of ``X`` passes :func:`xmodal.data._sparse.checked_coords` (coordinates within the
+shape, each once, numeric values) before scipy builds it, with raw counts' value check for xmodal's own stores.
+
 :func:`census_chunks` is the query source: the real ``cellxgene_census`` API (``open_soma(uri=...)``, an
 ``obs_value_filter``, the columns, the organism) against a Census release or any Census-shaped collection,
 streamed in row blocks.
@@ -13,6 +19,7 @@ streamed in row blocks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -22,12 +29,21 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from xmodal.errors import XmodalInputError
+from xmodal.data._sparse import Where, checked_coords
+from xmodal.errors import XmodalInputError, first_line
 from xmodal.families.census._vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
 MEASUREMENT, LAYER = "RNA", "raw"
+#: what to do about a store xmodal wrote that cannot be read
+STORE_FIX = ("the store is damaged or incomplete (a part deleted, a fragment truncated or overwritten): run the stage "
+             "that wrote it again (`xmodal ingest` / `xmodal preprocess`, or `dvc repro`)")
+#: ... and about a Census collection given as a source
+COLLECTION_FIX = ("the collection is damaged or not Census-shaped: download or build it again (census_data/<organism> "
+                  f"holding obs, ms[{MEASUREMENT!r}].var and ms[{MEASUREMENT!r}].X[{LAYER!r}])")
+OBS_COLUMNS = ("soma_joinid", "observation_joinid")
+VAR_COLUMNS = ("soma_joinid", "feature_id", "feature_name")
 
 
 def _context(init_buffer_bytes: int = 64 * 1024**2) -> Any:
@@ -120,40 +136,122 @@ def write_store(uri: str | Path, chunks: Iterable[tuple[Any, ...]], *, var: pd.D
     return uri
 
 
-def store_var(uri: str | Path) -> pd.DataFrame:
-    """The genes of a store: ``var`` indexed by ``feature_id`` with ``feature_name``, in the store's order."""
+@contextlib.contextmanager
+def _reading(uri: str | Path, what: str, *, fix: str = STORE_FIX) -> Iterator[None]:
+    """A TileDB or arrow error inside the block becomes one error naming the store and what was being read."""
+    try:
+        yield
+    except (XmodalInputError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - TileDB/SOMA/arrow raise many types for a damaged store
+        raise XmodalInputError(f"cannot read {what} ({type(exc).__name__}: {first_line(exc, limit=200)})",
+                               path=str(uri), fix=fix) from None
+
+
+def check_experiment(exp: Any, uri: str | Path, *, fix: str = STORE_FIX, obs_columns: Sequence[str] = OBS_COLUMNS,
+                     var_columns: Sequence[str] = VAR_COLUMNS) -> tuple[Any, Any, Any]:
+    """The parts of a Census-shaped experiment, each opened and checked: ``(obs, var, X["raw"])``.
+
+    Raises
+    ------
+    XmodalInputError
+        A part missing or unreadable (``obs``, ``ms["RNA"]``, its ``var``, ``X``, the layer ``raw``: the layers it
+        has are named), or a column the reader needs.
+    """
+    def part(name: str, get: Any) -> Any:
+        with _reading(uri, name, fix=fix):
+            return get()
+
+    obs = part("obs (the cells' metadata)", lambda: exp.obs)
+    measurements = part("ms (the measurements)", lambda: sorted(exp.ms.keys()))
+    if MEASUREMENT not in measurements:
+        raise XmodalInputError(f"the experiment has no measurement {MEASUREMENT!r} (it has: "
+                               f"{', '.join(map(repr, measurements)) or 'none'})", path=str(uri), fix=fix)
+    rna = part(f"ms[{MEASUREMENT!r}]", lambda: exp.ms[MEASUREMENT])
+    var = part(f"ms[{MEASUREMENT!r}].var (the genes)", lambda: rna.var)
+    layers = part(f"ms[{MEASUREMENT!r}].X (the count layers)", lambda: sorted(rna.X.keys()))
+    if LAYER not in layers:
+        raise XmodalInputError(f"ms[{MEASUREMENT!r}].X has no layer {LAYER!r} of raw counts (its layers: "
+                               f"{', '.join(map(repr, layers)) or 'none'})", path=str(uri),
+                               fix=f"xmodal reads raw counts from X[{LAYER!r}], Census's name for them: store them "
+                               "under that name")
+    x = part(f"X[{LAYER!r}]", lambda: rna.X[LAYER])
+    for table, frame, needed in (("obs", obs, obs_columns), (f"ms[{MEASUREMENT!r}].var", var, var_columns)):
+        names = part(table, lambda frame=frame: set(frame.schema.names))
+        missing = [c for c in needed if c not in names]
+        if missing:
+            raise XmodalInputError(f"{table} has no column {missing[0]!r}", path=str(uri), fix=fix)
+    with _reading(uri, f"X[{LAYER!r}]", fix=fix):
+        x.schema  # noqa: B018 - opens the array's schema: a damaged one fails here
+    return obs, var, x
+
+
+def open_store(uri: str | Path) -> Any:
+    """Open a store :func:`write_store` wrote (read mode), its parts checked (:func:`check_experiment`).
+
+    Raises
+    ------
+    XmodalInputError
+        No store there, or a damaged one, naming the store and what is wrong.
+    """
     import tiledbsoma
 
-    with tiledbsoma.Experiment.open(str(uri), context=_context()) as exp:
-        var = exp.ms[MEASUREMENT].var.read(column_names=["soma_joinid", "feature_id", "feature_name"]).concat()
+    if "://" not in str(uri) and not Path(uri).is_dir():
+        raise XmodalInputError("no SOMA store here", path=str(uri), fix=STORE_FIX)
+    with _reading(uri, "the SOMA store (not a SOMA experiment?)"):
+        exp = tiledbsoma.Experiment.open(str(uri), context=_context())
+    try:
+        check_experiment(exp, uri)
+    except XmodalInputError:
+        exp.close()
+        raise
+    return exp
+
+
+def _block(table: Any, *, rows: np.ndarray, n_rows: int, n_genes: int, where: Where) -> sp.csr_matrix:
+    """A block of a store's ``X`` read as an arrow table → CSR float32, its coordinates and raw counts checked
+    (``rows``: each entry's row in the block, -1 where the read returned a row it was not asked for)."""
+    counts = checked_coords(rows, table["soma_dim_1"].to_numpy(), table["soma_data"].to_numpy(),
+                            shape=(n_rows, n_genes), where=where, kind="counts")
+    return sp.csr_matrix(counts, dtype=np.float32)
+
+
+def store_var(uri: str | Path) -> pd.DataFrame:
+    """The genes of a store: ``var`` indexed by ``feature_id`` with ``feature_name``, in the store's order."""
+    exp = open_store(uri)
+    with exp, _reading(uri, f"ms[{MEASUREMENT!r}].var"):
+        var = exp.ms[MEASUREMENT].var.read(column_names=list(VAR_COLUMNS)).concat()
     frame = var.to_pandas().sort_values("soma_joinid")
     return frame.set_index(pd.Index(frame["feature_id"].astype(str), name="feature_id"))[["feature_name"]]
 
 
 def store_obs(uri: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The ``obs`` of a store in row order, indexed by cell id (``observation_joinid``); small beside ``X``."""
-    import tiledbsoma
-
-    with tiledbsoma.Experiment.open(str(uri), context=_context()) as exp:
-        cols = None if columns is None else ["soma_joinid", "observation_joinid", *columns]
+    exp = open_store(uri)
+    with exp, _reading(uri, "obs"):
+        cols = None if columns is None else [*OBS_COLUMNS, *columns]
         frame = exp.obs.read(column_names=cols).concat().to_pandas().sort_values("soma_joinid")
     return frame.set_index(pd.Index(frame["observation_joinid"].astype(str), name="cell_id")).drop(
-        columns=["soma_joinid", "observation_joinid"])
+        columns=list(OBS_COLUMNS))
 
 
 def store_blocks(uri: str | Path, *, chunk_size: int = 10_000) -> Iterator[tuple[int, sp.csr_matrix]]:
-    """The counts of a store in contiguous row blocks: ``(first row, (rows, genes) CSR)``, one block in memory."""
-    import tiledbsoma
+    """The counts of a store in contiguous row blocks: ``(first row, (rows, genes) CSR)``, one block in memory.
 
-    with tiledbsoma.Experiment.open(str(uri), context=_context()) as exp:
-        n, n_genes = int(exp.obs.count), int(exp.ms[MEASUREMENT].var.count)
-        x = exp.ms[MEASUREMENT].X[LAYER]
+    Each block is checked (:func:`_block`): a damaged store is an error naming it, the cell and the gene.
+    """
+    exp = open_store(uri)
+    where = Where(str(uri), matrix=f"X[{LAYER!r}]", fix=STORE_FIX)
+    with exp:
+        with _reading(uri, "the store's shape (obs and var)"):
+            n, n_genes = int(exp.obs.count), int(exp.ms[MEASUREMENT].var.count)
+            x = exp.ms[MEASUREMENT].X[LAYER]
         for lo in range(0, n, chunk_size):
             hi = min(n, lo + chunk_size)
-            table = x.read(coords=(slice(lo, hi - 1),)).tables().concat()
-            yield lo, sp.csr_matrix((table["soma_data"].to_numpy(), (table["soma_dim_0"].to_numpy() - lo,
-                                                                     table["soma_dim_1"].to_numpy())),
-                                    shape=(hi - lo, n_genes), dtype=np.float32)
+            with _reading(uri, f"rows {lo + 1}-{hi} of X[{LAYER!r}]"):
+                table = x.read(coords=(slice(lo, hi - 1),)).tables().concat()
+            yield lo, _block(table, rows=table["soma_dim_0"].to_numpy() - lo, n_rows=hi - lo, n_genes=n_genes,
+                             where=where.block(lo))
 
 
 def store_rows(uri: str | Path, positions: np.ndarray, *, columns: Sequence[str] = ()
@@ -180,11 +278,13 @@ class SomaChunks:
         self.uri, self.vocab, self.chunk_size = str(uri), vocab, int(chunk_size)
         self._exp: Any = None
         exp = self._open()
-        self.n_cells = int(exp.obs.count)
-        self.n_genes = int(exp.ms[MEASUREMENT].var.count)
+        with _reading(self.uri, "the store's shape (obs and var)"):
+            self.n_cells = int(exp.obs.count)
+            self.n_genes = int(exp.ms[MEASUREMENT].var.count)
         self.start, stop = (0, self.n_cells) if rows is None else (int(rows[0]), int(rows[1]))
         if not 0 <= self.start <= stop <= self.n_cells:
-            raise ValueError(f"rows {rows} are outside the store's {self.n_cells} rows")
+            raise XmodalInputError(f"rows {self.start + 1}-{stop} are outside the store's {self.n_cells} rows",
+                                   path=self.uri, fix=STORE_FIX)
         self._sizes = [min(self.chunk_size, stop - s) for s in range(self.start, stop, self.chunk_size)]
 
     def __getstate__(self) -> dict[str, Any]:
@@ -192,14 +292,12 @@ class SomaChunks:
 
     def _open(self) -> Any:
         if self._exp is None:
-            import tiledbsoma
-
-            try:
-                self._exp = tiledbsoma.Experiment.open(self.uri, context=_context())
-            except Exception as exc:  # noqa: BLE001
-                raise XmodalInputError(f"not a SOMA experiment ({type(exc).__name__}: {exc})", path=self.uri,
-                                       fix="re-run `xmodal ingest` for this dataset") from None
+            self._exp = open_store(self.uri)
         return self._exp
+
+    @property
+    def _where(self) -> Where:
+        return Where(self.uri, matrix=f"X[{LAYER!r}]", fix=STORE_FIX)
 
     @property
     def sizes(self) -> list[int]:  # noqa: D102 - ChunkReader
@@ -209,13 +307,16 @@ class SomaChunks:
         exp = self._open()
         lo = self.start + index * self.chunk_size
         hi = lo + self._sizes[index] - 1  # SOMA slices include both ends
-        table = exp.ms[MEASUREMENT].X[LAYER].read(coords=(slice(lo, hi),)).tables().concat()
-        rows = table["soma_dim_0"].to_numpy() - lo
-        counts = sp.csr_matrix((table["soma_data"].to_numpy(), (rows, table["soma_dim_1"].to_numpy())),
-                               shape=(hi - lo + 1, self.n_genes), dtype=np.float32)
-        meta = exp.obs.read(coords=(slice(lo, hi),), column_names=["soma_joinid", *self.vocab.fields]).concat()
+        with _reading(self.uri, f"rows {lo + 1}-{hi + 1} of the store"):
+            table = exp.ms[MEASUREMENT].X[LAYER].read(coords=(slice(lo, hi),)).tables().concat()
+            meta = exp.obs.read(coords=(slice(lo, hi),), column_names=["soma_joinid", *self.vocab.fields]).concat()
+        counts = _block(table, rows=table["soma_dim_0"].to_numpy() - lo, n_rows=hi - lo + 1, n_genes=self.n_genes,
+                        where=self._where.block(lo))
         order = np.argsort(meta["soma_joinid"].to_numpy())
         frame = meta.to_pandas().iloc[order]
+        if len(frame) != hi - lo + 1:
+            raise XmodalInputError(f"obs holds {len(frame)} of the rows {lo + 1}-{hi + 1}", path=self.uri,
+                                   fix=STORE_FIX)
         return counts, self.vocab.encode(frame, where=self.uri)
 
     def read_rows(self, positions: np.ndarray, *, columns: Sequence[str] = ()) -> tuple[sp.csr_matrix, pd.DataFrame]:
@@ -225,13 +326,19 @@ class SomaChunks:
         positions = np.asarray(positions, dtype=np.int64)
         if len(positions) == 0:
             return sp.csr_matrix((0, self.n_genes), dtype=np.float32), pd.DataFrame(columns=list(columns))
+        if positions.min() < 0 or positions.max() >= self.n_cells:
+            raise XmodalInputError(f"row {int(positions.max()) + 1} asked, the store has {self.n_cells} rows",
+                                   path=self.uri, fix=STORE_FIX)
         order = np.unique(positions)
-        table = exp.ms[MEASUREMENT].X[LAYER].read(coords=(order,)).tables().concat()
+        with _reading(self.uri, f"{len(order)} rows of the store"):
+            table = exp.ms[MEASUREMENT].X[LAYER].read(coords=(order,)).tables().concat()
+            meta = exp.obs.read(coords=(order,), column_names=["soma_joinid", "observation_joinid", *columns]).concat()
         row = pd.Index(order).get_indexer(table["soma_dim_0"].to_numpy())
-        counts = sp.csr_matrix((table["soma_data"].to_numpy(), (row, table["soma_dim_1"].to_numpy())),
-                               shape=(len(order), self.n_genes), dtype=np.float32)
-        meta = exp.obs.read(coords=(order,), column_names=["soma_joinid", "observation_joinid", *columns]).concat()
-        frame = meta.to_pandas().set_index("soma_joinid").loc[order]
+        counts = _block(table, rows=row, n_rows=len(order), n_genes=self.n_genes, where=self._where)
+        frame = meta.to_pandas().set_index("soma_joinid")
+        if not pd.Index(order).isin(frame.index).all():
+            raise XmodalInputError("obs lacks rows that X holds", path=self.uri, fix=STORE_FIX)
+        frame = frame.loc[order]
         take = np.searchsorted(order, positions)
         frame = frame.iloc[take]
         frame = frame.set_index(pd.Index(frame["observation_joinid"].astype(str), name="cell_id"))[list(columns)]
@@ -240,8 +347,9 @@ class SomaChunks:
     def obs(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The whole ``obs`` table (small beside ``X``), indexed by ``observation_joinid``."""
         exp = self._open()
-        cols = None if columns is None else ["soma_joinid", "observation_joinid", *columns]
-        frame = exp.obs.read(column_names=cols).concat().to_pandas().sort_values("soma_joinid")
+        cols = None if columns is None else [*OBS_COLUMNS, *columns]
+        with _reading(self.uri, "obs"):
+            frame = exp.obs.read(column_names=cols).concat().to_pandas().sort_values("soma_joinid")
         return frame.set_index("observation_joinid").drop(columns=["soma_joinid"])
 
 
@@ -293,7 +401,15 @@ def census_source(uri: str | Path, *, organism: str, obs_value_filter: str | Non
     -------
     tuple
         ``(var, obs, blocks)``: genes (index ``feature_id``), the selected cells' ``columns`` (index: cell id, in
-        ``soma_joinid`` order) and the counts of those cells, ``(≤ chunk_size, genes)`` CSR blocks in that order.
+        ``soma_joinid`` order) and the counts of those cells, ``(≤ chunk_size, genes)`` CSR blocks in that order,
+        in the dtype the collection stores, their coordinates checked (:func:`xmodal.data._sparse.checked_coords`;
+        the ingest checks the values as counts).
+
+    Raises
+    ------
+    XmodalInputError
+        The collection cannot be opened, lacks the organism, ``obs``, ``var`` or ``X["raw"]`` (its layers are
+        named), a column, or a fragment is unreadable; the query fails or selects no cell or no gene.
     """
     import cellxgene_census
     import tiledbsoma
@@ -303,48 +419,71 @@ def census_source(uri: str | Path, *, organism: str, obs_value_filter: str | Non
     except Exception as exc:  # noqa: BLE001
         raise XmodalInputError(f"cannot open the Census collection ({type(exc).__name__}: {exc})", path=str(uri),
                                fix="point `source.uri` to a Census release root (census_data/, census_info/)") from None
-    name = organism.lower().replace(" ", "_")
-    data = census["census_data"]
-    if name not in data:
+    try:
+        return _query(census, uri, organism=organism, obs_value_filter=obs_value_filter, columns=columns,
+                      chunk_size=chunk_size, var_value_filter=var_value_filter, tiledbsoma=tiledbsoma)
+    except BaseException:
         census.close()
-        raise XmodalInputError(f"unknown organism {organism!r} (the collection has {', '.join(sorted(data.keys()))})",
+        raise
+
+
+def _query(census: Any, uri: str | Path, *, organism: str, obs_value_filter: str | None, columns: Sequence[str],
+           chunk_size: int, var_value_filter: str | None, tiledbsoma: Any
+           ) -> tuple[pd.DataFrame, pd.DataFrame, Iterator[sp.csr_matrix]]:
+    name = organism.lower().replace(" ", "_")
+    with _reading(uri, "census_data (the collection's experiments)", fix=COLLECTION_FIX):
+        data = census["census_data"]
+        names = sorted(data.keys())
+    if name not in names:
+        raise XmodalInputError(f"unknown organism {organism!r} (the collection has {', '.join(names)})",
                                path=str(uri), fix="set `source.organism` to one of those")
-    exp = data[name]
-    known = set(exp.obs.schema.names)
+    with _reading(uri, f"census_data/{name}", fix=COLLECTION_FIX):
+        exp = data[name]
+    obs_part, _, _ = check_experiment(exp, f"{uri} (census_data/{name})", fix=COLLECTION_FIX)
+    known = set(obs_part.schema.names)
     unknown = [c for c in columns if c not in known]
     if unknown:
-        census.close()
         raise XmodalInputError(f"unknown obs column {unknown[0]!r}", path=str(uri),
                                fix=f"choose fields among: {', '.join(sorted(known - {'soma_joinid'}))}")
     try:
         query = exp.axis_query(MEASUREMENT, obs_query=tiledbsoma.AxisQuery(value_filter=obs_value_filter),
                                var_query=tiledbsoma.AxisQuery(value_filter=var_value_filter))
         n_cells = int(query.n_obs)
-    except Exception as exc:  # noqa: BLE001 - a malformed filter
-        census.close()
-        raise XmodalInputError(f"the query failed ({type(exc).__name__}: {exc})", path=str(uri),
-                               fix="check `source.obs_value_filter` (SOMA syntax: field == 'value' and ...)") from None
+        n_genes = int(query.n_vars)
+    except Exception as exc:  # noqa: BLE001 - a malformed filter (or a damaged store)
+        raise XmodalInputError(f"the query failed ({type(exc).__name__}: {first_line(exc, limit=200)})",
+                               path=str(uri), fix="check `source.obs_value_filter` and `source.var_value_filter` "
+                               "(SOMA syntax: field == 'value' and ...); if they are right, the collection is "
+                               "damaged") from None
     if n_cells == 0:
-        census.close()
         raise XmodalInputError(f"the query selects no cells (obs_value_filter: {obs_value_filter!r})", path=str(uri),
                                fix="widen `source.obs_value_filter`")
-    var_frame = query.var(column_names=["soma_joinid", "feature_id", "feature_name"]).concat().to_pandas()
+    if n_genes == 0:
+        raise XmodalInputError(f"the query selects no gene (var_value_filter: {var_value_filter!r})", path=str(uri),
+                               fix="widen `source.var_value_filter` (e.g. feature_name in ['CD3E', ...]) or remove it")
+    with _reading(uri, f"census_data/{name} ms[{MEASUREMENT!r}].var", fix=COLLECTION_FIX):
+        var_frame = query.var(column_names=list(VAR_COLUMNS)).concat().to_pandas()
     var = var_frame.set_index(pd.Index(var_frame["feature_id"].astype(str), name="feature_id"))[["feature_name"]]
     var_pos = pd.Index(var_frame["soma_joinid"].to_numpy())
-    obs = query.obs(column_names=["soma_joinid", "observation_joinid", *columns]).concat().to_pandas()
+    with _reading(uri, f"census_data/{name} obs", fix=COLLECTION_FIX):
+        obs = query.obs(column_names=[*OBS_COLUMNS, *columns]).concat().to_pandas()
     obs = obs.sort_values("soma_joinid")
     joinids = obs["soma_joinid"].to_numpy()
     frame = obs[list(columns)].set_index(pd.Index(obs["observation_joinid"].astype(str), name="cell_id"))
+    where = Where(str(uri), matrix=f"census_data/{name} X[{LAYER!r}]", row_ids=frame.index, col_ids=var.index,
+                  fix=COLLECTION_FIX)
 
     def blocks() -> Iterator[sp.csr_matrix]:
         try:
             for s in range(0, len(joinids), chunk_size):
                 ids = joinids[s:s + chunk_size]
-                table = exp.ms[MEASUREMENT].X[LAYER].read(coords=(ids, var_pos.to_numpy())).tables().concat()
-                row_pos = pd.Index(ids).get_indexer(table["soma_dim_0"].to_numpy())
-                col_pos = var_pos.get_indexer(table["soma_dim_1"].to_numpy())
-                yield sp.csr_matrix((table["soma_data"].to_numpy(), (row_pos, col_pos)),
-                                    shape=(len(ids), len(var_pos)), dtype=np.float32)
+                with _reading(uri, f"census_data/{name} X[{LAYER!r}] (cells {s + 1}-{s + len(ids)} of the query)",
+                              fix=COLLECTION_FIX):
+                    table = exp.ms[MEASUREMENT].X[LAYER].read(coords=(ids, var_pos.to_numpy())).tables().concat()
+                rows = pd.Index(ids).get_indexer(table["soma_dim_0"].to_numpy())
+                cols = var_pos.get_indexer(table["soma_dim_1"].to_numpy())
+                yield checked_coords(rows, cols, table["soma_data"].to_numpy(), shape=(len(ids), len(var_pos)),
+                                     where=where.block(s), kind=None)  # values: the ingest checks every source's
         finally:
             census.close()
 
