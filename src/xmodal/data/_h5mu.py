@@ -48,6 +48,9 @@ def read_h5mu(directory_or_file: str | Path) -> tuple[Any, Path]:
     require(path, "h5mu", expects="expected an .h5mu written by xmodal", suggest=False,
             fix="give a folder (or .h5mu) that `xmodal ingest`/`preprocess` wrote; re-run the stage that writes it "
             "if it was damaged")
+    from xmodal.data._sparse import check_h5_file
+
+    check_h5_file(path)  # every modality's matrix arrays, before mudata builds them
     md.set_options(pull_on_update=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -285,13 +285,19 @@ def read_table(
 
 
 def _cell_error(
-    table: Table, i: int, j: int, *, float32_overflow: bool = False
+    table: Table, i: int, j: int, *, float32_overflow: bool = False, float32_underflow: bool = False
 ) -> XmodalInputError:
     """The error describing bad cell ``(i, j)`` of ``table``'s values."""
     raw = str(table.cells[i, j])
     text = raw.strip()
     where = {"path": table.path, "row": int(table.lines[i]), "column": table.column_label(j)}
     number: float | None = float(text) if _is_number(text) else None
+    if float32_underflow:
+        return XmodalInputError(
+            f"{table.role}: value {raw!r} is too small for float32 (it would be stored as 0)",
+            **where,
+            fix="write values this small as 0, or rescale the feature (e.g. multiply by a constant)",
+        )
     if float32_overflow:
         return XmodalInputError(
             f"{table.role}: value {raw!r} is too large for float32",
@@ -338,12 +344,16 @@ def numeric(table: Table, *, dtype: type[np.floating] = np.float32) -> np.ndarra
     if bad.any():
         i, j = divmod(int(np.argmax(bad)), m)
         raise _cell_error(table, i, j)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         x = flat.reshape(n, m).astype(dtype)
     overflow = ~np.isfinite(x)
     if overflow.any():
         i, j = divmod(int(np.argmax(overflow.ravel())), m)
         raise _cell_error(table, i, j, float32_overflow=True)
+    underflow = (x.ravel() == 0) & (flat != 0)  # a non-zero value float32 would store as 0
+    if underflow.any():
+        i, j = divmod(int(np.argmax(underflow)), m)
+        raise _cell_error(table, i, j, float32_underflow=True)
     return x
 
 

@@ -63,6 +63,7 @@ def read_10x_multiome(path: str | Path, *, domain: str, phases: pd.Series | None
     path = Path(path)
     require(path, "10x_h5", expects="format 10x_h5 expects a Cell Ranger ARC matrix",
             fix="give Cell Ranger ARC's filtered_feature_bc_matrix.h5")
+    check_10x_h5(path)  # the raw arrays, before scanpy builds (and slices) a matrix from them
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -83,6 +84,63 @@ def read_10x_multiome(path: str | Path, *, domain: str, phases: pd.Series | None
     data = _with_domain(both[:, (kinds == GEX).to_numpy()], both[:, (kinds == PEAKS).to_numpy()], domain, phases)
     validate_multiome(data, source=str(path))
     return data
+
+
+def check_10x_h5(path: str | Path) -> None:
+    """Check a 10x feature-barcode matrix (``matrix/``: ``data``, ``indices``, ``indptr`` over barcodes, ``shape``
+    features × barcodes, ``barcodes``, ``features/id``) before it is read: the sparse arrays
+    (:mod:`xmodal.data._sparse`), the lengths of the barcode and feature lists, and that barcodes and feature ids
+    are unique (gene symbols may repeat: scanpy's names are made unique, as Cell Ranger's own tools do).
+
+    A file without this layout is left to the reader's own error.
+
+    Raises
+    ------
+    XmodalInputError
+        Naming the file, the first bad position (barcode and feature) or the duplicated value and its positions.
+    """
+    import h5py
+
+    from xmodal.data._sparse import Where, h5_sparse
+    from xmodal.data._unique import check_unique
+
+    try:
+        fh = h5py.File(path, "r")
+    except Exception:  # noqa: BLE001 - not HDF5: scanpy's error (caught by the reader) says so
+        return
+    with fh:
+        m = fh.get("matrix")
+        feats = m.get("features") if isinstance(m, h5py.Group) else None
+        if not isinstance(feats, h5py.Group) or not all(isinstance(m.get(k), h5py.Dataset) for k in ("barcodes",
+                                                                                                      "shape")):
+            return
+        where = Where(path, matrix="matrix", rows="barcode", cols="feature")
+        try:
+            barcodes = [b.decode(errors="replace") if isinstance(b, bytes) else str(b) for b in m["barcodes"][()]]
+            ids = feats["id"][()] if isinstance(feats.get("id"), h5py.Dataset) else None
+            ids = None if ids is None else [b.decode(errors="replace") if isinstance(b, bytes) else str(b) for b in ids]
+            shape = np.asarray(m["shape"][()]).reshape(-1)
+        except Exception as exc:  # noqa: BLE001 - h5py raises many types for damaged data
+            raise XmodalInputError(f"the matrix's barcodes, features or shape cannot be read ({type(exc).__name__}: "
+                                   f"{exc})", path=path, fix="give Cell Ranger ARC's filtered_feature_bc_matrix.h5, "
+                                   "complete") from None
+        if len(shape) != 2 or shape.dtype.kind not in "iu" or shape.min() < 0:
+            raise XmodalInputError(f"the matrix is damaged: its shape {tuple(shape.tolist())} is not two counts "
+                                   "(features, barcodes)", path=path,
+                                   fix="give Cell Ranger ARC's filtered_feature_bc_matrix.h5, complete")
+        n_features, n_barcodes = int(shape[0]), int(shape[1])
+        for what, values, n in (("barcodes", barcodes, n_barcodes), ("feature ids", ids, n_features)):
+            if values is not None and len(values) != n:
+                raise XmodalInputError(f"the matrix lists {len(values)} {what} for its shape's {n}", path=path,
+                                       fix="give Cell Ranger ARC's filtered_feature_bc_matrix.h5, complete")
+        check_unique(barcodes, what="barcode", path=path, noun="barcode",
+                     fix="give each cell one barcode (a matrix of one run), or merge the duplicated cells")
+        if ids is not None:
+            check_unique(ids, what="feature id", path=path, noun="feature", as_row=False,
+                         fix="list each gene and peak once (a peak is one interval chr:start-end)")
+        where = Where(path, matrix="matrix", rows="barcode", cols="feature", row_ids=barcodes, col_ids=ids)
+        # 10x stores features × barcodes by column: the same arrays are barcodes × features by row
+        h5_sparse(m, where=where, shape=(n_barcodes, n_features), fmt="csr").check(kind="values")
 
 
 def read_multiome_csv(rna: str | Path, atac: str | Path, *, domain: str,
@@ -183,18 +241,19 @@ def validate_multiome(data: MultiomeData, *, source: str | None = None) -> None:
     XmodalInputError
         On the first problem, naming the modality, the cell (row) and the feature (column).
     """
+    from xmodal.data import first_entry
+    from xmodal.data._sparse import Where, check_matrix
+    from xmodal.data._unique import check_unique
+
     if data.rna.n_obs == 0:
         raise XmodalInputError("no cells", path=source, fix="give at least one cell")
-    if not data.rna.obs_names.is_unique:
-        dup = data.rna.obs_names[data.rna.obs_names.duplicated()][0]
-        raise XmodalInputError(f"cell id {dup!r} appears twice", path=source, fix="give every cell one row")
+    check_unique(data.rna.obs_names, what="cell id", path=source, fix="give every cell one row")
     for name, adata in (("rna", data.rna), ("atac", data.atac)):
-        if not adata.var_names.is_unique:
-            dup = adata.var_names[adata.var_names.duplicated()][0]
-            raise XmodalInputError(f"{name}: feature {str(dup)!r} appears twice", path=source,
-                                   fix="give every gene and peak a unique name (anndata's var_names_make_unique())")
-    from xmodal.data import first_entry
-
+        check_unique(adata.var_names, what=f"{name}: feature", path=source, noun="feature", as_row=False,
+                     fix="give every gene and peak a unique name (anndata's var_names_make_unique())")
+    for name, adata in (("rna", data.rna), ("atac", data.atac)):  # the arrays, before anything reads the values
+        check_matrix(adata.X, where=Where(source, matrix=name, row_ids=adata.obs_names, col_ids=adata.var_names,
+                                          cols="feature"), kind="values")
     for name, adata in (("rna", data.rna), ("atac", data.atac)):
         bad = first_entry(sp.csr_matrix(adata.X), lambda v: ~np.isfinite(v) | (v < 0))
         if bad is not None:
@@ -311,6 +370,9 @@ def _read_h5mu_domain(path: Path, *, domain: str, phases: pd.Series | None,
 
     require(path, "h5mu", expects="format h5mu expects an .h5mu with modalities rna and atac",
             fix="give an .h5mu with rna and atac")
+    from xmodal.data._sparse import check_h5_file
+
+    check_h5_file(path)  # the matrices' raw arrays, before mudata builds them
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         try:
