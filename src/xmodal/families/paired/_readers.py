@@ -318,9 +318,11 @@ def read_paired_anndata(source: AnnDataSource, *, root: Path = Path(".")) -> Pai
 
 def _load(read: Callable[[], Any], path: Path, role: str, suffix: str) -> Any:
     from xmodal.data._formats import describe, require
+    from xmodal.data._sparse import check_h5_file
 
     kind = suffix.lstrip(".")
     require(path, kind, expects=f"{role}: expected {describe(kind)}", fix=f"give {describe(kind)} here")
+    check_h5_file(path)  # the matrices' raw arrays, before anndata/mudata build them
     try:
         return read()
     except Exception as exc:  # noqa: BLE001 - the h5py/anndata error types vary by version
@@ -339,6 +341,12 @@ def _dense(adata: ad.AnnData, path: Path, label: str) -> ad.AnnData:
             path=path,
             fix="store the feature matrix in X (not only in layers)",
         )
+    from xmodal.data._sparse import Where, check_matrix
+    from xmodal.data._unique import check_unique_columns
+
+    check_unique_columns(list(adata.obs.columns), table=f"{label}: obs", path=path)
+    check_matrix(adata.X, where=Where(path, matrix=f"{label}: X", row_ids=adata.obs_names, col_ids=adata.var_names,
+                                      cols="feature"))  # before toarray reads through its arrays
     x = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
     out = adata.copy()
     out.X = np.ascontiguousarray(x, dtype=np.float32)
