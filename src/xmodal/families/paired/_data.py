@@ -44,6 +44,9 @@ class PairedData:
     kinds
         What each modality holds: ``counts`` (non-negative integers: log1p applies, negatives are refused)
         or ``continuous``; declared in the source or inferred at ingest (``None``: not known, older files).
+    kind_reasons
+        Why each modality got its kind, as ingest logged it (``schema.json``: ``kind_reason``; ``None``: not
+        recorded).
     """
 
     a: ad.AnnData
@@ -51,6 +54,7 @@ class PairedData:
     names: tuple[str, str] = ("a", "b")
     corr_matrix: pd.DataFrame | None = None
     kinds: tuple[str, str] | None = None
+    kind_reasons: tuple[str, str] | None = None
 
     @property
     def has_labels(self) -> bool:
@@ -100,6 +104,8 @@ class PairedData:
             }
             if self.kinds is not None:
                 mods[key]["kind"] = self.kinds["ab".index(key)]
+            if self.kind_reasons is not None:
+                mods[key]["kind_reason"] = self.kind_reasons["ab".index(key)]
         return {
             "family": "paired",
             "schema_version": SCHEMA_VERSION,

@@ -203,7 +203,8 @@ def fit_preprocessor(train: ad.AnnData, *, cfg: PairedPreprocessConfig, kind: st
         PCA runs), ``n_pcs``,
         ``min_features``.
     kind
-        ``counts`` or ``continuous`` as ingest recorded it (``None``: inferred from ``train``).
+        ``counts`` or ``continuous`` as ingest recorded it (``None``: inferred from ``train`` by the rule ingest
+        uses, :func:`~xmodal.data._counts.judge_counts`: dense integers with large values are not counts).
     name
         The modality, for messages.
 
@@ -214,8 +215,10 @@ def fit_preprocessor(train: ad.AnnData, *, cfg: PairedPreprocessConfig, kind: st
         value.
     """
     x = _dense(train.X)
-    counts = _looks_like_counts(x, strict=False) if kind is None else kind == "counts"
+    counts = _looks_like_counts(x) if kind is None else kind == "counts"
     use_log = cfg.log1p == "yes" or (cfg.log1p == "auto" and counts and bool(x.size) and float(x.max()) > 1)
+    log.info("%s: %s, %s", name, "counts" if counts else "not counts",
+             f"log1p ({cfg.log1p})" if use_log else f"no log1p (log1p: {cfg.log1p})")
     if use_log and x.size and float(x.min()) < 0:
         i, j = divmod(int(np.argmin(x.ravel())), x.shape[1])
         raise XmodalInputError(f"{name}: log1p needs non-negative values, but cell {str(train.obs_names[i])!r} holds "
@@ -282,10 +285,11 @@ def load_preprocessor(directory: str | Path) -> ModalityPreprocessor:
                                 counts=bool(meta.get("counts", False)), **arrays)
 
 
-def _looks_like_counts(x: np.ndarray, *, strict: bool = True) -> bool:
-    """Non-negative integers (``strict``: with some value above 1, i.e. not a binary matrix)."""
-    ok = bool(x.size) and bool((x >= 0).all()) and bool(np.allclose(x, np.round(x)))
-    return ok and (not strict or float(x.max()) > 1)
+def _looks_like_counts(x: np.ndarray) -> bool:
+    """The counts rule of ingest (:func:`~xmodal.data._counts.judge_counts`), for data ingested without a kind."""
+    from xmodal.data._counts import judge_counts
+
+    return bool(x.size) and judge_counts(x).counts
 
 
 def _dense(x: Any) -> np.ndarray:

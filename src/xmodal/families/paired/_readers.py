@@ -535,14 +535,19 @@ def assign_kinds(
 ) -> PairedData:
     """Decide (``auto``) or check (``counts``) what each modality holds; return ``data`` with ``kinds`` set.
 
+    Each modality's kind and the reason for it are logged (INFO, one line per modality) and kept in
+    ``kind_reasons`` (``schema.json``: ``modalities.<a|b>.kind_reason``).
+
     Parameters
     ----------
     data
         Validated paired data.
     declared
-        Per modality: ``counts`` (every value must be a non-negative integer), ``continuous``, or ``auto``
-        (counts exactly when every value is a non-negative integer; a modality that is almost counts, with a
-        few negative or fractional values, is logged as a warning naming the first such value).
+        Per modality: ``counts`` (every value must be a non-negative integer), ``continuous``, or ``auto``: counts
+        when every value is a non-negative integer *and* the values look like counts, sparse or small
+        (:func:`~xmodal.data._counts.judge_counts`); dense integer features with large values (no or few zeros,
+        a median of 100 or more: binned or aggregated measurements) are continuous. A modality that is almost
+        counts, with a few negative or fractional values, is logged as a warning naming the first such value.
     source_paths
         The files of A and B, for messages.
     rows, columns
@@ -555,15 +560,28 @@ def assign_kinds(
         A modality declared ``counts`` holds a negative or non-integer value (naming the file, the cell's row,
         the feature and the value).
     """
+    from xmodal.data._counts import judge_counts
+
     paths = source_paths if source_paths is not None else data.names
-    kinds = []
+    kinds, reasons = [], []
     for k, (adata, kind) in enumerate(zip((data.a, data.b), declared, strict=True)):
         name = data.names[k]
-        bad, share = _not_counts(adata.X)
-        if bad is None:
-            kinds.append("continuous" if kind == "continuous" else "counts")
+        label = "ab"[k] if name == "ab"[k] else f"{'ab'[k]} ({name})"
+        verdict = judge_counts(adata.X)
+        if verdict.integers or kind == "continuous":
+            got = {"counts": "counts", "continuous": "continuous"}.get(kind, verdict.kind)
+            if kind == "auto":
+                reason = verdict.reason + ("" if verdict.counts else "; declare source.kinds counts if they are")
+            elif got == verdict.kind or not verdict.integers:
+                reason = f"declared; {verdict.reason}"
+            else:
+                reason = f"declared; auto would read {verdict.reason}"
+            kinds.append(got)
+            reasons.append(reason)
+            log.info("%s: %s (%s)", label, got, reason)
             continue
-        i, j, value = bad
+        bad, share = _not_counts(adata.X)
+        i, j, value = bad or (0, 0, float("nan"))  # the verdict saw a negative or fractional value: bad names it
         where = {"path": paths[k], "row": int(rows[k][i]) if rows[k] is not None else i + 1,
                  "column": columns[k](j) if columns[k] is not None else str(adata.var_names[j])}
         what = "negative" if value < 0 else "not an integer"
@@ -572,13 +590,15 @@ def assign_kinds(
                 f"{name}: value {value:g} of cell {str(adata.obs_names[i])!r} is {what}, but the modality is declared "
                 "as counts", **where,
                 fix="give raw counts (non-negative integers), or declare the modality `continuous` in source.kinds")
-        if kind == "auto" and share >= 0.99:
+        if share >= 0.99:
             log.warning("%s: %.2f %% of the non-zero values are positive integers, as in counts, but cell %r holds "
                         "%g in %r (%s); it is read as continuous. Declare source.kinds as counts to refuse such "
                         "values, or as continuous to silence this", name, 100 * share, str(adata.obs_names[i]), value,
                         str(adata.var_names[j]), paths[k])
         kinds.append("continuous")
-    return replace(data, kinds=(kinds[0], kinds[1]))
+        reasons.append(verdict.reason)
+        log.info("%s: continuous (%s)", label, verdict.reason)
+    return replace(data, kinds=(kinds[0], kinds[1]), kind_reasons=(reasons[0], reasons[1]))
 
 
 def _not_counts(x: object) -> tuple[tuple[int, int, float] | None, float]:
