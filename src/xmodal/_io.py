@@ -40,9 +40,11 @@ _TMP, _OLD = ".tmp-", ".old-"
 # ------------------------------------------------------------------------------------------ locks
 def _lock(path: Path, *, wait: bool) -> int | None:
     """An fd holding an exclusive ``flock`` on ``path`` (file or folder), or ``None`` when another process
-    holds it (``wait=False``) or the file system cannot lock."""
+    holds it (``wait=False``), the file system cannot lock, or ``path`` is a symbolic link (never opened
+    through, so a link to a FIFO or a device cannot block or touch anything outside)."""
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, flags)
     except OSError:
         return None
     try:
@@ -108,7 +110,10 @@ def restore_interrupted(target: str | Path) -> bool:
 
 
 def remove_stale(target: str | Path) -> list[Path]:
-    """Remove the temporaries beside ``target`` that no live writer holds; return what was removed."""
+    """Remove the temporaries beside ``target`` that no live writer holds; return what was removed.
+
+    A temporary that is a symbolic link is unlinked; what it points to is never opened or removed.
+    """
     target = Path(target)
     removed = []
     for kind in (_TMP, _OLD):
@@ -129,8 +134,16 @@ def remove_stale(target: str | Path) -> list[Path]:
 
 def remove_stale_in(folder: str | Path) -> list[Path]:
     """Remove the stale temporaries of every entry of ``folder`` (e.g. a checkpoint being written when the
-    process was killed); return what was removed."""
+    process was killed); return what was removed.
+
+    A ``folder`` that is a symbolic link is left alone (nothing is removed through it: what it points to is
+    not xmodal's); a temporary that is a link is removed as a link, never what it points to.
+    """
     folder = Path(folder)
+    if folder.is_symlink():
+        log.warning("%s is a symbolic link: its stale temporaries are not removed (xmodal deletes nothing "
+                    "through a link)", folder)
+        return []
     if not folder.is_dir():
         return []
     names = {p.name[1:].split(kind)[0] for p in folder.iterdir() for kind in (_TMP, _OLD)
