@@ -99,13 +99,19 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".", re
     log.info("train %s/%s: %s", dataset, method, describe_settings(config, what=f"methods.{method}"))
     writer = global_rank() == 0  # under DDP every rank trains; rank 0 alone writes
     out = model_dir(root, dataset, method)
+    # written in place: refused when it (or a folder between it and checkpoints/) is a link, before anything else
+    ckpt = checkpoint_dir(root, dataset, method) if spec.resumable else None
+    if ckpt is not None:
+        from xmodal.train import check_checkpoint_place
+
+        check_checkpoint_place(ckpt, resume=resume, what=method)
     if writer:
         out = prepare_output(out)
-        if spec.resumable:  # a checkpoint being written when the last run was killed
-            remove_stale_in(checkpoint_dir(root, dataset, method))
+        if ckpt is not None:  # a checkpoint being written when the last run was killed
+            remove_stale_in(ckpt)
     train = load_training_data(params, dataset=dataset, method=method, root=root)
     fit_kw = training_kwargs(params, dataset=dataset)
-    resume_kw = {"checkpoint_dir": checkpoint_dir(root, dataset, method), "resume": resume} if spec.resumable else {}
+    resume_kw = {"checkpoint_dir": ckpt, "resume": resume} if ckpt is not None else {}
     live = _open_live_run(params, dataset=dataset, method=method, root=root) if writer and spec.resumable else None
     live_kw = {"live": live} if live is not None else {}
     log.info("train %s/%s: fitting%s", dataset, method, " (resuming from the checkpoint)" if resume else "")

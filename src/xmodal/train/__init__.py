@@ -14,9 +14,9 @@ from __future__ import annotations
 from xmodal._targets import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
-    "_config": ("BOOKKEEPING", "ENGINE_FIELDS", "EngineSettings", "settings_digest"),
-    "_engine": ("CHECKPOINT", "FitResult", "LiveLogger", "Selection", "fit", "global_rank", "read_checkpoint",
-                "resolve_layout"),
+    "_config": ("BOOKKEEPING", "ENGINE_FIELDS", "EngineSettings", "data_hash", "settings_digest"),
+    "_engine": ("CHECKPOINT", "FitResult", "LiveLogger", "Selection", "check_checkpoint_place", "fit", "global_rank",
+                "read_checkpoint", "resolve_layout"),
     "_loader": ("StepLoader", "epoch_slice", "permutation", "shard"),
     "_module": ("XmodalModule",),
 })

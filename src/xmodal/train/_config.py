@@ -48,12 +48,81 @@ class EngineSettings(StrictModel):
         return self
 
 
-def settings_digest(config: StrictModel, *, shapes: Any, seed: int, exclude: tuple[str, ...] = ()) -> str:
-    """What a checkpoint must match to be resumed: every setting of ``config`` but where it trains
-    (:data:`ENGINE_FIELDS`) and ``exclude``, plus the data's ``shapes`` and the ``seed`` (16 hex digits)."""
+def settings_digest(config: StrictModel, *, shapes: Any, seed: int, data: str, exclude: tuple[str, ...] = ()) -> str:
+    """What a checkpoint must match to be resumed (16 hex digits).
+
+    Parameters
+    ----------
+    config
+        The method's settings: every field but where it trains (:data:`ENGINE_FIELDS`) and ``exclude``.
+    shapes
+        The data's dimensions.
+    seed
+        The fit's seed.
+    data
+        A content hash of what the fit trains on (:func:`data_hash`, or a hash the data carries), so that a
+        checkpoint of another dataset, or of the same one split another way, is never resumed on this one.
+    exclude
+        Fields a checkpoint may be resumed under with other values (e.g. a longer ``max_iter``).
+
+    Returns
+    -------
+    str
+        The digest; :func:`xmodal.train.fit` adds the process count.
+    """
     fields = config.model_dump(mode="json", exclude={*ENGINE_FIELDS, *exclude})
-    blob = json.dumps({"config": fields, "dims": list(shapes), "seed": seed}, sort_keys=True)
+    blob = json.dumps({"config": fields, "dims": list(shapes), "seed": seed, "data": str(data)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-__all__ = ["BOOKKEEPING", "ENGINE_FIELDS", "EngineSettings", "settings_digest"]
+def data_hash(*parts: Any) -> str:
+    """SHA-256 (hex) of the arrays a fit trains on, in order: NumPy arrays, SciPy sparse matrices, torch tensors,
+    numbers, strings, ``None`` and (nested) lists or tuples of them.
+
+    Each array enters with its type, dtype and shape, so equal bytes of another shape or type hash differently;
+    a sparse matrix enters as canonical CSR (its indices sorted, explicit zeros kept as stored).
+
+    Raises
+    ------
+    TypeError
+        For a part of another type.
+    """
+    h = hashlib.sha256()
+    for part in parts:
+        _hash_into(h, part)
+    return h.hexdigest()
+
+
+def _hash_into(h: Any, part: Any) -> None:
+    import numpy as np
+    import scipy.sparse as sp
+    import torch
+
+    if part is None or isinstance(part, bool | int | float | str):
+        h.update(f"{type(part).__name__}:{part!r};".encode())
+    elif isinstance(part, list | tuple):
+        h.update(f"seq{len(part)}[".encode())
+        for item in part:
+            _hash_into(h, item)
+        h.update(b"]")
+    elif sp.issparse(part):
+        x = sp.csr_matrix(part, copy=True)
+        x.sort_indices()
+        h.update(f"csr{x.shape}{x.dtype};".encode())
+        for arr in (x.indptr.astype(np.int64), x.indices.astype(np.int64), x.data):
+            h.update(np.ascontiguousarray(arr).tobytes())
+    elif isinstance(part, torch.Tensor):
+        _hash_into(h, part.detach().cpu().numpy())
+    elif isinstance(part, np.ndarray | np.generic):
+        arr = np.ascontiguousarray(part)
+        if arr.dtype == object:
+            _hash_into(h, [str(v) for v in arr.ravel()])
+            h.update(f"object{arr.shape};".encode())
+            return
+        h.update(f"nd{arr.shape}{arr.dtype.str};".encode())
+        h.update(arr.tobytes())
+    else:
+        raise TypeError(f"data_hash: cannot hash a {type(part).__name__}")
+
+
+__all__ = ["BOOKKEEPING", "ENGINE_FIELDS", "EngineSettings", "data_hash", "settings_digest"]

@@ -5,7 +5,10 @@ What every method gets from :func:`fit`:
 * determinism under a seed on CPU (batches are a pure function of the step, the RNG state travels in
   every checkpoint and is put back before the next step, so nothing depends on when it was saved);
 * atomic checkpoints every ``checkpoint_every`` steps (temporary file, then rename), holding only
-  tensors and plain values, read back with ``weights_only=True`` and a settings digest checked first;
+  tensors and plain values, read back with ``weights_only=True``; a digest of the settings, shapes, seed,
+  process count and the training data's content hash is checked first, then every piece (weights,
+  optimisers, schedulers, loops, history, best state, RNG states, the method's own values) before any is
+  used (:mod:`xmodal.train._checks`); the checkpoint folder must be a real folder, never a symbolic link;
 * resume that ends bit-identical to an uninterrupted run (model, optimisers, schedulers, loader
   position, RNG, history, best-model state and the method's own running values);
 * a progress bar, a history record per logged step, live metrics from rank 0 to a :class:`LiveLogger`;
@@ -167,8 +170,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     random.setstate(_tuples(state["python"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if "cuda" in state and torch.cuda.is_available():  # as many devices as both runs have
+        for device, saved in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(saved.cpu(), device)
 
 
 def _plain(value: Any) -> Any:
@@ -180,17 +184,27 @@ def _tuples(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- callbacks
-def _checkpoint_io() -> Any:
+def _checkpoint_io(preloaded: list[tuple[Path, dict[str, Any]]]) -> Any:
     from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
     from xmodal._io import atomic_file
 
     class AtomicCheckpointIO(TorchCheckpointIO):
-        """``torch.save`` to a temporary file renamed onto the checkpoint: a kill never leaves half a file."""
+        """``torch.save`` to a temporary file renamed onto the checkpoint: a kill never leaves half a file.
+
+        Lightning's read of the checkpoint being resumed gets the state :func:`read_checkpoint` read and checked
+        (``preloaded``, filled once it is), not the file again: what is restored is what was checked.
+        """
 
         def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
             with atomic_file(path) as tmp:
                 torch.save(checkpoint, tmp)
+
+        def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None
+                            ) -> dict[str, Any]:
+            if preloaded and Path(path) == preloaded[0][0]:
+                return preloaded.pop()[1]
+            raise RuntimeError(f"{path}: the engine resumes only the checkpoint it read and checked")
 
     return AtomicCheckpointIO()
 
@@ -343,16 +357,40 @@ def _same_buffers(module: torch.nn.Module) -> None:
 
 
 # ---------------------------------------------------------------------- fit
-def read_checkpoint(path: Path, *, digest: str, module: XmodalModule, what: str) -> dict[str, Any]:
+def read_checkpoint(path: Path, *, digest: str, module: XmodalModule, what: str, total: int | None = None,
+                    loops: dict[str, Any] | None = None) -> dict[str, Any]:
     """Read and check a checkpoint before Lightning restores it.
+
+    Parameters
+    ----------
+    path
+        The checkpoint file.
+    digest
+        What it must have been written with (:func:`fit`'s digest, the process count included).
+    module
+        The fresh module: its weights, optimisers, schedulers and extra state are what the saved ones must fit.
+    what
+        The method's name, for messages.
+    total
+        Steps of the whole training (bounds the saved positions; ``None``: not bounded).
+    loops
+        A fresh trainer's loop state, the layout the saved one must have (``None``: only its type is checked).
+
+    Returns
+    -------
+    dict
+        The checkpoint, every piece checked; ``module`` holds its weights.
 
     Raises
     ------
     XmodalInputError
         Truncated, corrupt or holding anything but tensors and plain values; not an xmodal checkpoint;
-        written with other settings, data, seed or process count; weights that do not fit the model.
+        written with other settings, data, seed or process count; a piece that is damaged (naming it): weights
+        that do not fit the model, optimiser or scheduler states of other groups, shapes or kinds, loop
+        counters, history, best state, RNG states or the method's own values of the wrong kind.
     """
     from xmodal._safe_load import load_torch
+    from xmodal.train._checks import Damaged
 
     state = load_torch(path, what=f"{what} checkpoint", fix=_FIX)
     engine = state.get("callbacks", {}).get(STATE_KEY) if isinstance(state, dict) else None
@@ -364,14 +402,104 @@ def read_checkpoint(path: Path, *, digest: str, module: XmodalModule, what: str)
                                fix=_FIX)
     if engine["digest"] != digest:
         raise XmodalInputError(
-            "the checkpoint was written with other settings, data shapes, seed or number of processes", path=path,
-            fix="resume with the parameters it was started with, or train without --resume to start over")
+            "the checkpoint was written with other settings, training data, data shapes, seed or number of "
+            "processes", path=path,
+            fix="resume with the parameters and data it was started with, or train without --resume to start over")
+    try:
+        _check_pieces(state, module=module, total=total, loops=loops)
+    except Damaged as exc:
+        doesnt_fit = " (the checkpoint does not fit the model)" if exc.piece.startswith("state_dict") else ""
+        raise XmodalInputError(f"the checkpoint's {exc.piece} is damaged: {exc.problem}{doesnt_fit}", path=path,
+                               fix=_FIX) from None
     try:
         module.load_state_dict(state["state_dict"])
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise XmodalInputError(f"the checkpoint does not fit the model ({type(exc).__name__}: "
                                f"{first_line(exc, limit=200)})", path=path, fix=_FIX) from None
     return state
+
+
+def _check_pieces(state: dict[str, Any], *, module: XmodalModule, total: int | None,
+                  loops: dict[str, Any] | None) -> None:
+    """Check every piece of ``state`` Lightning or the engine restores (raises :class:`~._checks.Damaged`)."""
+    from packaging.version import InvalidVersion, Version
+
+    from xmodal.train import _checks as c
+
+    version = state.get("pytorch-lightning_version")
+    try:
+        if not isinstance(version, str) or Version(version) < Version("2.0"):
+            raise c.Damaged("pytorch-lightning_version", f"expected a Lightning 2 version, found {version!r}")
+    except InvalidVersion:
+        raise c.Damaged("pytorch-lightning_version", f"not a version: {version!r}") from None
+    for key in ("epoch", "global_step"):
+        if key in state:
+            c._count(key, state[key])
+    c.check_weights("state_dict", state["state_dict"], module.state_dict())
+    optimizers, schedulers = c.fresh_optimizers(module)
+    for key, fresh in (("optimizer_states", optimizers), ("lr_schedulers", schedulers)):
+        if not isinstance(state[key], list) or len(state[key]) != len(fresh):
+            found = f"{len(state[key])} entries" if isinstance(state[key], list) else c._kind(state[key])
+            raise c.Damaged(key, f"expected a list of {len(fresh)} (the model's), found {found}")
+    for i, (saved, fresh) in enumerate(zip(state["optimizer_states"], optimizers, strict=True)):
+        c.check_optimizer(f"optimizer_states[{i}]", saved, fresh)
+    for i, (saved, fresh) in enumerate(zip(state["lr_schedulers"], schedulers, strict=True)):
+        c.check_scheduler(f"lr_schedulers[{i}]", saved, fresh)
+    if loops is not None:
+        c.check_loops("loops", state["loops"], loops, total=total if total is not None else 2**62)
+    elif not isinstance(state["loops"], dict):
+        raise c.Damaged("loops", f"expected a mapping, found {c._kind(state['loops'])}")
+    c.check_engine_state(f"callbacks/{STATE_KEY}", state["callbacks"][STATE_KEY], module=module,
+                         total=total if total is not None else 2**62)
+    if "xmodal_module" not in state:
+        raise c.Damaged("xmodal_module", "missing (the method's own values)")
+    c.check_extra_state("xmodal_module", state["xmodal_module"], module.extra_state())
+
+
+def check_checkpoint_place(checkpoint_dir: str | Path, *, resume: bool, what: str = "model") -> Path:
+    """Check where :func:`fit` would write and read ``checkpoint.pt``, before any work is done.
+
+    The checkpoint folder must be a real folder (never a link: the engine writes and removes files in it) and
+    ``checkpoint.pt`` a regular file or absent; for a resume, not a link either.
+
+    Parameters
+    ----------
+    checkpoint_dir
+        The folder :func:`fit` gets.
+    resume
+        Whether the checkpoint is to be read.
+    what
+        The method's name, for messages.
+
+    Returns
+    -------
+    Path
+        The checkpoint file.
+
+    Raises
+    ------
+    ConfigError
+        The folder is a symbolic link.
+    XmodalInputError
+        ``checkpoint.pt`` is a folder or another non-file, or (resuming) a symbolic link.
+    """
+    path = Path(checkpoint_dir) / CHECKPOINT
+    folder = path.parent
+    if folder.is_symlink():
+        raise ConfigError(f"{folder}: the {what} checkpoint folder is a symbolic link (to {os.readlink(folder)}); the "
+                          "engine writes and removes files in it, and follows no link there: remove the link; "
+                          "nothing was written")
+    if path.is_symlink():
+        if resume:
+            raise XmodalInputError("a symbolic link, not a checkpoint file; xmodal reads no checkpoint through a "
+                                   "link", path=path, fix="put the file itself here, or train without --resume "
+                                   "(the link is then replaced by a new checkpoint)")
+        return path
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise XmodalInputError(f"{kind}, not a checkpoint file; nothing was written", path=path,
+                               fix=f"remove it (`rm -r {path}`) and train again")
+    return path
 
 
 @contextlib.contextmanager
@@ -458,19 +586,16 @@ def fit(
     path = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT
     ckpt_path = None
     run = _Run(digest=digest)
-    if resume:
-        if path is None:
-            raise XmodalInputError("--resume needs a checkpoint folder")
-        if path.is_file():
-            read_checkpoint(path, digest=digest, module=module, what=what)
-            ckpt_path = path
-            log.info("%s: resuming from %s", what, path)
-        else:
-            log.warning("%s: no checkpoint at %s; training from the start", what, path)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if resume and path is None:
+        raise XmodalInputError("--resume needs a checkpoint folder")
+    if checkpoint_dir is not None:
+        check_checkpoint_place(checkpoint_dir, resume=resume, what=what)
+    resuming = resume and path is not None and path.is_file()
+    if resume and not resuming:
+        log.warning("%s: no checkpoint at %s; training from the start", what, path)
     callback = _callback_cls()(run=run, loader=loader, steps=loader.total, every=settings.checkpoint_every,
                                path=path, selection=selection, live=live, desc=what, on_record=on_record)
+    preloaded: list[tuple[Path, dict[str, Any]]] = []
     if layout.distributed:
         strategy: Any = DDPStrategy(process_group_backend="nccl" if layout.accelerator == "cuda" else "gloo",
                                     find_unused_parameters=not module.automatic_optimization)
@@ -485,9 +610,17 @@ def fit(
                 num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False,
                 sync_batchnorm=layout.distributed and layout.world > 1 and layout.accelerator == "cuda",
                 callbacks=[callback],
-                plugins=[_checkpoint_io()], gradient_clip_val=gradient_clip if module.automatic_optimization
+                plugins=[_checkpoint_io(preloaded)], gradient_clip_val=gradient_clip if module.automatic_optimization
                 else None, default_root_dir=str(path.parent) if path is not None else None,
                 deterministic=None)
+            if resuming:  # every piece checked against this module and trainer before anything is restored
+                state = read_checkpoint(path, digest=digest, module=module, what=what, total=loader.total,
+                                        loops=trainer._checkpoint_connector._get_loops_state_dict())
+                preloaded.append((path, state))
+                ckpt_path = path
+                log.info("%s: resuming from %s", what, path)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
             rank = trainer.global_rank
             if rank:
                 torch.manual_seed(int(seed) * 7919 + rank)  # other dropout masks and noise on each rank
@@ -519,5 +652,5 @@ def global_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-__all__ = ["CHECKPOINT", "FitResult", "Layout", "LiveLogger", "Selection", "fit", "global_rank", "read_checkpoint",
-           "resolve_layout", "rng_state", "set_rng_state"]
+__all__ = ["CHECKPOINT", "FitResult", "Layout", "LiveLogger", "Selection", "check_checkpoint_place", "fit",
+           "global_rank", "read_checkpoint", "resolve_layout", "rng_state", "set_rng_state"]

@@ -159,7 +159,14 @@ class CycleAE:
             if callback is not None and record and "epoch" in record:
                 callback(int(record["epoch"]), record)
 
-        digest = settings_digest(cfg, shapes=(len(self.genes), *cards, int(sum(plan.sizes))), seed=seed)
+        from xmodal._io import read_json
+        from xmodal.data import SCHEMA_FILE
+        from xmodal.train import data_hash
+
+        # the store's cells enter through the content hash preprocess recorded (its cells, genes and split)
+        recorded = read_json(data.folder / SCHEMA_FILE).get("sha256")
+        digest = settings_digest(cfg, shapes=(len(self.genes), *cards, int(sum(plan.sizes))), seed=seed,
+                                 data=data_hash(str(recorded), sorted(data.ranges.items()), self.genes))
         result = fit(module, StepLoader(plan, total=total, iterate=iterate), settings=cfg, seed=seed, digest=digest,
                      checkpoint_dir=checkpoint_dir, resume=resume,
                      selection=Selection(monitor=key, mode=DIRECTION[metric], patience=cfg.patience),

@@ -36,9 +36,10 @@ from xmodal.train import XmodalModule, settings_digest, shard
 _COLLAPSE_AFTER, _COLLAPSE_RUN = 25, 5
 
 
-def config_digest(config: DualDANNConfig, dims: tuple[int, int], seed: int) -> str:
-    """What a checkpoint must match to be resumed: every setting but where it trains, plus shapes and seed."""
-    return settings_digest(config, shapes=dims, seed=seed)
+def config_digest(config: DualDANNConfig, dims: tuple[int, int], seed: int, *, data: str) -> str:
+    """What a checkpoint must match to be resumed: every setting but where it trains, plus shapes, seed and
+    ``data``, the training data's content hash."""
+    return settings_digest(config, shapes=dims, seed=seed, data=data)
 
 
 class EpochPlan:

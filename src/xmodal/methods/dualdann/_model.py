@@ -139,7 +139,7 @@ class DualDANN:
             config_digest,
             epochs_of,
         )
-        from xmodal.train import Selection, StepLoader, fit, resolve_layout
+        from xmodal.train import Selection, StepLoader, data_hash, fit, resolve_layout
 
         cfg = self.config
         start = time.perf_counter()
@@ -157,7 +157,9 @@ class DualDANN:
                 callback(int(record["epoch"]), record)
 
         result = fit(module, StepLoader(plan, total=cfg.epochs * plan.steps_per_epoch), settings=cfg, seed=seed,
-                     digest=config_digest(cfg, data_dims, seed), checkpoint_dir=checkpoint_dir, resume=resume,
+                     digest=config_digest(cfg, data_dims, seed, data=data_hash(
+                         training.source_x, training.source_y, training.target_x, training.target_y, training.val_x,
+                         training.val_y, training.adapted)), checkpoint_dir=checkpoint_dir, resume=resume,
                      selection=Selection(monitor=key, mode="max", patience=cfg.patience), live=live,
                      what=self.method, on_record=on_record)
         self.module, self.history, self.rank = net.cpu().eval(), result.history, result.rank

@@ -55,9 +55,10 @@ def _phase_start(phase: int, durations: list[int]) -> int:
     return sum(durations[: phase - 1])
 
 
-def config_digest(config: GeoAdVAEConfig, dims: tuple[int, int], seed: int) -> str:
-    """What a checkpoint must match to be resumed: every setting but where it trains and for how long, plus shapes and seed."""
-    return settings_digest(config, shapes=dims, seed=seed, exclude=("max_iter",))
+def config_digest(config: GeoAdVAEConfig, dims: tuple[int, int], seed: int, *, data: str) -> str:
+    """What a checkpoint must match to be resumed: every setting but where it trains and for how long, plus shapes,
+    seed and ``data``, the training data's content hash."""
+    return settings_digest(config, shapes=dims, seed=seed, data=data, exclude=("max_iter",))
 
 
 def batch_plan(x_a: torch.Tensor, x_b: torch.Tensor, *, batch_size: int, seed: int,

@@ -86,7 +86,7 @@ class GeoAdVAE:
             ``self``, fitted.
         """
         from xmodal.methods.geoadvae._lightning import GeoAdVAETraining, batch_plan, config_digest
-        from xmodal.train import StepLoader, fit
+        from xmodal.train import StepLoader, data_hash, fit
 
         cfg = self.config
         start = time.perf_counter()
@@ -100,7 +100,8 @@ class GeoAdVAE:
         loader = StepLoader(batch_plan(x_a, x_b, batch_size=cfg.batch_size, seed=seed, pairs=pairs),
                             total=cfg.max_iter)
         result = fit(training, loader, settings=cfg, seed=seed,
-                     digest=config_digest(cfg, (data.a.n_vars, data.b.n_vars), seed),
+                     digest=config_digest(cfg, (data.a.n_vars, data.b.n_vars), seed, data=data_hash(
+                         x_a, x_b, pairs, None if prior is None else (prior.corr, prior.clusters_a, prior.clusters_b))),
                      checkpoint_dir=checkpoint_dir, resume=resume, live=live, what=self.method,
                      on_record=callback)
         self.history = result.history
