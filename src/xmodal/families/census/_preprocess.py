@@ -105,6 +105,9 @@ def assign_splits(obs: pd.DataFrame, *, holdout: list[dict[str, str]], split: An
     """``train`` / ``validation`` / ``test`` per cell: every cell of a held-out combination is a test cell; the others
     are split at the configured shares, stratified by the held-out fields' combination when ``split.stratify``.
 
+    ``obs`` is expected in canonical spellings (:func:`~xmodal.families.census._vocab.canonical_obs`): held-out cells
+    are found by value key whatever their spelling, but strata are told apart by spelling.
+
     Raises
     ------
     XmodalInputError
@@ -115,7 +118,8 @@ def assign_splits(obs: pd.DataFrame, *, holdout: list[dict[str, str]], split: An
     held = holdout_mask(obs, holdout, where=where)
     rest = np.flatnonzero(~held)
     strata_fields = list(dict.fromkeys(f for combo in holdout for f in combo)) if split.stratify else []
-    strata = [key_column(obs[f].iloc[rest]).fillna("").to_numpy() for f in strata_fields]
+    # by spelling: the strata's sorted order seeds the split, and obs is in canonical spellings (one per value) here
+    strata = [normalize_column(obs[f].iloc[rest]).fillna("").to_numpy() for f in strata_fields]
     out = np.full(len(obs), "test", dtype=object)
     out[rest] = split_cells(len(rest), strata=strata, validation=split.validation_fraction,
                             test=split.test_fraction, rng=np.random.default_rng(split.seed))
