@@ -1,7 +1,7 @@
 """Counts are detected as counts (issue 28, point 13).
 
-``kinds: auto`` reads non-negative integers as counts only when they look like counts (sparse or small): dense
-integer features with large values (no zeros, hundreds to hundreds of thousands, as binned or aggregated
+``kinds: auto`` reads non-negative integers as counts only when they have the low end counts have (zeros or small
+values): dense integer features without one (no zeros, hundreds to hundreds of thousands, as binned or aggregated
 measurements are) are continuous, so ``log1p: auto`` leaves them alone. Ingest logs each modality's kind and why,
 and records the reason in ``schema.json``; a declared ``counts`` is kept (and still checked). Through the real
 ``xmodal`` CLI, from CSV and ``.h5ad`` sources.
@@ -73,14 +73,14 @@ def test_dense_integer_features_without_zeros_are_not_read_as_counts(tiny_projec
     assert modalities["a"]["kind"] == "continuous"
     assert modalities["b"]["kind"] == "counts"
     # the reason, in the schema and in one INFO line per modality
-    assert modalities["a"]["kind_reason"].startswith("dense integers: 0.0 % zeros, median ")
+    assert modalities["a"]["kind_reason"].startswith("dense integers without a low end: 0.0 % zeros, 5th percentile ")
     assert "aggregates, not counts" in modalities["a"]["kind_reason"]
-    assert "sparse non-negative integers" in modalities["b"]["kind_reason"]
+    assert modalities["b"]["kind_reason"].startswith("non-negative integers with a low end: ")
     names = ("a (morphology)", "b (expression)") if source == "csv" else ("a", "b")
     lines = [line for line in got.stderr.splitlines() if re.search(r"_readers: [ab]( \(\w+\))?: \w+ \(", line)]
     assert len(lines) == 2, got.stderr[-3000:]
-    assert f"{names[0]}: continuous (dense integers: 0.0 % zeros" in lines[0]
-    assert f"{names[1]}: counts (sparse non-negative integers:" in lines[1]
+    assert f"{names[0]}: continuous (dense integers without a low end: 0.0 % zeros" in lines[0]
+    assert f"{names[1]}: counts (non-negative integers with a low end:" in lines[1]
     got = xmodal(root, "preprocess", "--dataset", "mine")
     assert got.rc == 0, got.stderr[-3000:]
     assert _log1p(root, "a") is False  # log1p: auto no longer takes the log of aggregates
@@ -96,7 +96,7 @@ def test_a_declared_counts_kind_is_kept_and_still_checked(tiny_project: Path) ->
     assert modalities["a"]["kind"] == "counts"
     assert modalities["a"]["kind_reason"].startswith("declared; auto would read dense integers")
     assert modalities["b"]["kind"] == "continuous"
-    assert modalities["b"]["kind_reason"].startswith("declared; auto would read sparse non-negative integers")
+    assert modalities["b"]["kind_reason"].startswith("declared; auto would read non-negative integers with a low end")
     assert xmodal(root, "preprocess", "--dataset", "mine").rc == 0
     assert _log1p(root, "a") is True
     # a counts declaration still refuses what is not counts
@@ -113,6 +113,9 @@ def test_a_declared_counts_kind_is_kept_and_still_checked(tiny_project: Path) ->
     ("binary ATAC", lambda rng: (rng.random((200, 300)) < 0.05).astype(float), "counts"),
     ("deep UMI counts of expressed genes (dense, small)", lambda rng: rng.poisson(
         rng.lognormal(2.5, 0.5, 40), size=(200, 40)).astype(float), "counts"),
+    ("antibody counts: a background and a positive population (dense, median near 100)", lambda rng: rng.poisson(
+        np.where(rng.random((200, 30)) < 0.4, rng.lognormal(np.log(500), 0.8, (200, 30)),
+                 rng.lognormal(np.log(40), 0.5, (200, 30)))).astype(float), "counts"),
     ("dense integer aggregates, no zeros", lambda rng: _aggregates(200, 20), "continuous"),
     ("dense integer aggregates, a few empty bins", lambda rng: np.where(
         rng.random((200, 20)) < 0.02, 0, np.round(10 ** rng.uniform(2, 5, (200, 20)))), "continuous"),

@@ -1,23 +1,23 @@
 """Whether a matrix holds counts: the rule ``kinds: auto`` reads a modality by, and the reason it gives.
 
-Counts (UMIs, reads, fragments) are non-negative integers, and they are *sparse or small*: a cell's library is
-spread over many features, so most values are 0, 1 or a few (measured on negative-binomial UMI counts at 1 000 to
-100 000 UMIs per cell over 50 to 20 000 genes, and on every bundled and synthetic dataset of xmodal:
-``benchmarks/counts_rule.py``). Integer features that are *dense and large* — no or few zeros, typical values in
-the hundreds to hundreds of thousands, as binned image features or aggregated intensities are — are
-measurements on a scale, not counts: ``log1p`` compresses exactly the range they carry (on such a paired
-dataset gwot lost 0.05 FOSCTTM and 0.26 label transfer to it).
+Counts (UMIs, reads, fragments, antibody tags) are non-negative integers with a *low end*: a cell's library is
+spread over many features, so zeros, ones and small values are common whatever the depth (negative-binomial UMI
+counts at 1 000 to 100 000 UMIs per cell over 50 to 20 000 genes: 5th percentile of the values 0 to 50; the
+background of an antibody panel: 1 to 20). Integer features without a low end — no zeros and no small values,
+values in the hundreds to hundreds of thousands, as binned image features or aggregated intensities are — are
+measurements on a scale, not counts, and ``log1p`` bends the range they carry (issue 28: on a paired dataset of
+such features gwot lost 0.05 FOSCTTM and 0.26 label transfer to it). ``benchmarks/counts_rule.py`` measures the
+rule on every bundled and synthetic dataset of xmodal and on simulated shapes.
 
 The rule, on every value of the matrix:
 
 1. a negative or non-integer value → not counts;
-2. fewer than :data:`DENSE_ZEROS` of the values are zero **and** the median non-zero value is at least
-   :data:`LARGE_MEDIAN` → dense integers, not counts;
+2. the 5th percentile of the values is :data:`LOW_END` (100) or more — at least 95 % of the values are 100 or
+   more, so under 5 % are zero → dense integers, not counts;
 3. otherwise → counts.
 
-Dense *small* integers (deep UMI counts of a few highly expressed genes: 0.2 % zeros and a median of 20 at
-100 000 UMIs per cell over 2 000 genes; ordinal scores) stay counts. A matrix the rule misreads is declared in the
-source's ``kinds``.
+Dense *small* integers (deep counts of a few genes, antibody counts, ordinal scores) stay counts. A matrix the rule
+misreads is declared in the source's ``kinds``.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-#: below this share of zeros a matrix is dense
-DENSE_ZEROS = 0.05
-#: a dense integer matrix whose median non-zero value reaches this is read as aggregates, not counts
-LARGE_MEDIAN = 100.0
-#: the median is taken over at most this many non-zero values (an even-strided sample beyond it)
-_MEDIAN_SAMPLE = 2_000_000
+#: a matrix of non-negative integers whose 5th percentile reaches this has no low end: not counts
+LOW_END = 100.0
+#: the percentile the low end is read at
+LOW_PERCENTILE = 5.0
+#: percentiles are taken over at most this many non-zero values (an even-strided sample beyond it)
+_SAMPLE = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -48,16 +48,19 @@ class CountsVerdict:
         Whether every value is a non-negative integer.
     zero_share
         Share of the values that are 0.
+    low
+        The 5th percentile of the values (zeros included).
     median
         Median of the non-zero values (0 when every value is 0).
     reason
-        One line for logs and ``schema.json``, e.g. ``"dense integers: 0.0 % zeros, median 1.2e+04: aggregates,
-        not counts"``.
+        One line for logs and ``schema.json``, e.g. ``"dense integers: 0.0 % zeros, 5th percentile 312, median
+        1.2e+04: aggregates, not counts"``.
     """
 
     counts: bool
     integers: bool
     zero_share: float
+    low: float
     median: float
     reason: str
 
@@ -67,15 +70,15 @@ class CountsVerdict:
         return "counts" if self.counts else "continuous"
 
 
-def judge_counts(x: Any, *, dense_zeros: float = DENSE_ZEROS, large_median: float = LARGE_MEDIAN) -> CountsVerdict:
+def judge_counts(x: Any, *, low_end: float = LOW_END) -> CountsVerdict:
     """Apply the counts rule (module docstring) to a matrix.
 
     Parameters
     ----------
     x
         ``(cells, features)``, dense or sparse, finite.
-    dense_zeros, large_median
-        The rule's thresholds.
+    low_end
+        The rule's threshold on the 5th percentile.
 
     Returns
     -------
@@ -88,17 +91,22 @@ def judge_counts(x: Any, *, dense_zeros: float = DENSE_ZEROS, large_median: floa
     zero_share = 1.0 - nonzero.size / size if size else 1.0
     negative = bool((nonzero < 0).any())
     fractional = bool((nonzero != np.round(nonzero)).any())
-    sample = nonzero[:: -(-nonzero.size // _MEDIAN_SAMPLE)] if nonzero.size > _MEDIAN_SAMPLE else nonzero
+    sample = nonzero[:: -(-nonzero.size // _SAMPLE)] if nonzero.size > _SAMPLE else nonzero
     median = float(np.median(sample)) if sample.size else 0.0
-    stats = f"{100 * zero_share:.1f} % zeros, median {median:.3g}"
+    share = LOW_PERCENTILE / 100
+    # the percentile among all values: 0 while zeros fill it, else the matching percentile of the non-zero values
+    low = 0.0 if zero_share >= share or not sample.size else float(
+        np.percentile(sample, 100 * (share - zero_share) / (1 - zero_share)))
+    stats = f"{100 * zero_share:.1f} % zeros, {LOW_PERCENTILE:g}th percentile {low:.3g}, median {median:.3g}"
     if negative or fractional:
         what = "negative values" if negative else "non-integer values"
-        return CountsVerdict(False, False, zero_share, median, f"{what}: not counts")
-    if zero_share < dense_zeros and median >= large_median:
-        return CountsVerdict(False, True, zero_share, median, f"dense integers: {stats}: aggregates, not counts")
-    shape = "binary" if median <= 1 and (nonzero.size == 0 or float(nonzero.max()) <= 1) else (
-        "sparse" if zero_share >= dense_zeros else "small dense")
-    return CountsVerdict(True, True, zero_share, median, f"{shape} non-negative integers: {stats}: counts")
+        return CountsVerdict(False, False, zero_share, low, median, f"{what}: not counts")
+    if low >= low_end:
+        return CountsVerdict(False, True, zero_share, low, median,
+                             f"dense integers without a low end: {stats}: aggregates, not counts")
+    what = "binary (0/1) values" if nonzero.size == 0 or float(nonzero.max()) <= 1 else (
+        "non-negative integers with a low end")
+    return CountsVerdict(True, True, zero_share, low, median, f"{what}: {stats}: counts")
 
 
-__all__ = ["DENSE_ZEROS", "LARGE_MEDIAN", "CountsVerdict", "judge_counts"]
+__all__ = ["LOW_END", "LOW_PERCENTILE", "CountsVerdict", "judge_counts"]

@@ -204,7 +204,7 @@ def fit_preprocessor(train: ad.AnnData, *, cfg: PairedPreprocessConfig, kind: st
         ``min_features``.
     kind
         ``counts`` or ``continuous`` as ingest recorded it (``None``: inferred from ``train`` by the rule ingest
-        uses, :func:`~xmodal.data._counts.judge_counts`: dense integers with large values are not counts).
+        uses, :func:`~xmodal.data._counts.judge_counts`: dense integers without small values are not counts).
     name
         The modality, for messages.
 

@@ -544,10 +544,11 @@ def assign_kinds(
         Validated paired data.
     declared
         Per modality: ``counts`` (every value must be a non-negative integer), ``continuous``, or ``auto``: counts
-        when every value is a non-negative integer *and* the values look like counts, sparse or small
-        (:func:`~xmodal.data._counts.judge_counts`); dense integer features with large values (no or few zeros,
-        a median of 100 or more: binned or aggregated measurements) are continuous. A modality that is almost
-        counts, with a few negative or fractional values, is logged as a warning naming the first such value.
+        when every value is a non-negative integer *and* the values have the low end counts have, zeros or small
+        values (:func:`~xmodal.data._counts.judge_counts`); dense integer features without one (the 5th
+        percentile of the values 100 or more: binned or aggregated measurements) are continuous. A modality that
+        is almost counts, with a few negative or fractional values, is logged as a warning naming the first such
+        value.
     source_paths
         The files of A and B, for messages.
     rows, columns
