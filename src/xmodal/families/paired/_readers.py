@@ -653,4 +653,4 @@ def load_source(source: object, *, root: object = ".") -> PairedData:
     else:  # pragma: no cover - the config union is closed
         raise TypeError(f"unknown data source {type(source).__name__}")
     validate_paired(data)
-    return data
+    return assign_kinds(data, declared=data.kinds or ("auto", "auto"))  # the generator's kinds, logged and checked
