@@ -18,12 +18,19 @@ Registry updates of one registered model are serialised by a file lock, so concu
 agree: one version per model hash, one champion, and ``decision.json`` records the aliases it left.
 The MLflow run logs the settings the model was made with, as ``model.json`` and the data's
 ``schema.json`` recorded them (not today's ``params.yaml``).
+
+No code from the artifact store runs here: both models are read from their *data* artifacts (model folder,
+``preprocessor_<modality>`` folders) with xmodal's own loaders, once every file matches the hashes recorded on
+the version at registration (``xmodal.model_sha256``, and the manifest ``xmodal.artifacts_sha256``); a file
+that differs is a refusal naming it (exit 2), and the registry is left as it was. ``mlflow.pyfunc`` (and its
+logged ``_pyfunc_entry.py``) is for serving only (:mod:`xmodal.tracking._artifacts`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +50,8 @@ CHALLENGER = "challenger"
 CHAMPION = "champion"
 #: model-version tag holding :func:`xmodal.tracking.model_sha256` of the model folder
 MODEL_HASH_TAG = "xmodal.model_sha256"
+#: model-version tag holding the JSON manifest (artifact file → SHA-256) of the model and preprocessor folders
+ARTIFACTS_TAG = "xmodal.artifacts_sha256"
 DECISION_FILE = "decision.json"
 
 
@@ -176,8 +185,8 @@ def holdout(params: Params, root: str | Path, *, dataset: str) -> Any:
 
 
 def score(loaded: Any, cells: Any, *, family: Any, cfg: EvaluateConfig) -> dict[str, float]:
-    """Score a loaded MLflow model (:class:`~xmodal.tracking._pyfunc.XmodalPyfunc`: ``.model`` and
-    ``.preprocessors``) on raw :func:`holdout` cells with the family's metrics."""
+    """Score a loaded model (``.model`` and ``.preprocessors``: :class:`~xmodal.tracking._artifacts.LoadedVersion`)
+    on raw :func:`holdout` cells with the family's metrics."""
     return family.score(loaded.model, loaded.preprocessors, cells, cfg=cfg)
 
 
@@ -261,9 +270,26 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
     digest = model_sha256(mdir)
     tracker = Tracker(resolve_tracking_uri(cfg.tracking_uri, root=root), experiment=cfg.experiment,
                       artifact_location=resolve_artifact_location(cfg.artifact_location, root=root))
-    with tracker.registry_lock(name, root=root):
+    with tracker.registry_lock(name, root=root), tempfile.TemporaryDirectory(prefix="xmodal-register-") as tmp:
+        # the champion first: a refusal (its artifacts differ from what was registered) leaves the registry as it was
+        champion = tracker.alias(name, CHAMPION)
+        existing = tracker.find_version(name, tag=MODEL_HASH_TAG, value=digest)
+        champion_metrics: dict[str, float] | None = None
+        notes: list[str] = []
+        if champion is not None and (existing is None or champion.version != existing.version):
+            champion_model = _load_version(tracker, champion, dst=Path(tmp) / "champion",
+                                           what=f"the champion, version {champion.version} of {name}")
+            notes += _unverified_note(champion_model, what=f"champion version {champion.version}")
+            try:
+                champion_metrics = score(champion_model, cells, family=family, cfg=params.evaluate)
+            except XmodalInputError as exc:
+                notes.append(f"champion version {champion.version} cannot score these cells ({exc}); "
+                             "it is not comparable")
         ref = _version_of(tracker, params, name=name, digest=digest, dataset=dataset, method=method, root=root)
-        loaded = tracker.load(ref)
+        loaded = _load_version(tracker, ref, dst=Path(tmp) / "challenger",
+                               what=f"the challenger, version {ref.version} of {name}",
+                               local=_local_manifest(root, dataset=dataset, method=method), digest=digest)
+        notes += _unverified_note(loaded, what=f"challenger version {ref.version}")
         with reading(family.data_path(ingested_dir(root, dataset))):
             challenger_metrics = score(loaded, cells, family=family, cfg=params.evaluate)
         gate_metrics = challenger_metrics
@@ -273,24 +299,6 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
                     gate_metrics = score(loaded, gate_cells, family=gate_family, cfg=params.evaluate)
             except XmodalInputError as exc:
                 gate_problem = f"the challenger cannot score the held-out cells of {registry_dataset!r} ({exc})"
-        champion = tracker.alias(name, CHAMPION)
-        champion_metrics: dict[str, float] | None = None
-        notes: list[str] = []
-        if champion is not None and champion.version != ref.version:
-            try:
-                champion_model = tracker.load(champion)
-            except Exception as exc:  # noqa: BLE001 - MLflow and the model's own loader raise many types
-                raise XmodalInputError(
-                    f"the champion, version {champion.version} of {name}, cannot be loaded ({type(exc).__name__}: "
-                    f"{first_line(exc)}); it was not compared, nothing was "
-                    "promoted", path=tracker.tracking_uri,
-                    fix=f"restore its artifacts, or remove the alias (MlflowClient().delete_registered_model_alias("
-                    f"{name!r}, 'champion')) to let the gates alone decide") from None
-            try:
-                champion_metrics = score(champion_model, cells, family=family, cfg=params.evaluate)
-            except XmodalInputError as exc:
-                notes.append(f"champion version {champion.version} cannot score these cells ({exc}); "
-                             "it is not comparable")
         if registry_dataset != dataset and gate_problem is None:
             notes.append(f"gates judged on the held-out cells of {registry_dataset!r} (the registered model's "
                          f"dataset); the comparison with the champion on those of {dataset!r}")
@@ -344,6 +352,63 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
     return RegisterResult(output=out, decision=decision)
 
 
+def _preprocessor_dirs(root: str | Path, *, dataset: str) -> dict[str, Path]:
+    """Modality → the ``preprocessor_<modality>`` folder of ``data/processed/<dataset>`` (resolved: a pipeline step
+    links its inputs in, and MLflow refuses paths that leave the folder)."""
+    return {p.name.removeprefix("preprocessor_"): p.resolve()
+            for p in sorted(processed_dir(root, dataset).glob("preprocessor_*")) if p.is_dir()}
+
+
+def _local_manifest(root: str | Path, *, dataset: str, method: str) -> dict[str, str]:
+    """The artifact manifest of the model and preprocessors in the project, as ``register`` logs them."""
+    from xmodal.tracking._artifacts import artifact_manifest
+
+    return artifact_manifest(model_dir(root, dataset, method).resolve(), _preprocessor_dirs(root, dataset=dataset))
+
+
+def _load_version(tracker: Any, ref: Any, *, dst: Path, what: str, local: dict[str, str] | None = None,
+                  digest: str | None = None) -> Any:
+    """A registered version, read from its data artifacts once they match the hashes recorded at registration.
+
+    Never through ``mlflow.pyfunc`` (it would import the ``_pyfunc_entry.py`` of the artifact store). The
+    champion is checked against its version's tags (its run's model hash where the version lacks it). The
+    challenger passes ``local``, the manifest of the project's own files, and ``digest``: used, and recorded on
+    the version, when the version has no manifest yet (a ``register`` killed before tagging, or a version
+    registered before manifests were recorded).
+
+    Raises
+    ------
+    XmodalInputError
+        Naming ``what`` and the artifact that differs (or cannot be read); nothing was promoted.
+    """
+    from xmodal.tracking._artifacts import decode_manifest, encode_manifest
+
+    recorded = ref.tags.get(ARTIFACTS_TAG)
+    digest = digest or ref.tags.get(MODEL_HASH_TAG) or tracker.run_tag(ref, MODEL_HASH_TAG)
+    try:
+        manifest = local if recorded is None else decode_manifest(recorded, where=f"{ref.uri} (model version tags)")
+        loaded = tracker.load_checked(ref, dst=dst, manifest=manifest, model_sha256=digest)
+    except XmodalInputError as exc:
+        raise XmodalInputError(f"{what}, cannot be loaded: {exc.problem}; it was not compared, nothing was promoted",
+                               path=exc.path, fix=exc.fix) from None
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # a loader's own failure
+        raise XmodalInputError(f"{what} cannot be loaded ({type(exc).__name__}: {first_line(exc)}); it was not "
+                               "compared, nothing was promoted", path=tracker.tracking_uri,
+                               fix=f"restore its artifacts, or remove the alias (MlflowClient().delete_registered_"
+                               f"model_alias({ref.name!r}, 'champion')) to let the gates alone decide") from None
+    if recorded is None and local is not None:
+        tracker.set_tags(ref, {ARTIFACTS_TAG: encode_manifest(local)})
+    return loaded
+
+
+def _unverified_note(loaded: Any, *, what: str) -> list[str]:
+    """A reason line for artifacts no recorded hash covered (empty when every file was checked)."""
+    if not loaded.unverified:
+        return []
+    return [f"{what}: {', '.join(loaded.unverified)} registered before xmodal recorded their hashes, so they were "
+            "read unchecked (as data, by xmodal's safe loaders)"]
+
+
 def _version_of(tracker: Any, params: Params, *, name: str, digest: str, dataset: str, method: str,
                 root: str | Path) -> Any:
     """The registered version holding the model with hash ``digest``: the existing one, else a new one.
@@ -352,6 +417,7 @@ def _version_of(tracker: Any, params: Params, *, name: str, digest: str, dataset
     store the lock cannot cover), the older version is kept and the newer one deleted.
     """
     from xmodal.tracking import flatten_params, lineage_tags
+    from xmodal.tracking._artifacts import encode_manifest
 
     spec = get_method(method)
     found = tracker.find_version(name, tag=MODEL_HASH_TAG, value=digest)
@@ -375,8 +441,7 @@ def _version_of(tracker: Any, params: Params, *, name: str, digest: str, dataset
         registered_name=name,
         # resolved: a pipeline step links its inputs in, and MLflow refuses paths that leave the folder
         model_dir=mdir.resolve(),
-        preprocessors={p.name.removeprefix("preprocessor_"): p.resolve()
-                       for p in sorted(processed_dir(root, dataset).glob("preprocessor_*")) if p.is_dir()},
+        preprocessors=_preprocessor_dirs(root, dataset=dataset),
         params=flatten_params(trained_settings(params, root=root, dataset=dataset, method=method)),
         history=read_json(history_file) if history_file.is_file() else [],
         metrics={f"{split}/{k}": float(v) for split, values in evaluation.items() for k, v in values.items()
@@ -384,6 +449,7 @@ def _version_of(tracker: Any, params: Params, *, name: str, digest: str, dataset
         artifacts_dir=rdir.resolve(),
         tags={**lineage_tags(root, dataset=dataset), MODEL_HASH_TAG: digest,
               "xmodal.method": method, "xmodal.primary_metric": spec.primary_metric},
+        version_tags={ARTIFACTS_TAG: encode_manifest(_local_manifest(root, dataset=dataset, method=method))},
     )
     same = [v for v in tracker.versions(name) if v.tags.get(MODEL_HASH_TAG) == digest]
     if same and same[0].version != ref.version:

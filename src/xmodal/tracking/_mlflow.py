@@ -17,6 +17,7 @@ from typing import Any
 from xmodal import __version__
 from xmodal._env import temporary_env
 from xmodal._locks import file_lock
+from xmodal.tracking._artifacts import LoadedVersion
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,17 @@ class Tracker:
                 return ref
         return None
 
+    def run_tag(self, ref: ModelVersionRef, tag: str) -> str | None:
+        """Tag ``tag`` of the run that logged ``ref`` (``None`` when it has no run or no such tag)."""
+        from mlflow.exceptions import MlflowException
+
+        if ref.run_id is None:
+            return None
+        try:
+            return self.client.get_run(ref.run_id).data.tags.get(tag)
+        except MlflowException:
+            return None
+
     def find_training_run(self, *, tag: str, value: str) -> str | None:
         """The id of the oldest run opened by ``train`` (:class:`~xmodal.tracking._live.TrainingRun`) tagged
         ``tag`` = ``value`` and holding no logged model yet; ``None`` if there is none."""
@@ -235,9 +247,50 @@ class Tracker:
         for key, value in tags.items():
             self.client.set_model_version_tag(ref.name, ref.version, key, value)
 
-    def load(self, ref: ModelVersionRef) -> Any:
-        """Load a version through ``mlflow.pyfunc`` and unwrap it → :class:`~xmodal.tracking._pyfunc.XmodalPyfunc`."""
-        return load_registered(ref.uri, tracking_uri=self.tracking_uri)
+    def artifacts_uri(self, ref: ModelVersionRef) -> str:
+        """Where the data artifacts of a version lie in the artifact store: its logged model's ``artifacts/``."""
+        return f"{self.client.get_model_version_download_uri(ref.name, ref.version).rstrip('/')}/artifacts"
+
+    def load_checked(self, ref: ModelVersionRef, *, dst: Path, manifest: Mapping[str, str] | None,
+                     model_sha256: str | None) -> LoadedVersion:
+        """Download a version's data artifacts into ``dst``, check them against the recorded hashes and load them
+        with xmodal's own loaders; nothing of the logged model is imported or run (no ``mlflow.pyfunc``).
+
+        Parameters
+        ----------
+        ref
+            The version.
+        dst
+            An empty folder that outlives the returned models (they may read their files lazily).
+        manifest, model_sha256
+            What was recorded at registration (see :mod:`xmodal.tracking._artifacts`).
+
+        Returns
+        -------
+        LoadedVersion
+            ``.model``, ``.preprocessors`` and the artifacts no recorded hash covered.
+
+        Raises
+        ------
+        XmodalInputError
+            The artifacts cannot be downloaded, or differ from what was registered (the file is named).
+        """
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        from xmodal.errors import XmodalInputError
+        from xmodal.tracking._artifacts import load_checked
+
+        where = self.artifacts_uri(ref)
+        try:
+            with self.active():
+                local = mlflow.artifacts.download_artifacts(artifact_uri=where, dst_path=str(dst),
+                                                            tracking_uri=self.tracking_uri)
+        except (MlflowException, OSError) as exc:
+            text = " ".join(str(exc).split())  # MLflow lists each failed file on a line of its own
+            raise XmodalInputError(f"its artifacts cannot be read ({type(exc).__name__}: {text[:400]})",
+                                   path=where, fix="restore the version's artifacts, or remove the alias") from None
+        return load_checked(Path(local), manifest=manifest, model_sha256=model_sha256, where=where)
 
     # ------------------------------------------------------------------ runs
     def log_model_run(
@@ -253,6 +306,7 @@ class Tracker:
         artifacts_dir: Path | None,
         tags: Mapping[str, str],
         run_id: str | None = None,
+        version_tags: Mapping[str, str] | None = None,
     ) -> ModelVersionRef:
         """Log one training run with its model and register the model as a new version.
 
@@ -279,6 +333,8 @@ class Tracker:
             Run and model-version tags (lineage).
         run_id
             An existing run to attach the model to (see above).
+        version_tags
+            Tags of the model version only (too long for a run tag: the artifacts' manifest).
 
         Returns
         -------
@@ -334,8 +390,9 @@ class Tracker:
             except BaseException:
                 self.client.set_terminated(run_id, status="FAILED", end_time=trained_until)
                 raise
-        ref = ModelVersionRef(registered_name, str(info.registered_model_version), run_id, dict(tags))
-        self.set_tags(ref, tags)
+        ref = ModelVersionRef(registered_name, str(info.registered_model_version), run_id,
+                              {**tags, **(version_tags or {})})
+        self.set_tags(ref, {**tags, **(version_tags or {})})
         log.info("logged run %s and registered %s version %s", run_id, registered_name, ref.version)
         return ref
 
@@ -356,6 +413,10 @@ def store_lock(tracking_uri: str) -> Path | None:
 
 def load_registered(model_uri: str, *, tracking_uri: str | None = None) -> Any:
     """Load an xmodal model from MLflow (``models:/name@champion``, ``models:/name/3``, ``runs:/…``).
+
+    This goes through ``mlflow.pyfunc.load_model``, which imports the ``_pyfunc_entry.py`` logged with the
+    model: use it (and ``mlflow models serve``) only on a store whose artifacts you trust as you trust code.
+    ``register`` never calls it (see :meth:`Tracker.load_checked`).
 
     Returns
     -------
