@@ -160,19 +160,30 @@ def _bad_values(v: np.ndarray, kind: str) -> np.ndarray | None:
         bad = mask if bad is None else bad | mask
 
     if v.dtype.kind == "f":
-        if kind != "values":
-            add(~np.isfinite(v))
-        if kind in ("nonnegative", "counts"):
-            add(v < 0)
-        if kind == "counts":
-            with np.errstate(invalid="ignore"):
-                add(v != np.round(v))
-        if v.dtype.itemsize > 4:
+        with np.errstate(invalid="ignore"):
+            if kind == "counts":  # v - floor(v): 0 for integers, NaN for NaN and ±inf, else the fraction
+                frac = np.floor(v)
+                np.subtract(v, frac, out=frac)
+                bad = frac != 0
+                bad |= v < 0
+            elif kind == "nonnegative":
+                bad = ~(v >= 0)  # negative or NaN
+                bad |= np.isinf(v)
+            elif kind == "finite":
+                bad = ~np.isfinite(v)
+        if v.dtype.itemsize > 4:  # float64 and wider: what float32 would change, looked at where it can happen
             with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-                f = v.astype(np.float32)
-                add((np.isinf(f) & np.isfinite(v)) | ((f == 0) & (v != 0)))
-                if kind == "counts":
-                    add((np.abs(v) > FLOAT32_EXACT) & (f.astype(v.dtype) != v))
+                a = np.abs(v)
+                suspect = (a > (FLOAT32_EXACT if kind == "counts" else 3e38)) | ((a < 1e-44) & (a != 0))
+                if suspect.any():
+                    where_ = np.flatnonzero(suspect)
+                    f = v[where_].astype(np.float32)
+                    changed = (np.isinf(f) & np.isfinite(v[where_])) | ((f == 0) & (v[where_] != 0))
+                    if kind == "counts":
+                        changed |= f.astype(v.dtype) != v[where_]
+                    mask = np.zeros(len(v), dtype=bool)
+                    mask[where_[changed]] = True
+                    add(mask)
     elif v.dtype.kind in "iu":
         if kind in ("nonnegative", "counts") and v.dtype.kind == "i":
             add(v < 0)
@@ -344,9 +355,10 @@ def check_indices(indices: np.ndarray, indptr: np.ndarray, *, n_minor: int, wher
 
     if len(idx) != int(indptr[-1]):
         raise where.error(f"is damaged: {len(idx)} indices for {int(indptr[-1])} stored entries")
+    # signed indices seen unsigned: a negative one becomes huge, so one comparison finds both ends
+    flat_view = idx.view(idx.dtype.str.replace("i", "u")) if idx.dtype.kind == "i" else idx
     for start in range(0, len(idx), STEP):
-        part = idx[start:start + STEP]
-        bad = (part < 0) | (part >= n_minor)
+        bad = flat_view[start:start + STEP] >= n_minor
         if bad.any():
             k = start + int(np.argmax(bad))
             major = int(_rows_of(indptr, k))
@@ -356,13 +368,13 @@ def check_indices(indices: np.ndarray, indptr: np.ndarray, *, n_minor: int, wher
     # each position once: within a row the indices must differ (sorted rows: strictly increasing)
     if len(idx) < 2:
         return
-    starts = np.zeros(len(idx), dtype=bool)  # True where a new row begins
-    firsts = indptr[:-1][np.diff(indptr) > 0]
-    starts[firsts] = True
+    firsts = indptr[:-1][np.diff(indptr) > 0]  # where each non-empty row begins
     unsorted = None
     for start in range(1, len(idx), STEP):
         stop = min(len(idx), start + STEP)
-        flat = (idx[start:stop].astype(np.int64) <= idx[start - 1:stop - 1]) & ~starts[start:stop]
+        flat = idx[start:stop] <= idx[start - 1:stop - 1]
+        lo, hi = np.searchsorted(firsts, [start, stop])
+        flat[firsts[lo:hi] - start] = False  # a row's first entry may be below the previous row's last
         if flat.any():
             unsorted = start + int(np.argmax(flat))
             break
