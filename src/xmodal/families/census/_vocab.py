@@ -379,7 +379,7 @@ class Vocabulary:
         path = Path(path)
         path.write_text(json.dumps({"values": self.values, "specs": [asdict(s) for s in self.specs],
                                     "null_like": sorted(self.null_like), "reserved_code": RESERVED,
-                                    "merged": self.merged}, indent=1, ensure_ascii=False) + "\n")
+                                    "merged": self.merged}, indent=1) + "\n")
         return path
 
     @classmethod
