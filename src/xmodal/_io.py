@@ -294,9 +294,20 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
 def atomic_file(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path that is renamed onto ``target`` only if the block succeeds.
 
-    The file gets the permissions the umask gives; stale temporaries of ``target`` are removed first.
+    The file gets the permissions the umask gives; stale temporaries of ``target`` are removed first. A
+    ``target`` that is a symbolic link is replaced, never followed.
+
+    Raises
+    ------
+    XmodalInputError
+        A folder stands at ``target`` (checked before anything is written).
     """
+    from xmodal.errors import XmodalInputError
+
     target = Path(target)
+    if target.is_dir() and not target.is_symlink():
+        raise XmodalInputError("a folder stands where this file goes; nothing was written", path=target,
+                               fix=f"remove or rename the folder (`rm -r {target}`) and run again")
     tmp, created = _begin(target)
     # 0o666 less the umask (the kernel applies it), not mkstemp's 0o600
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)

@@ -81,6 +81,11 @@ def contained(base: Path, *names: tuple[str, str], in_place: bool = False) -> Pa
     path = base
     for what, name in names:
         path = path / check_name(name, what=what)
+    anchor = base.resolve()
+    parent = path.parent.resolve()
+    if parent != anchor and anchor not in parent.parents:
+        raise ConfigError(f"{path}: resolves to {parent / path.name}, outside {anchor}; a symbolic link under "
+                          f"{base} points elsewhere: remove it")
     probe = base
     for part in path.relative_to(base).parts[:-1]:
         probe = probe / part
@@ -88,11 +93,6 @@ def contained(base: Path, *names: tuple[str, str], in_place: bool = False) -> Pa
             raise ConfigError(f"{probe} is a symbolic link (to {_link_target(probe)}); xmodal follows no link below "
                               f"{base}, so that no write or delete leaves the project: replace it with a real folder "
                               f"(a link is allowed for {base} itself, e.g. to another disk); nothing was written")
-    anchor = base.resolve()
-    parent = path.parent.resolve()
-    if parent != anchor and anchor not in parent.parents:
-        raise ConfigError(f"{path}: resolves to {parent / path.name}, outside {anchor}; a symbolic link under "
-                          f"{base} points elsewhere: remove it")
     if not path.exists() and not path.is_symlink() and parent.is_dir():
         restore_interrupted(path)  # a writer that died mid-swap (two-rename platforms) left it aside
     if in_place and path.is_symlink():
