@@ -31,7 +31,9 @@ def project(tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     params["datasets"]["mo"] = MULTIOME
     params["methods"]["dualdann"] = DUALDANN
     params["runs"] = {"mo-dualdann": {"dataset": "mo", "method": "dualdann"}}
-    params["register"] = {"gates": {"dualdann": {"target_atac_macro_f1": {"min": 0.0}}}}
+    # no gate: this test follows the plumbing. (A bound of 0 is no gate either: register asks the model to beat
+    # a constant prediction where the bound asks less, and this 4-epoch fit does not.)
+    params["register"] = {"gates": {}}
     (tiny_project / "params.yaml").write_text(yaml.safe_dump(params))
     return tiny_project
 

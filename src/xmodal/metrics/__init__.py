@@ -10,13 +10,23 @@ from xmodal.metrics.alignment import (
     matching_accuracy,
     neighborhood_matching,
 )
-from xmodal.metrics.classification import classification_metrics, confusion_matrix
+from xmodal.metrics.classification import (
+    CLASSES,
+    TRIVIAL,
+    classification_metrics,
+    confusion_matrix,
+    constant_baseline,
+    trivial_scores,
+)
 from xmodal.metrics.counterfactual import change_scores, r2, top_changed
 
 __all__ = [
+    "CLASSES",
+    "TRIVIAL",
     "change_scores",
     "classification_metrics",
     "confusion_matrix",
+    "constant_baseline",
     "foscttm",
     "foscttm_per_cell",
     "knn_label_transfer",
@@ -25,4 +35,5 @@ __all__ = [
     "neighborhood_matching",
     "r2",
     "top_changed",
+    "trivial_scores",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -64,3 +64,83 @@ def classification_metrics(truth: ArrayLike, pred: ArrayLike, *, classes: Sequen
            "macro_f1": float(f1[present].mean()), "cohen_kappa": float(kappa), "n": float(n)}
     out |= {f"f1_{c}": float(f1[i]) for i, c in enumerate(classes) if present[i]}
     return {f"{prefix}{k}": v for k, v in out.items()}
+
+
+#: prefixes of the keys :func:`trivial_scores` adds to a family's held-out scores (read by ``register``'s gates)
+TRIVIAL, CLASSES = "trivial/", "classes/"
+
+
+def constant_baseline(truth: ArrayLike, *, classes: Sequence[str] | None = None) -> dict[str, float]:
+    """The best score a constant prediction (every cell the same class) reaches on each metric of
+    :func:`classification_metrics`: what a model that learned nothing scores on these cells.
+
+    Parameters
+    ----------
+    truth
+        True labels ``(n,)``.
+    classes
+        The label set (default: the labels of ``truth``).
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``cohen_kappa`` and ``f1_<class>``, each the maximum over
+        the constant predictions; empty for no cells. With one class in ``truth`` every value is 1.
+
+    Examples
+    --------
+    >>> constant_baseline(["t", "t", "t", "u"])["accuracy"]
+    0.75
+    >>> constant_baseline(["t", "t"])["macro_f1"]
+    1.0
+    """
+    t = np.asarray(truth).astype(str)
+    present = sorted(set(t.tolist()))
+    label_set = list(classes) if classes is not None else present
+    best: dict[str, float] = {}
+    for c in present:  # a class absent from the truth scores 0 everywhere: never better
+        for key, value in classification_metrics(t, np.full(t.shape, c), classes=label_set).items():
+            if key != "n" and (key not in best or value > best[key]):
+                best[key] = value
+    return best
+
+
+def trivial_scores(metrics: Mapping[str, float], truth: ArrayLike, *, classes: Sequence[str] | None = None,
+                   prefix: str = "") -> dict[str, float]:
+    """The trivial baseline of every classification metric in ``metrics`` computed over ``truth``.
+
+    A gate on such a metric means something only when a model that learned nothing would fail it: where
+    :func:`constant_baseline` already passes a gate's bound (test cells of one class, or of one class so common
+    that always answering it clears the bar), ``register`` asks the model to beat the baseline instead, which no
+    model can on cells of one class.
+
+    Parameters
+    ----------
+    metrics
+        Held-out scores, e.g. ``{"label_transfer_accuracy": 0.9, ...}``.
+    truth
+        The true labels of the cells those metrics were computed on.
+    classes
+        The label set (default: the labels of ``truth``).
+    prefix
+        The metrics' prefix (``label_transfer_``, ``target_atac_``).
+
+    Returns
+    -------
+    dict
+        ``trivial/<metric>`` (:func:`constant_baseline`) and ``classes/<metric>`` (the number of classes among the
+        cells) for each metric of ``metrics`` that has a baseline.
+
+    Examples
+    --------
+    >>> trivial_scores({"label_transfer_accuracy": 0.8}, ["t", "t"], prefix="label_transfer_")
+    {'trivial/label_transfer_accuracy': 1.0, 'classes/label_transfer_accuracy': 1.0}
+    """
+    n_classes = float(len(set(np.asarray(truth).astype(str).tolist())))
+    out: dict[str, float] = {}
+    for key, value in constant_baseline(truth, classes=classes).items():
+        name = f"{prefix}{key}"
+        if name in metrics:
+            out[f"{TRIVIAL}{name}"] = value
+            out[f"{CLASSES}{name}"] = n_classes
+    return out

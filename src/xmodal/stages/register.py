@@ -7,7 +7,10 @@ Promotion rule (all must hold):
 
 1. every gate in ``register.gates.<method>`` passes on the challenger's metrics on the test cells
    of the registered model's own dataset (``--registered-as`` names it when the challenger was trained on
-   other cells; a challenger that cannot be scored there is rejected);
+   other cells; a challenger that cannot be scored there is rejected). A gate on a classification metric that
+   a constant prediction (every cell the same class) already passes on those cells is no evidence: the
+   challenger must beat that prediction instead, which no model can on test cells of one class (the reason
+   says so);
 2. the challenger beats the current ``champion`` on the method's primary metric by more than
    ``register.min_improvement``, both scored here, by the same code, on the same test cells
    (each model through its own logged preprocessor, so a champion fitted on older preprocessing is
@@ -42,6 +45,7 @@ from xmodal.config import EvaluateConfig, GateBound, Params
 from xmodal.errors import ConfigError, XmodalInputError, first_line, reading
 from xmodal.families import family_of, load_preprocessor
 from xmodal.methods import get_method
+from xmodal.metrics import CLASSES, TRIVIAL
 from xmodal.stages._paths import ingested_dir, model_dir, processed_dir, registry_dir, report_dir
 
 log = logging.getLogger(__name__)
@@ -57,13 +61,22 @@ DECISION_FILE = "decision.json"
 
 @dataclass(frozen=True)
 class GateResult:
-    """One gate checked against one metric value."""
+    """One gate checked against one metric value.
+
+    ``trivial`` is what a model that learned nothing scores on the same cells (the best constant prediction, for
+    a classification metric, where higher is better; ``None`` where the family knows no baseline) and ``classes``
+    the number of classes among them. ``informative`` is false when ``trivial`` already passes the configured
+    bound: the gate then asks the model to beat ``trivial`` (strictly), which no model can on cells of one class.
+    """
 
     metric: str
     value: float | None
     min: float | None
     max: float | None
     passed: bool
+    trivial: float | None = None
+    classes: int | None = None
+    informative: bool = True
 
 
 @dataclass(frozen=True)
@@ -102,12 +115,16 @@ def decide(
         The challenger must beat the champion by strictly more than this (in the metric's units).
     gate_metrics
         The metrics the gates are judged on (default: ``challenger``): the registered model's own dataset's
-        held-out cells, when the challenger was trained on other cells.
+        held-out cells, when the challenger was trained on other cells. ``trivial/<metric>`` and
+        ``classes/<metric>`` there (:func:`xmodal.metrics.trivial_scores`) give a metric's trivial baseline on
+        those cells (a higher-is-better metric): where the baseline passes a gate too (cells of one class, or of
+        one so common that always answering it clears the bar), the gate asks the challenger to beat the
+        baseline, strictly (which no model can on cells of one class), and the reason says so.
 
     Returns
     -------
     Decision
-        ``promote`` is true only if every gate passes and the champion (if any) is beaten.
+        ``promote`` is true only if every gate passes (informatively) and the champion (if any) is beaten.
 
     Examples
     --------
@@ -119,14 +136,19 @@ def decide(
     results = []
     judged = challenger if gate_metrics is None else gate_metrics
     for metric, bound in sorted(gates.items()):
-        raw = judged.get(metric)
-        value = None if raw is None or not math.isfinite(float(raw)) else float(raw)
-        ok = value is not None and (bound.min is None or value >= bound.min) and (bound.max is None or value <= bound.max)
-        results.append(GateResult(metric, value, bound.min, bound.max, ok))
+        value = _finite(judged.get(metric))
+        trivial, classes = _finite(judged.get(f"{TRIVIAL}{metric}")), _finite(judged.get(f"{CLASSES}{metric}"))
+        informative = trivial is None or not _within(trivial, bound)
+        ok = value is not None and _within(value, bound) and (informative or value > trivial)
+        n_classes = None if classes is None else int(classes)
+        results.append(GateResult(metric, value, bound.min, bound.max, ok, trivial, n_classes, informative))
         rule = " and ".join(s for s in (f">= {bound.min}" if bound.min is not None else "",
                                         f"<= {bound.max}" if bound.max is not None else "") if s)
         shown = "missing" if value is None else f"{value:.4g}"
-        reasons.append(f"gate {metric} {rule}: {shown} → {'pass' if ok else 'FAIL'}")
+        reason = f"gate {metric} {rule}: {shown} → {'pass' if ok else 'FAIL'}"
+        if not informative:
+            reason += f" ({_uninformative(trivial, n_classes)})"
+        reasons.append(reason)
     gates_ok = all(r.passed for r in results)
 
     new = challenger.get(primary_metric)
@@ -148,6 +170,30 @@ def decide(
                            f"{float(old):.4g}, improvement {improvement:+.4g} "
                            f"{'>' if beats else '<='} required {min_improvement:g}")
     return Decision(gates_ok and beats, reasons, results, improvement)
+
+
+def _finite(raw: Any) -> float | None:
+    return None if raw is None or not math.isfinite(float(raw)) else float(raw)
+
+
+def _within(value: float, bound: GateBound) -> bool:
+    return (bound.min is None or value >= bound.min) and (bound.max is None or value <= bound.max)
+
+
+def _uninformative(trivial: float, n_classes: int | None) -> str:
+    """Why a gate that a constant prediction passes was judged against that prediction instead."""
+    if n_classes == 1:
+        return (f"it cannot fail on these test cells: they hold one class, so a constant prediction scores "
+                f"{trivial:.4g} too and no model can beat it; a gate that a model which learned nothing passes is no "
+                "evidence: give the test split cells of at least two classes")
+    held = f"{n_classes} classes" if n_classes else "their classes"
+    return (f"on these test cells ({held}) a constant prediction, every cell the most common class, scores "
+            f"{trivial:.4g}, which passes the bound too: the model must beat that")
+
+
+def _measured(metrics: dict[str, float]) -> dict[str, float]:
+    """The metrics without the trivial baselines the gates read (``trivial/…``, ``classes/…``: in the gates)."""
+    return {k: v for k, v in metrics.items() if not k.startswith((TRIVIAL, CLASSES))}
 
 
 @dataclass(frozen=True)
@@ -335,10 +381,11 @@ def run(params: Params, *, dataset: str, method: str, root: str | Path = ".",
                                "min_improvement": cfg.min_improvement, "improvement": verdict.improvement},
             "gates": [vars(g) for g in verdict.gates],
             "gates_judged_on": registry_dataset,
-            "challenger": {"version": ref.version, "metrics": challenger_metrics,
-                           **({"gate_metrics": gate_metrics} if gate_metrics is not challenger_metrics else {})},
-            "champion_before": None if champion is None else {"version": champion.version,
-                                                              "metrics": champion_metrics},
+            "challenger": {"version": ref.version, "metrics": _measured(challenger_metrics),
+                           **({"gate_metrics": _measured(gate_metrics)} if gate_metrics is not challenger_metrics
+                              else {})},
+            "champion_before": None if champion is None else {
+                "version": champion.version, "metrics": None if champion_metrics is None else _measured(champion_metrics)},
             "champion_after": aliases.get(CHAMPION),
             "aliases": aliases,
             "tracking_uri": tracker.tracking_uri,

@@ -28,7 +28,7 @@ from xmodal.families.multiome._data import DOMAIN, PHASE, PHASES, MultiomeData
 from xmodal.families.multiome._io import read_multiome
 from xmodal.geometry import pca_2d
 from xmodal.methods import load_model
-from xmodal.metrics import classification_metrics, confusion_matrix
+from xmodal.metrics import classification_metrics, confusion_matrix, trivial_scores
 from xmodal.stages._paths import ABLATION
 
 SPLIT = "split"
@@ -39,7 +39,7 @@ def _domain_roles(model: Any) -> list[tuple[str, str]]:
     return [("target", target)] + ([("source", source)] if source != target else [])
 
 
-def evaluate_phases(model: Any, data: MultiomeData, *, split: str) -> dict[str, float]:
+def evaluate_phases(model: Any, data: MultiomeData, *, split: str, trivial: bool = False) -> dict[str, float]:
     """Classification metrics of every (domain role, modality) on the cells of ``split``.
 
     Parameters
@@ -50,6 +50,9 @@ def evaluate_phases(model: Any, data: MultiomeData, *, split: str) -> dict[str, 
         Processed Multiome data with ``split``, ``domain`` and ``phase`` in ``obs``.
     split
         ``test``, ``validation`` or ``train``.
+    trivial
+        Add each metric's trivial baseline on the same cells (:func:`~xmodal.metrics.trivial_scores`:
+        ``trivial/<metric>``, ``classes/<metric>``), which ``register``'s gates read.
 
     Returns
     -------
@@ -64,8 +67,11 @@ def evaluate_phases(model: Any, data: MultiomeData, *, split: str) -> dict[str, 
         truth = obs[PHASE].astype(str).to_numpy()[mask]
         for modality in ("atac", "rna"):
             cells = getattr(data, modality)[mask]  # an AnnData: a foundation-model encoder reads its raw counts
-            out |= classification_metrics(truth, model.predict(cells, modality=modality), classes=PHASES,
-                                           prefix=f"{role}_{modality}_")
+            scores = classification_metrics(truth, model.predict(cells, modality=modality), classes=PHASES,
+                                            prefix=f"{role}_{modality}_")
+            out |= scores
+            if trivial:
+                out |= trivial_scores(scores, truth, classes=PHASES, prefix=f"{role}_{modality}_")
     return out
 
 

@@ -102,11 +102,12 @@ class MultiomeFamily(Family):
                                              var=getattr(raw, m).var.copy()) for m in MODALITIES})
 
     def score(self, model: Any, preprocessors: dict[str, Any], cells: Any, *, cfg: Any) -> dict[str, float]:
-        """Phase metrics of ``model`` on raw held-out cells, each modality through its preprocessor."""
+        """Phase metrics of ``model`` on raw held-out cells, each modality through its preprocessor, with each
+        metric's trivial baseline on those cells (``trivial/…``, ``classes/…``) for the gates."""
         from xmodal.families.multiome._evaluate import evaluate_phases
 
         mods = {m: preprocessors[m].transform_adata(getattr(cells, m)) for m in MODALITIES}
-        return evaluate_phases(model, MultiomeData(**mods), split=HEADLINE)
+        return evaluate_phases(model, MultiomeData(**mods), split=HEADLINE, trivial=True)
 
     def monitor_reference(self, ingested: Path, processed: Path, *, min_cells: int) -> dict[str, ad.AnnData]:
         """``rna`` and ``atac`` → the training cells of every domain in their ingested features."""

@@ -129,15 +129,23 @@ class PairedFamily(Family):
         return replace(done, a=mods["a"], b=mods["b"])
 
     def score(self, model: Any, preprocessors: dict[str, Any], cells: Any, *, cfg: Any) -> dict[str, float]:
-        """Alignment metrics of ``model`` on raw held-out cells, each modality through its preprocessor."""
+        """Alignment metrics of ``model`` on raw held-out cells, each modality through its preprocessor; with
+        labels, the trivial baseline of each label-transfer metric on the query (A) cells
+        (:func:`~xmodal.metrics.trivial_scores`: ``trivial/…``, ``classes/…``) for the gates."""
+        from xmodal.families.paired._data import LABEL
         from xmodal.families.paired._evaluate import evaluate_alignment
+        from xmodal.metrics import trivial_scores
 
         mods = {}
         for key in ("a", "b"):
             adata = cells.modality(key)
             x = preprocessors[key].transform(adata) if key in preprocessors else adata.X
             mods[key] = ad.AnnData(X=x, obs=adata.obs.copy())
-        return evaluate_alignment(model, replace(cells, a=mods["a"], b=mods["b"]), cfg=cfg)
+        scored = replace(cells, a=mods["a"], b=mods["b"])
+        out = evaluate_alignment(model, scored, cfg=cfg)
+        if scored.has_labels:
+            out |= trivial_scores(out, scored.a.obs[LABEL].astype(str).to_numpy(), prefix="label_transfer_")
+        return out
 
     def monitor_reference(self, ingested: Path, processed: Path, *, min_cells: int) -> dict[str, ad.AnnData]:
         """Modality name → its training cells in the ingested features."""
