@@ -41,6 +41,7 @@ lint: install  ## ruff
 
 bench: install peers  ## run every benchmark at full size (writes benchmarks/results/*.json; `make test` runs each --quick)
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/gwot_diagnosis.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/counts_rule.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/alignment_peers.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/gwot_scaling.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/geoadvae_speed.py
