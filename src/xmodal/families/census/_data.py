@@ -89,8 +89,8 @@ class CensusData:
                     shape = (self.vocab.cardinality(name) + 1, self.n_genes)
                     array = np.asarray(npz[key]) if key in npz.files else None
                     if array is None or array.shape != shape or array.dtype.kind != "f":
-                        got = "missing" if array is None else f"{array.dtype} {array.shape}"
-                        raise XmodalInputError(f"{key}: expected float shape {shape}, found {got}", path=path,
+                        got = "missing" if array is None else array.shape if array.shape != shape else array.dtype
+                        raise XmodalInputError(f"{key}: expected shape {shape} of floats, found {got}", path=path,
                                                fix="re-run `xmodal preprocess` for this dataset")
                     out.append(array.astype(np.float32))
         except XmodalInputError:
