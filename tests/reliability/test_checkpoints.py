@@ -242,3 +242,25 @@ def test_a_link_where_the_checkpoint_is_read_is_refused(project: Path, tmp_path:
     assert_refused(_resume(project), needle=(CKPT, "symbolic link"))
     assert _digest(project) == before
     assert elsewhere.read_bytes() == theirs
+
+
+def test_the_data_hash_changes_with_the_cells_and_only_with_them() -> None:
+    """What the digest's data part tells apart: one value, the order of cells, the type and layout of a matrix."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from xmodal.train import data_hash
+
+    x = np.random.default_rng(0).poisson(1.0, size=(20, 6)).astype(np.float32)
+    base = data_hash(x, np.arange(20))
+    assert data_hash(x.copy(), np.arange(20)) == base  # the same cells: the same hash
+    one = x.copy()
+    one[3, 2] += 1
+    assert data_hash(one, np.arange(20)) != base
+    assert data_hash(x[::-1].copy(), np.arange(20)) != base  # the same cells in another order
+    assert data_hash(x.astype(np.float64), np.arange(20)) != base
+    assert data_hash(x.reshape(10, 12), np.arange(20)) != base  # the same bytes, another shape
+    assert data_hash(sp.csr_matrix(x), np.arange(20)) != base
+    assert data_hash(sp.csr_matrix(x)) == data_hash(sp.csc_matrix(x))  # one matrix, whatever its layout
+    assert data_hash(torch.from_numpy(x), np.arange(20)) == base
+    assert data_hash(x, None) != data_hash(x, np.arange(20))
