@@ -156,8 +156,8 @@ DAMAGE: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "a negative loop counter": (
         _set("loops", "fit_loop", "epoch_loop.batch_progress", "total", "ready", value=-5),
         "loops/fit_loop/epoch_loop.batch_progress/total/ready"),
-    "a loader position past the end": (
-        _set("loops", "fit_loop", "state_dict", "combined_loader", value=[{"step": 10**9, "world": 1}]),
+    "a negative loader position": (
+        _set("loops", "fit_loop", "state_dict", "combined_loader", value=[{"step": -3, "world": 1}]),
         "loops/fit_loop/state_dict/combined_loader/step"),
     "a history that is not a list": (_set(*ENGINE, "history", value={"step": 1.0}), "xmodal_engine/history"),
     "a history value that is text": (

@@ -357,7 +357,7 @@ def _same_buffers(module: torch.nn.Module) -> None:
 
 
 # ---------------------------------------------------------------------- fit
-def read_checkpoint(path: Path, *, digest: str, module: XmodalModule, what: str, total: int | None = None,
+def read_checkpoint(path: Path, *, digest: str, module: XmodalModule, what: str,
                     loops: dict[str, Any] | None = None) -> dict[str, Any]:
     """Read and check a checkpoint before Lightning restores it.
 
@@ -371,8 +371,6 @@ def read_checkpoint(path: Path, *, digest: str, module: XmodalModule, what: str,
         The fresh module: its weights, optimisers, schedulers and extra state are what the saved ones must fit.
     what
         The method's name, for messages.
-    total
-        Steps of the whole training (bounds the saved positions; ``None``: not bounded).
     loops
         A fresh trainer's loop state, the layout the saved one must have (``None``: only its type is checked).
 
@@ -406,7 +404,7 @@ def read_checkpoint(path: Path, *, digest: str, module: XmodalModule, what: str,
             "processes", path=path,
             fix="resume with the parameters and data it was started with, or train without --resume to start over")
     try:
-        _check_pieces(state, module=module, total=total, loops=loops)
+        _check_pieces(state, module=module, loops=loops)
     except Damaged as exc:
         doesnt_fit = " (the checkpoint does not fit the model)" if exc.piece.startswith("state_dict") else ""
         raise XmodalInputError(f"the checkpoint's {exc.piece} is damaged: {exc.problem}{doesnt_fit}", path=path,
@@ -419,8 +417,7 @@ def read_checkpoint(path: Path, *, digest: str, module: XmodalModule, what: str,
     return state
 
 
-def _check_pieces(state: dict[str, Any], *, module: XmodalModule, total: int | None,
-                  loops: dict[str, Any] | None) -> None:
+def _check_pieces(state: dict[str, Any], *, module: XmodalModule, loops: dict[str, Any] | None) -> None:
     """Check every piece of ``state`` Lightning or the engine restores (raises :class:`~._checks.Damaged`)."""
     from packaging.version import InvalidVersion, Version
 
@@ -446,11 +443,10 @@ def _check_pieces(state: dict[str, Any], *, module: XmodalModule, total: int | N
     for i, (saved, fresh) in enumerate(zip(state["lr_schedulers"], schedulers, strict=True)):
         c.check_scheduler(f"lr_schedulers[{i}]", saved, fresh)
     if loops is not None:
-        c.check_loops("loops", state["loops"], loops, total=total if total is not None else 2**62)
+        c.check_loops("loops", state["loops"], loops)
     elif not isinstance(state["loops"], dict):
         raise c.Damaged("loops", f"expected a mapping, found {c._kind(state['loops'])}")
-    c.check_engine_state(f"callbacks/{STATE_KEY}", state["callbacks"][STATE_KEY], module=module,
-                         total=total if total is not None else 2**62)
+    c.check_engine_state(f"callbacks/{STATE_KEY}", state["callbacks"][STATE_KEY], module=module)
     if "xmodal_module" not in state:
         raise c.Damaged("xmodal_module", "missing (the method's own values)")
     c.check_extra_state("xmodal_module", state["xmodal_module"], module.extra_state())
@@ -614,7 +610,7 @@ def fit(
                 else None, default_root_dir=str(path.parent) if path is not None else None,
                 deterministic=None)
             if resuming:  # every piece checked against this module and trainer before anything is restored
-                state = read_checkpoint(path, digest=digest, module=module, what=what, total=loader.total,
+                state = read_checkpoint(path, digest=digest, module=module, what=what,
                                         loops=trainer._checkpoint_connector._get_loops_state_dict())
                 preloaded.append((path, state))
                 ckpt_path = path
