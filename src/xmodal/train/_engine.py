@@ -184,7 +184,7 @@ def _tuples(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- callbacks
-def _checkpoint_io(preloaded: list[tuple[Path, dict[str, Any]]]) -> Any:
+def _checkpoint_io() -> Any:
     from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
     from xmodal._io import atomic_file
@@ -193,8 +193,10 @@ def _checkpoint_io(preloaded: list[tuple[Path, dict[str, Any]]]) -> Any:
         """``torch.save`` to a temporary file renamed onto the checkpoint: a kill never leaves half a file.
 
         Lightning's read of the checkpoint being resumed gets the state :func:`read_checkpoint` read and checked
-        (``preloaded``, filled once it is), not the file again: what is restored is what was checked.
+        (``preloaded``, filled by :func:`fit` once it is), not the file again: what is restored is what was checked.
         """
+
+        preloaded: list[tuple[Path, dict[str, Any]]]
 
         def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
             with atomic_file(path) as tmp:
@@ -202,11 +204,13 @@ def _checkpoint_io(preloaded: list[tuple[Path, dict[str, Any]]]) -> Any:
 
         def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None
                             ) -> dict[str, Any]:
-            if preloaded and Path(path) == preloaded[0][0]:
-                return preloaded.pop()[1]
+            if self.preloaded and Path(path) == self.preloaded[0][0]:
+                return self.preloaded.pop()[1]
             raise RuntimeError(f"{path}: the engine resumes only the checkpoint it read and checked")
 
-    return AtomicCheckpointIO()
+    io = AtomicCheckpointIO()
+    io.preloaded = []
+    return io
 
 
 @dataclass
@@ -591,7 +595,7 @@ def fit(
         log.warning("%s: no checkpoint at %s; training from the start", what, path)
     callback = _callback_cls()(run=run, loader=loader, steps=loader.total, every=settings.checkpoint_every,
                                path=path, selection=selection, live=live, desc=what, on_record=on_record)
-    preloaded: list[tuple[Path, dict[str, Any]]] = []
+    checkpoint_io = _checkpoint_io()
     if layout.distributed:
         strategy: Any = DDPStrategy(process_group_backend="nccl" if layout.accelerator == "cuda" else "gloo",
                                     find_unused_parameters=not module.automatic_optimization)
@@ -606,13 +610,13 @@ def fit(
                 num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False,
                 sync_batchnorm=layout.distributed and layout.world > 1 and layout.accelerator == "cuda",
                 callbacks=[callback],
-                plugins=[_checkpoint_io(preloaded)], gradient_clip_val=gradient_clip if module.automatic_optimization
+                plugins=[checkpoint_io], gradient_clip_val=gradient_clip if module.automatic_optimization
                 else None, default_root_dir=str(path.parent) if path is not None else None,
                 deterministic=None)
             if resuming:  # every piece checked against this module and trainer before anything is restored
                 state = read_checkpoint(path, digest=digest, module=module, what=what,
                                         loops=trainer._checkpoint_connector._get_loops_state_dict())
-                preloaded.append((path, state))
+                checkpoint_io.preloaded.append((path, state))
                 ckpt_path = path
                 log.info("%s: resuming from %s", what, path)
             if path is not None:
