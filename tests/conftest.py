@@ -64,6 +64,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 TINY_PARAMS = {
     "seed": 0,
+    "threads": 1,
     "datasets": {
         "tiny": {"family": "paired", "source": {"kind": "synthetic", "n_cells": 150, "dim_a": 12, "dim_b": 40,
                                                 "n_clusters": 3, "seed": 1}},

@@ -340,7 +340,7 @@ def _check_root(root: str) -> None:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from xmodal import stages
+    from xmodal._threads import pinned_threads
     from xmodal.config import load_params
 
     _check_root(args.root)
@@ -353,6 +353,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         overrides = best_params_overrides(args.best_params, method=args.method) + overrides
     params = load_params(args.params, overrides=overrides)
+    with pinned_threads(params.threads):
+        return _run_stage(params, args)
+
+
+def _run_stage(params: Params, args: argparse.Namespace) -> int:
+    """Call the stage ``args.command`` names with ``params``."""
+    from xmodal import stages
+
     if args.command in ("ingest", "preprocess"):
         getattr(stages, args.command).run(params, dataset=args.dataset, root=args.root)
     elif args.command == "train":

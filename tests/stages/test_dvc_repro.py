@@ -58,7 +58,8 @@ def test_repro_runs_every_stage_then_nothing(dvc_project: Path) -> None:
     lock = yaml.safe_load((dvc_project / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(ran)
     # the stage's params are recorded precisely: only its own keys
-    assert set(lock["stages"]["train@tiny-gwot"]["params"]["params.yaml"]) == {"seed", "methods.gwot", "datasets.tiny"}
+    assert set(lock["stages"]["train@tiny-gwot"]["params"]["params.yaml"]) == {"seed", "threads", "methods.gwot",
+                                                                             "datasets.tiny"}
 
     assert _repro(dvc_project) == []  # nothing changed → nothing runs
 
@@ -76,7 +77,7 @@ def test_a_params_file_of_one_other_family_runs_too(dvc_project: Path) -> None:
     (``dvc.yaml`` has no stage per family, so nothing asks for the missing one)."""
     from test_dualdann_stages import DUALDANN, MULTIOME
 
-    params = {"seed": 0, "datasets": {"mo": MULTIOME}, "split": {}, "preprocess": {"multiome": {}}, "evaluate": {},
+    params = {"seed": 0, "threads": 1, "datasets": {"mo": MULTIOME}, "split": {}, "preprocess": {"multiome": {}}, "evaluate": {},
               "methods": {"dualdann": {**DUALDANN, "epochs": 2}},
               "runs": {"mo-dualdann": {"dataset": "mo", "method": "dualdann"}}}
     (dvc_project / "params.yaml").write_text(yaml.safe_dump(params))
@@ -84,5 +85,6 @@ def test_a_params_file_of_one_other_family_runs_too(dvc_project: Path) -> None:
     metrics = json.loads((dvc_project / "reports/mo/dualdann/metrics.json").read_text())
     assert set(metrics) == {"train", "validation", "test"}
     lock = yaml.safe_load((dvc_project / "dvc.lock").read_text())
-    assert set(lock["stages"]["preprocess@mo"]["params"]["params.yaml"]) == {"split", "preprocess.multiome", "datasets.mo"}
+    assert set(lock["stages"]["preprocess@mo"]["params"]["params.yaml"]) == {"threads", "split", "preprocess.multiome",
+                                                                              "datasets.mo"}
     assert _repro(dvc_project) == []

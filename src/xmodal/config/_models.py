@@ -363,6 +363,10 @@ class Params(StrictModel):
     """The whole of ``params.yaml``."""
 
     seed: int = 0
+    threads: int = Field(
+        1, ge=1, le=4096, description="threads of every numerical library (BLAS, OpenMP, torch, numba) in every "
+        "stage, whatever OMP_NUM_THREADS says: outputs are byte-identical between runs with the same count, so "
+        "the committed dvc.lock stays valid; more threads are faster on a large machine and give other bytes")
     datasets: dict[DatasetName, Any] = Field(
         default_factory=dict, description="name → dataset (its `family` says which config validates it); names "
         "follow xmodal._names.NAME_RULE")

@@ -58,6 +58,19 @@ def parse_params(params_text: str) -> Params:
     return params_from_dict(raw, source="params_text")
 
 
+def step_params(params_text: str) -> Params:
+    """:func:`parse_params`, then this process's numerical libraries set to ``params.threads`` threads.
+
+    A pipeline step is one process running one stage: the setting holds for the rest of it, whatever the
+    container's environment says (see :func:`xmodal._threads.pinned_threads`).
+    """
+    from xmodal._threads import set_threads
+
+    params = parse_params(params_text)
+    set_threads(params.threads)
+    return params
+
+
 @contextmanager
 def _scratch_root(links: Callable[[Path], Mapping[Path, str | Path]] | None = None) -> Iterator[Path]:
     """A temporary project root in which each path ``links(root)`` returns (built by :mod:`xmodal.stages._paths`,
@@ -92,7 +105,7 @@ def ingest_step(params_text: str, *, dataset: str, output: str | Path, source_ro
     """
     from xmodal.stages import ingest
 
-    params = parse_params(params_text)
+    params = step_params(params_text)
     with _scratch_root() as root:
         result = ingest.run(params, dataset=dataset, root=root, source_root=source_root or Path.cwd())
         _export(result.output, output)
@@ -104,7 +117,7 @@ def preprocess_step(params_text: str, *, dataset: str, ingested: str | Path, out
     """Split and preprocess the ingested folder ``ingested`` into ``output``; returns the split sizes."""
     from xmodal.stages import preprocess
 
-    params = parse_params(params_text)
+    params = step_params(params_text)
     with _scratch_root(lambda root: {ingested_dir(root, dataset): ingested}) as root:
         result = preprocess.run(params, dataset=dataset, root=root)
         _export(result.output, output)
@@ -123,7 +136,7 @@ def train_step(params_text: str, *, dataset: str, method: str, processed: str | 
     """
     from xmodal.stages import train
 
-    params = parse_params(params_text)
+    params = step_params(params_text)
     with _scratch_root(lambda root: {processed_dir(root, dataset): processed}) as root:
         result = train.run(params, dataset=dataset, method=method, root=root)
         _export(result.output, output)
@@ -144,7 +157,7 @@ def train_distributed_step(params_text: str, *, dataset: str, method: str, proce
     """
     from xmodal.stages.trainjob import run_trainjob
 
-    params = parse_params(params_text)
+    params = step_params(params_text)
     info = run_trainjob(params, params_text=params_text, dataset=dataset, method=method, processed=processed,
                         output=output)
     return {"method": method, "dataset": dataset, **info}
@@ -180,7 +193,7 @@ def evaluate_step(
     """
     from xmodal.stages import evaluate
 
-    params = parse_params(params_text)
+    params = step_params(params_text)
     method = read_model_meta(model)["method"]
     with _scratch_root(lambda root: {processed_dir(root, dataset): processed,
                                      model_dir(root, dataset, method): model}) as root:
@@ -230,7 +243,7 @@ def register_step(
     if len(models) != len(evaluations):
         raise XmodalInputError(f"{len(models)} models but {len(evaluations)} evaluations",
                                fix="pass one evaluation folder per model")
-    params = parse_params(params_text)
+    params = step_params(params_text)
     decisions = []
     for model, evaluation in zip(models, evaluations, strict=True):
         method = read_model_meta(model)["method"]
@@ -279,7 +292,7 @@ def monitor_step(
     """
     from xmodal.stages import monitor
 
-    params = parse_params(params_text)
+    params = step_params(params_text)
     with _scratch_root(lambda root: {ingested_dir(root, dataset): ingested,
                                      processed_dir(root, dataset): processed}) as root:
         result = monitor.run(params, dataset=dataset, new=Path(new).resolve(), root=root)
@@ -316,4 +329,5 @@ def _write_html(report: Path, html: Path, *, title: str, metrics: Mapping[str, f
 
 
 __all__ = ["evaluate_step", "ingest_step", "monitor_step", "parse_params", "preprocess_step", "register_step",
+           "step_params",
            "train_step"]
