@@ -1,8 +1,10 @@
 """The census family's store: a SOMA experiment on disk with Census's own conventions, written and read in chunks.
 
 Layout (as CZ CELLxGENE Census): ``obs`` (``soma_joinid``, ``observation_joinid`` and the metadata fields as
-TileDB enumerations), ``ms["RNA"].var`` (``feature_id``, ``feature_name``) and ``ms["RNA"].X["raw"]``
-(float32 counts, a SparseNDArray). :func:`write_store` streams chunks into it with known final shapes, so
+strings), ``ms["RNA"].var`` (``feature_id``, ``feature_name``) and ``ms["RNA"].X["raw"]`` (float32 counts, a
+SparseNDArray). The metadata fields are plain strings, not TileDB enumerations as in the Census, and every write
+happens at one fixed timestamp, so the same cells give the same bytes (:mod:`xmodal.families.census._canonical`:
+``dvc.lock`` reproduces); readers hand them out as categoricals, as before. :func:`write_store` streams chunks into it with known final shapes, so
 memory holds one chunk; :class:`SomaChunks` reads it back in contiguous row blocks for the streaming loader.
 Metadata values are stored as given (nulls as nulls); the vocabulary normalises them when it encodes.
 
@@ -31,6 +33,7 @@ import scipy.sparse as sp
 
 from xmodal.data._sparse import Where, checked_coords
 from xmodal.errors import XmodalInputError, first_line
+from xmodal.families.census._canonical import WRITE_TIMESTAMP, canonical_names
 from xmodal.families.census._vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -70,9 +73,9 @@ def write_store(uri: str | Path, chunks: Iterable[tuple[Any, ...]], *, var: pd.D
     n_cells
         Total rows (known from the validation scan).
     fields
-        The metadata columns to store (strings, as TileDB enumerations).
+        The metadata columns to store (strings).
     values
-        Every distinct non-null value of each field (its enumeration).
+        Every distinct non-null value of each field (a value outside them is an error).
     int_columns
         Further ``obs`` columns stored as int64 (e.g. a cell's row in the ingested store).
 
@@ -87,19 +90,18 @@ def write_store(uri: str | Path, chunks: Iterable[tuple[Any, ...]], *, var: pd.D
     uri = Path(uri)
     enum = {f: sorted({str(v) for v in values[f]}) for f in fields}
     schema = pa.schema([("soma_joinid", pa.int64()), ("observation_joinid", pa.large_string())] +
-                       [pa.field(f, pa.dictionary(pa.int32(), pa.large_string()), nullable=True) for f in fields] +
+                       [pa.field(f, pa.large_string(), nullable=True) for f in fields] +
                        [(c, pa.int64()) for c in int_columns])
     ctx = _context()
     var_schema = pa.schema([("soma_joinid", pa.int64()), ("feature_id", pa.large_string()),
                             ("feature_name", pa.large_string())])
-    # the structure first, then the data through a fresh handle: enumerations written through the handles
-    # add_new_dataframe returns are not stored (tiledbsoma 2.3: values read back with an empty dictionary)
-    with tiledbsoma.Experiment.create(str(uri), context=ctx) as exp:
+    # the structure first, then the data through a fresh handle; both at one fixed timestamp (reproducible names)
+    with tiledbsoma.Experiment.create(str(uri), context=ctx, tiledb_timestamp=WRITE_TIMESTAMP) as exp:
         exp.add_new_dataframe("obs", schema=schema, domain=[(0, max(n_cells - 1, 0))])
         rna = exp.add_new_collection("ms").add_new_collection(MEASUREMENT, tiledbsoma.Measurement)
         rna.add_new_dataframe("var", schema=var_schema, domain=[(0, max(len(var) - 1, 0))])
         rna.add_new_collection("X").add_new_sparse_ndarray(LAYER, type=pa.float32(), shape=(n_cells, len(var)))
-    with tiledbsoma.Experiment.open(str(uri), "w", context=ctx) as exp:
+    with tiledbsoma.Experiment.open(str(uri), "w", context=ctx, tiledb_timestamp=WRITE_TIMESTAMP) as exp:
         obs, rna = exp.obs, exp.ms[MEASUREMENT]
         rna.var.write(pa.table({"soma_joinid": np.arange(len(var), dtype=np.int64),
                                 "feature_id": pa.array(var.index.astype(str), pa.large_string()),
@@ -120,18 +122,18 @@ def write_store(uri: str | Path, chunks: Iterable[tuple[Any, ...]], *, var: pd.D
                                        "observation_joinid": pa.array(meta.index.astype(str), pa.large_string())}
             for f in fields:
                 raw = meta[f].astype(object)
-                idx = pd.Categorical(raw.where(raw.isna(), raw.astype(str)), categories=enum[f]).codes
-                unknown = (idx < 0) & raw.notna().to_numpy()
+                text = raw.where(raw.isna(), raw.astype(str))
+                unknown = ~text.isin(enum[f]).to_numpy() & raw.notna().to_numpy()
                 if unknown.any():
                     raise KeyError(f"{f}: {raw[unknown].iloc[0]!r} is not among the values given for the field")
-                columns[f] = pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32(), mask=idx < 0),
-                                                            pa.array(enum[f], pa.large_string()))
+                columns[f] = pa.array(text.to_numpy(dtype=object), pa.large_string(), from_pandas=True)
             for c in int_columns:
                 columns[c] = np.asarray(meta[c], dtype=np.int64)
             obs.write(pa.table(columns, schema=schema))
             start += rows
         if start != n_cells:
             raise ValueError(f"wrote {start} cells, expected {n_cells}")
+    canonical_names(uri)
     log.info("census: wrote %d cells × %d genes to %s", n_cells, len(var), uri)
     return uri
 
@@ -216,6 +218,16 @@ def _block(table: Any, *, rows: np.ndarray, n_rows: int, n_genes: int, where: Wh
     return sp.csr_matrix(counts, dtype=np.float32)
 
 
+def _obs_frame(table: Any) -> pd.DataFrame:
+    """An ``obs`` arrow table as pandas, its metadata fields categorical (stored as strings: see the module)."""
+    import pyarrow as pa
+
+    columns = [column.combine_chunks().dictionary_encode()
+               if name not in OBS_COLUMNS and (pa.types.is_large_string(column.type) or pa.types.is_string(column.type))
+               else column for name, column in zip(table.column_names, table.columns, strict=True)]
+    return pa.table(columns, names=table.column_names).to_pandas()
+
+
 def store_var(uri: str | Path) -> pd.DataFrame:
     """The genes of a store: ``var`` indexed by ``feature_id`` with ``feature_name``, in the store's order."""
     exp = open_store(uri)
@@ -230,7 +242,7 @@ def store_obs(uri: str | Path, columns: Sequence[str] | None = None) -> pd.DataF
     exp = open_store(uri)
     with exp, _reading(uri, "obs"):
         cols = None if columns is None else [*OBS_COLUMNS, *columns]
-        frame = exp.obs.read(column_names=cols).concat().to_pandas().sort_values("soma_joinid")
+        frame = _obs_frame(exp.obs.read(column_names=cols).concat()).sort_values("soma_joinid")
     return frame.set_index(pd.Index(frame["observation_joinid"].astype(str), name="cell_id")).drop(
         columns=list(OBS_COLUMNS))
 
@@ -313,7 +325,7 @@ class SomaChunks:
         counts = _block(table, rows=table["soma_dim_0"].to_numpy() - lo, n_rows=hi - lo + 1, n_genes=self.n_genes,
                         where=self._where.block(lo))
         order = np.argsort(meta["soma_joinid"].to_numpy())
-        frame = meta.to_pandas().iloc[order]
+        frame = _obs_frame(meta).iloc[order]
         if len(frame) != hi - lo + 1:
             raise XmodalInputError(f"obs holds {len(frame)} of the rows {lo + 1}-{hi + 1}", path=self.uri,
                                    fix=STORE_FIX)
@@ -335,7 +347,7 @@ class SomaChunks:
             meta = exp.obs.read(coords=(order,), column_names=["soma_joinid", "observation_joinid", *columns]).concat()
         row = pd.Index(order).get_indexer(table["soma_dim_0"].to_numpy())
         counts = _block(table, rows=row, n_rows=len(order), n_genes=self.n_genes, where=self._where)
-        frame = meta.to_pandas().set_index("soma_joinid")
+        frame = _obs_frame(meta).set_index("soma_joinid")
         if not pd.Index(order).isin(frame.index).all():
             raise XmodalInputError("obs lacks rows that X holds", path=self.uri, fix=STORE_FIX)
         frame = frame.loc[order]
@@ -349,7 +361,7 @@ class SomaChunks:
         exp = self._open()
         cols = None if columns is None else [*OBS_COLUMNS, *columns]
         with _reading(self.uri, "obs"):
-            frame = exp.obs.read(column_names=cols).concat().to_pandas().sort_values("soma_joinid")
+            frame = _obs_frame(exp.obs.read(column_names=cols).concat()).sort_values("soma_joinid")
         return frame.set_index("observation_joinid").drop(columns=["soma_joinid"])
 
 
