@@ -346,5 +346,6 @@ def _short(value: Any) -> str:
     """``repr(value)``, shortened (a value built from aliases can stand for millions of items)."""
     import reprlib
 
-    short = reprlib.Repr(maxlevel=3, maxlist=6, maxdict=6, maxstring=80, maxother=80)
+    short = reprlib.Repr()  # Python 3.11's takes no keyword arguments
+    short.maxlevel, short.maxlist, short.maxdict, short.maxstring, short.maxother = 3, 6, 6, 80, 80
     return short.repr(value)
