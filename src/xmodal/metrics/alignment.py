@@ -4,9 +4,12 @@ All functions are pure: they take embeddings that already live in one shared spa
 plain Python floats (or NumPy arrays for the per-cell variants). Distances are Euclidean.
 
 * :func:`foscttm` / :func:`foscttm_per_cell` -- fraction of samples closer than the true match,
-  as defined in GLUE (``scglue.metrics.foscttm``): strict ``<``, divided by ``n``, both
-  directions. 0 is perfect, random embeddings give about 0.5.
-* :func:`matching_accuracy` -- top-k matching accuracy with the same strict tie rule.
+  as in GLUE (``scglue.metrics.foscttm``: divided by ``n``, both directions), except that a sample at
+  exactly the true match's distance counts half (GLUE counts it not at all). 0 is perfect, random
+  embeddings give about 0.5. On continuous embeddings ties do not occur and the values are GLUE's;
+  a collapsed embedding (every cell at one point), or test cells that are all the same, score about
+  0.5, where GLUE's rule gives them a perfect 0 that no gate could refuse.
+* :func:`matching_accuracy` -- top-k matching accuracy, ties broken at random (its expectation).
 * :func:`knn_label_transfer` -- k-nearest-neighbour label transfer from a reference to a query.
 
 The pairwise distances are computed in blocks of ``chunk_size`` rows, so memory is
@@ -96,8 +99,9 @@ def _as_labels(labels: ArrayLike, n: int, name: str, n_name: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _closer_counts(a: np.ndarray, b: np.ndarray, chunk_size: int) -> np.ndarray:
-    """Count, for each row ``i`` of ``a``, the rows of ``b`` strictly closer than ``b[i]``.
+def _closer_counts(a: np.ndarray, b: np.ndarray, chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Count, for each row ``i`` of ``a``, the rows of ``b`` strictly closer than ``b[i]``, and those exactly as
+    close (``b[i]`` itself left out).
 
     Parameters
     ----------
@@ -108,11 +112,14 @@ def _closer_counts(a: np.ndarray, b: np.ndarray, chunk_size: int) -> np.ndarray:
 
     Returns
     -------
-    np.ndarray
+    closer : np.ndarray
         Integer array of shape ``(n,)``: ``|{j : d(a_i, b_j) < d(a_i, b_i)}|``.
+    ties : np.ndarray
+        Integer array of shape ``(n,)``: ``|{j != i : d(a_i, b_j) = d(a_i, b_i)}|``.
     """
     n = a.shape[0]
     counts = np.empty(n, dtype=np.int64)
+    ties = np.empty(n, dtype=np.int64)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         # Squared Euclidean distance is monotone in the Euclidean one, so the comparison is
@@ -122,7 +129,8 @@ def _closer_counts(a: np.ndarray, b: np.ndarray, chunk_size: int) -> np.ndarray:
         rows = np.arange(stop - start)
         true_dist = block[rows, start + rows]
         counts[start:stop] = (block < true_dist[:, None]).sum(axis=1)
-    return counts
+        ties[start:stop] = (block == true_dist[:, None]).sum(axis=1) - 1
+    return counts, ties
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,8 +144,10 @@ def foscttm_per_cell(
     """Per-cell FOSCTTM (fraction of samples closer than the true match), both directions.
 
     For cell ``i`` in the x→y direction the value is
-    ``|{j : d(x_i, y_j) < d(x_i, y_i)}| / n`` (strict ``<``, divided by ``n``, as in GLUE's
-    ``scglue.metrics.foscttm``); the y→x direction swaps the roles of ``x`` and ``y``.
+    ``(|{j : d(x_i, y_j) < d(x_i, y_i)}| + |{j != i : d(x_i, y_j) = d(x_i, y_i)}| / 2) / n``: GLUE's
+    ``scglue.metrics.foscttm`` (divided by ``n``) with a tie counted half, so a cell whose partner is no
+    closer than any other scores about 0.5 (random), not 0 (perfect); the y→x direction swaps the roles of
+    ``x`` and ``y``.
 
     Parameters
     ----------
@@ -164,8 +174,10 @@ def foscttm_per_cell(
     xa, ya = _check_paired(x, y)
     chunk = _check_positive_int(chunk_size, "chunk_size")
     n = xa.shape[0]
-    foscttm_x = _closer_counts(xa, ya, chunk) / n
-    foscttm_y = _closer_counts(ya, xa, chunk) / n
+    closer_x, ties_x = _closer_counts(xa, ya, chunk)
+    closer_y, ties_y = _closer_counts(ya, xa, chunk)
+    foscttm_x = (closer_x + 0.5 * ties_x) / n
+    foscttm_y = (closer_y + 0.5 * ties_y) / n
     return foscttm_x, foscttm_y
 
 
@@ -204,10 +216,11 @@ def matching_accuracy(
 ) -> dict[str, float]:
     """Top-k matching accuracy between paired embeddings, averaged over both directions.
 
-    ``y_i`` counts as found among the ``k`` nearest rows of ``y`` for ``x_i`` iff fewer than
-    ``k`` rows ``j`` satisfy ``d(x_i, y_j) < d(x_i, y_i)`` (the strict count used by FOSCTTM,
-    so ties are resolved in favour of the true partner). The y→x direction is the same with
-    the roles swapped; the reported value is the mean over all ``2n`` cells.
+    ``y_i`` counts as found among the ``k`` nearest rows of ``y`` for ``x_i`` when it ranks within the first
+    ``k``, rows at exactly its distance placed in random order: with ``c`` rows strictly closer and ``t`` others
+    tied, the cell scores ``clip((k - c) / (t + 1), 0, 1)``, the chance of it (so a collapsed embedding scores
+    ``k / n``, chance, not 1). The y→x direction is the same with the roles swapped; the reported value is the
+    mean over all ``2n`` cells.
 
     Parameters
     ----------
@@ -237,8 +250,9 @@ def matching_accuracy(
     k_values = [_check_positive_int(k, "each k in ks") for k in ks]
     if not k_values:
         raise ValueError("ks is empty; give at least one neighbourhood size, e.g. (1, 5)")
-    counts = np.concatenate([_closer_counts(xa, ya, chunk), _closer_counts(ya, xa, chunk)])
-    return {f"matching_top{k}": float((counts < k).mean()) for k in k_values}
+    (closer_x, ties_x), (closer_y, ties_y) = _closer_counts(xa, ya, chunk), _closer_counts(ya, xa, chunk)
+    closer, ties = np.concatenate([closer_x, closer_y]), np.concatenate([ties_x, ties_y])
+    return {f"matching_top{k}": float(np.clip((k - closer) / (ties + 1), 0.0, 1.0).mean()) for k in k_values}
 
 
 def knn_label_transfer(

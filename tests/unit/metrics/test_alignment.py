@@ -16,11 +16,12 @@ def _col(values: list[float]) -> np.ndarray:
 
 
 def _brute_counts(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unchunked O(n^2) oracle, written from the definition with broadcasting."""
+    """Unchunked O(n^2) oracle, written from the definition with broadcasting: strictly closer rows, plus half of
+    the other rows exactly as close."""
     d = np.sqrt(((x[:, None, :] - y[None, :, :]) ** 2).sum(axis=-1))  # d[i, j] = d(x_i, y_j)
     diag = np.diag(d)
-    count_x = (d < diag[:, None]).sum(axis=1)  # rows of y closer to x_i than y_i
-    count_y = (d < diag[None, :]).sum(axis=0)  # rows of x closer to y_i than x_i
+    count_x = (d < diag[:, None]).sum(axis=1) + 0.5 * ((d == diag[:, None]).sum(axis=1) - 1)
+    count_y = (d < diag[None, :]).sum(axis=0) + 0.5 * ((d == diag[None, :]).sum(axis=0) - 1)
     return count_x, count_y
 
 
@@ -48,9 +49,12 @@ def test_package_reexports_public_functions() -> None:
     from xmodal.metrics import classification, counterfactual
 
     assert set(metrics_pkg.__all__) == {
+        "CLASSES",
+        "TRIVIAL",
         "change_scores",
         "classification_metrics",
         "confusion_matrix",
+        "constant_baseline",
         "foscttm",
         "foscttm_per_cell",
         "knn_label_transfer",
@@ -59,9 +63,11 @@ def test_package_reexports_public_functions() -> None:
         "neighborhood_matching",
         "r2",
         "top_changed",
+        "trivial_scores",
     }
     for name in metrics_pkg.__all__:
-        module = (classification if name in ("classification_metrics", "confusion_matrix")
+        module = (classification if name in ("classification_metrics", "confusion_matrix", "constant_baseline",
+                                             "trivial_scores", "CLASSES", "TRIVIAL")
                   else counterfactual if name in ("change_scores", "r2", "top_changed") else alignment)
         assert getattr(metrics_pkg, name) is getattr(module, name)
 
@@ -77,16 +83,17 @@ def test_foscttm_hand_example_on_a_line() -> None:
 
 def test_foscttm_reversed_line() -> None:
     # x = 0,1,2,3 and y = 3,2,1,0, so y_i = 3 - i and d(x_i, y_i) = |2i - 3|.
-    # x -> y, rows of y strictly within |2i-3| of i (y holds the points {0,1,2,3}):
-    #   i=0: d=3 -> {0,1,2} = 3;  i=1: d=1 -> {1} = 1;  i=2: d=1 -> {2} = 1;  i=3: d=3 -> {1,2,3} = 3
-    # y -> x is the same by symmetry of the construction: 3, 1, 1, 3.
-    # mean = (3+1+1+3) * 2 / 4 / 8 = 16 / 32 = 0.5
+    # x -> y, rows of y strictly within |2i-3| of i, and rows exactly at it (y holds the points {0,1,2,3}):
+    #   i=0: d=3 -> {0,1,2} = 3;  i=1: d=1 -> {1} = 1, and {0} tied;  i=2: d=1 -> {2} = 1, and {3} tied;
+    #   i=3: d=3 -> {1,2,3} = 3
+    # y -> x is the same by symmetry of the construction: 3, 1.5, 1.5, 3.
+    # mean = (3+1.5+1.5+3) * 2 / 4 / 8 = 18 / 32
     x = _col([0, 1, 2, 3])
     y = _col([3, 2, 1, 0])
     fx, fy = foscttm_per_cell(x, y)
-    np.testing.assert_allclose(fx, [3 / 4, 1 / 4, 1 / 4, 3 / 4])
-    np.testing.assert_allclose(fy, [3 / 4, 1 / 4, 1 / 4, 3 / 4])
-    assert foscttm(x, y) == pytest.approx(0.5)
+    np.testing.assert_allclose(fx, [3 / 4, 1.5 / 4, 1.5 / 4, 3 / 4])
+    np.testing.assert_allclose(fy, [3 / 4, 1.5 / 4, 1.5 / 4, 3 / 4])
+    assert foscttm(x, y) == pytest.approx(18 / 32)
 
 
 def test_foscttm_perfect_alignment_is_zero() -> None:
@@ -98,25 +105,32 @@ def test_foscttm_perfect_alignment_is_zero() -> None:
     assert foscttm(x, x.copy()) == 0.0
 
 
-def test_foscttm_ties_are_not_counted() -> None:
+def test_foscttm_ties_count_half() -> None:
     # x = 0, 10 and y = 1, -1.
-    # x -> y: i=0: d(0, 1) = 1 and d(0, -1) = 1 is a tie, not "<"          -> 0
-    #         i=1: d(10, -1) = 11, d(10, 1) = 9 < 11                        -> 1 -> 1/2
+    # x -> y: i=0: d(0, 1) = 1 and d(0, -1) = 1 is a tie: half             -> 0.5 -> 1/4
+    #         i=1: d(10, -1) = 11, d(10, 1) = 9 < 11                        -> 1   -> 1/2
     # y -> x: i=0: d(1, 0) = 1, d(1, 10) = 9                                -> 0
-    #         i=1: d(-1, 10) = 11, d(-1, 0) = 1 < 11                        -> 1 -> 1/2
-    # mean = (0 + 1/2 + 0 + 1/2) / 4 = 1/4   (a "<=" rule would give 3/8)
+    #         i=1: d(-1, 10) = 11, d(-1, 0) = 1 < 11                        -> 1   -> 1/2
+    # mean = (1/4 + 1/2 + 0 + 1/2) / 4 = 5/16   (GLUE's strict rule: 1/4; a "<=" rule: 3/8)
     x = _col([0, 10])
     y = _col([1, -1])
     fx, fy = foscttm_per_cell(x, y)
-    np.testing.assert_allclose(fx, [0, 0.5])
+    np.testing.assert_allclose(fx, [0.25, 0.5])
     np.testing.assert_allclose(fy, [0, 0.5])
-    assert foscttm(x, y) == pytest.approx(0.25)
+    assert foscttm(x, y) == pytest.approx(5 / 16)
 
 
-def test_foscttm_duplicate_points_give_zero() -> None:
-    # All distances are 0, and 0 < 0 is false, so nothing is ever strictly closer.
-    x = np.zeros((5, 3))
-    assert foscttm(x, x) == 0.0
+def test_foscttm_of_a_collapsed_embedding_is_chance_not_perfect() -> None:
+    # every cell at one point: each has n - 1 ties, half counted -> (n - 1) / 2 / n, about 0.5 (random). GLUE's
+    # strict rule gave 0, a perfect score that passed every gate (issue 28: a gate must be able to fail)
+    for n in (5, 200):
+        x = np.zeros((n, 3))
+        assert foscttm(x, x) == pytest.approx((n - 1) / (2 * n))
+        assert matching(x, x, ks=(1, 5)) == pytest.approx({"matching_top1": 1 / n, "matching_top5": min(5 / n, 1)})
+    # identical test cells seen by any model: the same
+    rng = np.random.default_rng(0)
+    x = np.repeat(rng.normal(size=(1, 4)), 50, axis=0)
+    assert foscttm(x, x + 1.0) == pytest.approx(49 / 100)
 
 
 @pytest.mark.parametrize(
@@ -137,10 +151,11 @@ def test_foscttm_known_permutation_of_orthonormal_points(perm: list[int], n_fixe
     x = np.eye(n)
     y = x[perm]
     fx, fy = foscttm_per_cell(x, y)
+    # (and n - 2 rows tie at sqrt(2), each counted half: a moved cell scores (1 + (n - 2) / 2) / n = 1/2)
     moved = np.asarray(perm) != np.arange(n)
-    np.testing.assert_allclose(fx, moved / n)
-    np.testing.assert_allclose(fy, moved / n)
-    assert foscttm(x, y) == pytest.approx((n - n_fixed) / n**2)
+    np.testing.assert_allclose(fx, moved / 2)
+    np.testing.assert_allclose(fy, moved / 2)
+    assert foscttm(x, y) == pytest.approx((n - n_fixed) / n / 2)
 
 
 def test_foscttm_matches_bruteforce_oracle_and_chunking_does_not_matter() -> None:
@@ -223,18 +238,20 @@ def test_matching_accuracy_default_keys_and_perfect_alignment() -> None:
     assert matching(x, x.copy()) == {"matching_top1": 1.0, "matching_top5": 1.0}
 
 
-def test_matching_accuracy_ties_favour_the_true_partner() -> None:
-    # Tie example from above: strict counts 0, 1 (x -> y) and 0, 1 (y -> x).
-    # top1 = 2/4 = 0.5; a "<=" rule would make cell 0 a miss and give 0.25.
+def test_matching_accuracy_breaks_ties_at_random() -> None:
+    # Tie example from above: x -> y cell 0 has its partner tied with one other row (a hit half the time), cell 1
+    # one row strictly closer (a miss); y -> x cell 0 a hit, cell 1 a miss.
+    # top1 = (0.5 + 0 + 1 + 0) / 4; favouring the true partner gave 0.5, a "<=" rule 0.25.
     out = matching(_col([0, 10]), _col([1, -1]), ks=(1,))
-    assert out == {"matching_top1": 0.5}
+    assert out == {"matching_top1": 0.375}
 
 
 def test_matching_accuracy_reversed_line() -> None:
-    # Counts for the reversed line (see test_foscttm_reversed_line): 3, 1, 1, 3 per direction.
-    # top1 = 0/8, top2 = 4/8 (counts 1 < 2), top5 = 8/8 (k > n - 1 is always a hit)
+    # Counts for the reversed line (see test_foscttm_reversed_line): 3, 1 (+1 tied), 1 (+1 tied), 3 per direction.
+    # top1 = 0/8; top2 = (0 + 1/2 + 1/2 + 0) * 2 / 8 (one closer, then a coin flip for the second place);
+    # top5 = 8/8 (k > n - 1 is always a hit)
     out = matching(_col([0, 1, 2, 3]), _col([3, 2, 1, 0]), ks=(1, 2, 5))
-    assert out == {"matching_top1": 0.0, "matching_top2": 0.5, "matching_top5": 1.0}
+    assert out == {"matching_top1": 0.0, "matching_top2": 0.25, "matching_top5": 1.0}
 
 
 def test_matching_accuracy_matches_oracle_and_chunking() -> None:
@@ -242,7 +259,8 @@ def test_matching_accuracy_matches_oracle_and_chunking() -> None:
     x = rng.normal(size=(61, 4))
     y = x + rng.normal(scale=0.7, size=x.shape)
     count_x, count_y = _brute_counts(x, y)
-    counts = np.concatenate([count_x, count_y])
+    counts = np.concatenate([count_x, count_y])  # no ties in continuous data: whole numbers
+    assert np.array_equal(counts, np.round(counts))
     expected = {f"matching_top{k}": float((counts < k).mean()) for k in (1, 3, 10)}
     assert matching(x, y, ks=(1, 3, 10), chunk_size=1) == expected
     assert matching(x, y, ks=(1, 3, 10), chunk_size=4096) == expected
