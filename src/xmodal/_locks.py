@@ -7,9 +7,11 @@ when the process ends, however it ends (SIGKILL included), so a crashed holder n
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +39,8 @@ def file_lock(path: str | Path, *, what: str, timeout: float = 3600.0) -> Iterat
     Re-entrant in one process: a nested ``file_lock`` on the same path does not wait for itself. On a file
     system without ``flock`` (some network mounts) the block runs unlocked, with a warning.
     """
-    key = str(Path(path).resolve())
+    path = Path(path)
+    key = str(path.parent.resolve() / path.name)  # the folder may be a link (a disk elsewhere); the lock never is
     if key in _held:
         _held[key][1] += 1
         try:
@@ -46,7 +49,22 @@ def file_lock(path: str | Path, *, what: str, timeout: float = 3600.0) -> Iterat
             _held[key][1] -= 1
         return
     Path(key).parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as exc:
+        from xmodal.errors import ConfigError
+
+        if Path(key).is_symlink() or exc.errno == errno.ELOOP:
+            raise ConfigError(f"{key}: the lock file of {what} is a symbolic link; xmodal never writes through one: "
+                              "remove the link") from None
+        if exc.errno == errno.EISDIR:
+            raise ConfigError(f"{key}: the lock file of {what} is a folder; remove it") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        from xmodal.errors import ConfigError
+
+        raise ConfigError(f"{key}: the lock file of {what} is not a regular file; remove it")
     try:
         _acquire(fd, key, what=what, timeout=timeout)
         _held[key] = [fd, 1]

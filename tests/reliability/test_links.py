@@ -216,3 +216,28 @@ def test_the_engine_and_the_cleanup_refuse_a_linked_checkpoint_folder_when_calle
     with pytest.raises(ConfigError, match="symbolic link"):
         fit(linear.Linear(), loader, settings=EngineSettings(device="cpu"), digest="d", seed=0, checkpoint_dir=link)
     assert snapshot(outside) == theirs
+
+
+def test_a_registry_lock_that_is_a_link_is_refused(project: Path, outside: Path) -> None:
+    """The registry's lock file (beside the sqlite store) is never opened through a link: opening it created the
+    link's target outside the project."""
+    _link(project / "mlflow.db.lock", outside / "created-by-xmodal")
+    before = snapshot(outside)
+    assert_refused(xmodal(project, "register", "--dataset", "tiny", "--method", "gwot"),
+                   needle=(str(project / "mlflow.db.lock"), "symbolic link"))
+    assert snapshot(outside) == before
+    assert not (outside / "created-by-xmodal").exists()
+
+
+def test_a_lock_file_is_never_a_link_or_a_folder(tmp_path: Path, outside: Path) -> None:
+    from xmodal._locks import file_lock
+    from xmodal.errors import ConfigError
+
+    (tmp_path / "a.lock").symlink_to(outside / "victim")
+    (tmp_path / "b.lock").mkdir()
+    for name, needle in (("a.lock", "symbolic link"), ("b.lock", "is a folder")):
+        with pytest.raises(ConfigError, match=needle), file_lock(tmp_path / name, what="a test"):
+            pass
+    assert not (outside / "victim").exists()
+    with file_lock(tmp_path / "c.lock", what="a test"):
+        assert (tmp_path / "c.lock").is_file()

@@ -135,7 +135,13 @@ class Tracker:
         through a lock file under ``reports/registry/.locks`` of the project ``root``."""
         lock = store_lock(self.tracking_uri)
         if lock is None:
-            lock = Path(root) / "reports" / "registry" / ".locks" / f"{name}.lock"
+            folder = Path(root) / "reports" / "registry" / ".locks"
+            if folder.is_symlink():
+                from xmodal.errors import ConfigError
+
+                raise ConfigError(f"{folder}: a symbolic link; xmodal keeps its registry locks in the project and "
+                                  "never writes through a link there: remove it")
+            lock = folder / f"{name}.lock"
         with file_lock(lock, what=f"the registry of {name}"):
             yield
 
