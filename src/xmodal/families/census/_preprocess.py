@@ -275,6 +275,11 @@ def preprocess_census(ingested: Path, *, out: Path, cfg: Any, split: Any, datase
     schema = read_ingested(ingested)
     store = ingested / STORE
     where = ingested / STORE
+    truth = None
+    if (ingested / TRUTH_FILE).is_file():  # read (and checked) before the work, not after the store is written
+        from xmodal.families.census._synthetic import CensusSim
+
+        truth = CensusSim.load_truth(ingested / TRUTH_FILE)
     # every value in one spelling (matched case-, whitespace- and Unicode-insensitively), once, before the split,
     # the vocabulary and the processed store are made; the held-out combinations in the same spellings
     obs, merged = canonical_obs(store_obs(store), list(dcfg.fields), where=str(where))
@@ -331,10 +336,8 @@ def preprocess_census(ingested: Path, *, out: Path, cfg: Any, split: Any, datase
     write_store(out / STORE, chunks(), var=var, n_cells=len(obs), fields=[*columns, SPLIT], values=values,
                 int_columns=[INGESTED_ROW])
     vocab.save(out / VOCAB_FILE)
-    if (ingested / TRUTH_FILE).is_file():  # the planted model on the kept genes: evaluation reads only this folder
-        from xmodal.families.census._synthetic import CensusSim
-
-        CensusSim.load_truth(ingested / TRUTH_FILE).subset_genes(genes).save_truth(out / TRUTH_FILE)
+    if truth is not None:  # the planted model on the kept genes: evaluation reads only this folder
+        truth.subset_genes(genes).save_truth(out / TRUTH_FILE)
     counted = np.diag(gram)
     effects = additive_effects(gram, moments)
     blocks = {f: slice(offsets[j], offsets[j + 1]) for j, f in enumerate(vocab.fields)}
@@ -433,11 +436,8 @@ class CensusPreprocessor:
         """An AnnData of raw counts → a copy holding the model's genes in order (raw counts, CSR), ``obs`` kept."""
         import anndata as ad
 
-        from xmodal.families.census._chunks import check_counts
-
         cols = self.gene_columns(list(map(str, adata.var_names)))
-        x = sp.csr_matrix(adata.X, dtype=np.float32)[:, cols]
-        check_counts(x, path="the input cells")
+        x = model_counts(adata.X, cols, path="the input cells")
         return ad.AnnData(X=x, obs=adata.obs.copy(), var=pd.DataFrame({"feature_name": self.feature_names},
                                                                        index=pd.Index(self.genes, name="feature_id")))
 
@@ -447,8 +447,8 @@ class CensusPreprocessor:
 
         meta = [c for c in frame.columns if c in self.vocab.fields]
         genes = [c for c in frame.columns if c not in meta]
-        try:
-            x = frame[genes].to_numpy(dtype=np.float32)
+        try:  # float64: the counts check sees the values as given, before float32 could change them
+            x = frame[genes].to_numpy(dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise XmodalInputError(f"gene columns must hold numbers ({exc})",
                                    fix="give raw counts per gene, and the metadata fields as their own columns") from None
@@ -458,6 +458,19 @@ class CensusPreprocessor:
         return self.transform_adata(adata)
 
 
+def model_counts(matrix: Any, cols: Any, *, path: str) -> sp.csr_matrix:
+    """Columns ``cols`` of a raw-counts matrix (dense or sparse, any numeric dtype) as float32 CSR, checked first.
+
+    The counts check (:func:`~xmodal.families.census._chunks.check_counts`) runs on the values as given, so a count
+    float32 would change (16 777 217, a float64 1e-50) is refused rather than silently altered.
+    """
+    from xmodal.families.census._chunks import check_counts
+
+    picked = sp.csr_matrix(matrix)[:, cols] if sp.issparse(matrix) else np.asarray(matrix)[:, cols]
+    check_counts(picked, path=path)
+    return sp.csr_matrix(picked, dtype=np.float32)
+
+
 __all__ = ["FIELD_MEANS", "INGESTED_ROW", "PREPROCESSOR", "SPLIT", "VOCAB_FILE", "CensusPreprocessor", "GeneStats",
            "additive_effects", "assign_splits", "check_learnable", "dataset_config", "gene_stats", "holdout_mask", "lognormalize_csr",
-           "preprocess_census", "select_genes"]
+           "model_counts", "preprocess_census", "select_genes"]

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 
 from xmodal._safe_load import load_torch
@@ -254,16 +253,15 @@ class CycleAE:
         XmodalInputError
             Missing genes or fields, counts that are not finite non-negative integers.
         """
-        from xmodal.families.census._chunks import check_counts
-        from xmodal.families.census._preprocess import CensusPreprocessor
+        from xmodal.families.census._preprocess import CensusPreprocessor, model_counts
 
         _, _, vocab = self._check_fitted()
         matrix = adata.X if layer is None else adata.layers[layer]
         prep = CensusPreprocessor(genes=self.genes, feature_names=self.feature_names, target_sum=self.target_sum,
                                   vocab=vocab)
         cols = prep.gene_columns(list(map(str, adata.var_names)))
-        counts = sp.csr_matrix(matrix, dtype=np.float32)[:, cols]
-        check_counts(counts, path="the input cells" if layer is None else f"layers[{layer!r}] of the input cells")
+        counts = model_counts(matrix, cols, path="the input cells" if layer is None
+                              else f"layers[{layer!r}] of the input cells")
         missing = [f for f in vocab.fields if f not in adata.obs.columns]
         if missing:
             raise XmodalInputError(f"obs lacks the field {missing[0]!r} (the model conditions on "
