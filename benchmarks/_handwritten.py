@@ -71,6 +71,7 @@ class GeoBatches:
 
 
 from xmodal.methods.geoadvae._lightning import _phase_start, active_losses, config_digest, phase_of  # shared
+from xmodal.train import data_hash
 
 
 class GeoAdVAELoop:
@@ -112,7 +113,8 @@ class GeoAdVAELoop:
         self.sched_dis = torch.optim.lr_scheduler.StepLR(self.opt_dis, config.step_size, config.gamma)
         self.step = 0
         self.history: list[dict[str, float]] = []
-        self.digest = config_digest(config, (x_a.shape[1], x_b.shape[1]), seed)
+        self.digest = config_digest(config, (x_a.shape[1], x_b.shape[1]), seed, data=data_hash(
+            x_a.cpu(), x_b.cpu(), pairs, None if prior is None else (prior.corr, prior.clusters_a, prior.clusters_b)))
 
     # ------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
