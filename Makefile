@@ -7,6 +7,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.xmodal-installed
 PYTEST_ARGS ?=
+# pytest workers: one per core (each test runs single-threaded); `make test PYTEST_WORKERS=0` runs in one process
+PYTEST_WORKERS ?= auto
 
 .PHONY: install demo test test-all lint bench peers clean-outputs lock help images push-images
 
@@ -30,11 +32,11 @@ demo: install  ## dvc repro (ingest → preprocess → train → evaluate), regi
 	@echo "MLflow UI (runs, models, champion/challenger aliases):"
 	@echo "  $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000"
 
-test: install  ## run the default test suite (under ~15 min on 2 cores)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: install  ## run the default test suite (about 18 min on 2 cores: one worker per core)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-all: install  ## run every test, slow ones included
-	$(BIN)/python -m pytest --slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --slow $(PYTEST_ARGS)
 
 lint: install  ## ruff
 	$(BIN)/ruff check src tests benchmarks

@@ -40,6 +40,7 @@ BIN = Path(sys.executable).parent
 def _params(n_cells: int) -> dict[str, Any]:
     return {
         "seed": 0,
+        "threads": 1,
         "datasets": {"bench": {"family": "paired",
                                "source": {"kind": "synthetic", "n_cells": n_cells, "n_clusters": 6, "seed": 0}}},
         "split": {},  # dvc.yaml declares it: DVC needs the key (the defaults apply)

@@ -176,6 +176,18 @@ def test_inputs_are_checked(fitted: CycleAE, data) -> None:
                                   fitted.counterfactual(cells, set={"sex": "male"}).X)
 
 
+@pytest.mark.parametrize(("value", "message"), [(16777217.0, "beyond what float32 holds exactly"),
+                                                (1e-50, "not an integer")])
+def test_served_counts_are_checked_before_float32_could_change_them(fitted: CycleAE, data, value: float,
+                                                                    message: str) -> None:
+    """float32 stores 16 777 217 as 16 777 216 and a float64 1e-50 as 0: checked after the conversion, both passed."""
+    bad = _cells(data).copy()
+    bad.X = bad.X.astype(np.float64)
+    bad.X.data[0] = value
+    with pytest.raises(XmodalInputError, match=message):
+        fitted.counterfactual(bad, set={"sex": "female"})
+
+
 def test_null_and_unseen_metadata_take_the_reserved_path(fitted: CycleAE, data) -> None:
     cells = _cells(data, n=6)
     cells.obs["tissue_general"] = ["unknown", None, "a tissue never seen", "blood", "lung", "brain"]
