@@ -105,3 +105,51 @@ def test_a_non_numeric_value_in_a_paired_csv_names_file_row_column_and_value(tin
     message = assert_refused(xmodal(tiny_project, "ingest", "--dataset", "mine"),
                              needle=("row 8", "column 'f2'", "'twelve'"))
     assert _first_part(message) == str(folder / f"{where}.csv")
+
+
+def _cell_files(folder: Path, *, drop_from: str | None = None, rename_in: str | None = None) -> dict:
+    """A paired CSV set of 30 cells; one file lacks cell c7 (``drop_from``) or writes c5 as 'nobody'."""
+    rng = np.random.default_rng(1)
+    folder.mkdir()
+    for name, width in (("modality_a", 4), ("modality_b", 6)):
+        frame = pd.DataFrame(rng.poisson(3, size=(30, width)), index=[f"c{i}" for i in range(30)],
+                             columns=[f"{name[-1]}{j}" for j in range(width)])
+        if name == drop_from:
+            frame = frame.drop(index="c7")
+        if name == rename_in:
+            frame = frame.rename(index={"c5": "nobody"})
+        frame.to_csv(folder / f"{name}.csv", index_label="cell")
+    return {"family": "paired", "source": {"kind": "csv", "modality_a": str(folder / "modality_a.csv"),
+                                           "modality_b": str(folder / "modality_b.csv")}}
+
+
+@pytest.mark.parametrize("where", ["modality_a", "modality_b"])
+def test_a_file_that_lacks_a_cell_of_the_other_is_the_one_named(tiny_project: Path, where: str) -> None:
+    """Both files were named as 'the' file before, the other one's when A lacked the cell (issue 28, point 10)."""
+    folder = tiny_project / "raw"
+    _dataset(tiny_project, "mine", _cell_files(folder, drop_from=where))
+    message = assert_refused(xmodal(tiny_project, "ingest", "--dataset", "mine"),
+                             needle=("lacks 1 cell", "'c7', line 9 of"))
+    assert _first_part(message) == str(folder / f"{where}.csv")
+
+
+def test_an_id_written_differently_in_one_file_names_both(tiny_project: Path) -> None:
+    """Which of two files misspells an id cannot be told: both are named, each with its odd cell and line."""
+    folder = tiny_project / "raw"
+    _dataset(tiny_project, "mine", _cell_files(folder, rename_in="modality_a"))
+    message = assert_refused(xmodal(tiny_project, "ingest", "--dataset", "mine"),
+                             needle=("'nobody', line 7 of modality_a.csv", "'c5', line 7 of modality_b.csv"))
+    assert _first_part(message) == f"{folder / 'modality_a.csv'} and {folder / 'modality_b.csv'}"
+
+
+@pytest.mark.parametrize("where", ["rna", "atac"])
+def test_a_multiome_table_that_lacks_a_cell_is_the_one_named(tiny_project: Path, where: str) -> None:
+    data = small_multiome()
+    rna, atac = write_multiome_csv(tiny_project / "raw", data)
+    path = rna if where == "rna" else atac
+    frame = pd.read_csv(path, dtype=str)
+    frame.drop(index=7).to_csv(path, index=False)
+    _dataset(tiny_project, "mo", {"family": "multiome", "source": {"kind": "files", "domains": [
+        {"name": "line", "format": "csv", "rna": str(rna), "atac": str(atac)}]}})
+    message = assert_refused(xmodal(tiny_project, "ingest", "--dataset", "mo"), needle=(f"{where} lacks 1 cell",))
+    assert _first_part(message) == str(path)

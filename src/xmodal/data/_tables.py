@@ -331,6 +331,40 @@ def _cell_error(
     )
 
 
+def cells_mismatch(first: Table, second: Table, *, fix: str) -> XmodalInputError | None:
+    """Two tables that must list the same cells and do not: the error names the file that is wrong.
+
+    * One table lists cells the other lacks, and not the other way round: the table that **lacks** them is named
+      (a row was dropped there), with the first missing cell and its line in the other table.
+    * Each lists cells the other lacks (an id written differently in one of them): which one is wrong cannot be
+      told, so both files are named, each with its first odd cell and line.
+
+    Returns
+    -------
+    XmodalInputError or None
+        ``None`` when both list the same cells (in any order).
+    """
+    in_first, in_second = set(first.ids), set(second.ids)
+    extra_first = [i for i, c in enumerate(first.ids) if c not in in_second]
+    extra_second = [j for j, c in enumerate(second.ids) if c not in in_first]
+    if not extra_first and not extra_second:
+        return None
+
+    def where(table: Table, i: int) -> str:
+        return f"{table.ids[i]!r}, line {table.lines[i]} of {table.path.name}"
+
+    if extra_first and extra_second:
+        return XmodalInputError(
+            f"{first.role} and {second.role} list different cells: {len(extra_first)} only in {first.path.name} "
+            f"(first: {where(first, extra_first[0])}) and {len(extra_second)} only in {second.path.name} (first: "
+            f"{where(second, extra_second[0])}); one of the two files writes these ids differently",
+            path=f"{first.path} and {second.path}", fix=fix)
+    lacking, other, extra = (second, first, extra_first) if extra_first else (first, second, extra_second)
+    return XmodalInputError(
+        f"{lacking.role} lacks {len(extra)} cell{'s' if len(extra) > 1 else ''} that {other.role} "
+        f"({other.path.name}) lists (first: {where(other, extra[0])})", path=lacking.path, fix=fix)
+
+
 def numeric(table: Table, *, dtype: type[np.floating] = np.float32) -> np.ndarray:
     """Convert ``table``'s cells to a ``dtype`` matrix; raise on the first bad cell (row-major)."""
     n, m = table.cells.shape

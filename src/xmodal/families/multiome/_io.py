@@ -161,20 +161,17 @@ def read_multiome_csv(rna: str | Path, atac: str | Path, *, domain: str,
     MultiomeData
         Validated; cells in the order of ``rna``.
     """
-    from xmodal.data._tables import check_file, numeric, read_table
+    from xmodal.data._tables import cells_mismatch, check_file, numeric, read_table
 
     tables = {}
     for role, path in (("rna", Path(rna)), ("atac", Path(atac))):
         check_file(path, role, path.parent)
         tables[role] = read_table(path, role, header="required")
     t_rna, t_atac = tables["rna"], tables["atac"]
-    only_rna = sorted(set(t_rna.ids) - set(t_atac.ids))
-    only_atac = sorted(set(t_atac.ids) - set(t_rna.ids))
-    if only_rna or only_atac:
-        side, cells = ("rna", only_rna) if only_rna else ("atac", only_atac)
-        raise XmodalInputError(f"{len(cells)} cells are only in the {side} table (first: {cells[0]!r})",
-                               path=t_rna.path if only_rna else t_atac.path,
-                               fix="both tables must list the same cells (a Multiome measures each cell twice)")
+    mismatch = cells_mismatch(t_rna, t_atac, fix="both tables must list the same cells (a Multiome measures each "
+                              "cell twice)")
+    if mismatch is not None:
+        raise mismatch
     order = pd.Index(t_atac.ids).get_indexer(t_rna.ids)
     x_rna = numeric(t_rna)
     x_atac = numeric(t_atac)[order]

@@ -200,6 +200,15 @@ def read_paired_csv(source: CsvPairedSource, *, root: Path = Path(".")) -> Paire
 
 def _check_row_pairing(ta: Table, tb: Table) -> None:
     """With ``paired: true``: same number of rows, and the same ids row by row if ids are shared."""
+    from xmodal.data._tables import cells_mismatch
+
+    shared = set(ta.ids).intersection(tb.ids)
+    fix = (f"give {ta.path.name} and {tb.path.name} one row per cell in the same order (xmodal does not truncate to "
+           "the shorter file), or set `paired: false` when the cells are not matched")
+    if shared and (ta.n_rows != tb.n_rows or len(shared) < max(ta.n_rows, tb.n_rows)):
+        mismatch = cells_mismatch(ta, tb, fix=fix)
+        if mismatch is not None:  # the same id scheme: name the file that lacks cells (or both)
+            raise mismatch
     if ta.n_rows != tb.n_rows:
         raise XmodalInputError(
             f"paired: true needs the same cells in both files, but modality_a ({ta.path.name}) has "
@@ -211,7 +220,7 @@ def _check_row_pairing(ta: Table, tb: Table) -> None:
                 "cells are not matched"
             ),
         )
-    if not set(ta.ids).intersection(tb.ids):
+    if not shared:
         return  # different id schemes: the pairing is by row position only
     differ = np.flatnonzero(np.asarray(ta.ids, dtype=object) != np.asarray(tb.ids, dtype=object))
     if differ.size:
