@@ -362,7 +362,8 @@ def cells_mismatch(first: Table, second: Table, *, fix: str) -> XmodalInputError
     lacking, other, extra = (second, first, extra_first) if extra_first else (first, second, extra_second)
     return XmodalInputError(
         f"{lacking.role} lacks {len(extra)} cell{'s' if len(extra) > 1 else ''} that {other.role} "
-        f"({other.path.name}) lists (first: {where(other, extra[0])})", path=lacking.path, fix=fix)
+        f"({other.path.name}) lists (first: {where(other, extra[0])}): {other.path.name} has {other.n_rows} cells, "
+        f"{lacking.path.name} has {lacking.n_rows}", path=lacking.path, fix=fix)
 
 
 def numeric(table: Table, *, dtype: type[np.floating] = np.float32) -> np.ndarray:

@@ -66,7 +66,7 @@ def test_read_csv_set_matches_cells_by_id(small: MultiomeData, tmp_path: Path) -
 
 @pytest.mark.parametrize(("edit", "message", "where"), [
     ("dup", "duplicate cell id", "row"),
-    ("only", "only in the atac table", None),
+    ("only", "rna lacks 1 cell that atac", None),
     ("peak", "is not `chr:start-end`", "column"),
     ("nan", "NaN", "row"),
     ("phase", "unknown phase 'M'", "row"),
