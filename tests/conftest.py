@@ -44,7 +44,7 @@ def _threads_put_back() -> Iterator[None]:
                     "xmodal._threads.torch_threads_kept)")
 
 
-OPT_IN = {"slow": "--slow"}
+OPT_IN = {"slow": "--slow", "containers": "--containers"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

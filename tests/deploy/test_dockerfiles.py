@@ -80,19 +80,42 @@ def test_hadolint_flags_a_bad_dockerfile(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------- structure
+def _global_args(path: Path) -> dict[str, str]:
+    """The ``ARG name=default`` lines before the first ``FROM``."""
+    out = {}
+    for keyword, args in _instructions(path):
+        if keyword == "FROM":
+            break
+        if keyword == "ARG":
+            name, _, default = args.partition("=")
+            out[name] = default
+    return out
+
+
 @pytest.mark.parametrize("flavour", sorted(DOCKERFILES))
 def test_every_base_image_is_pinned(flavour: str) -> None:
-    aliases = set()
+    # a base may be a build argument (BASE_IMAGE: `make base-image` builds one without a registry), whose default
+    # is the pinned image users pull
+    aliases, defaults = set(), _global_args(DOCKERFILES[flavour])
     for stage in _stages(DOCKERFILES[flavour]):
         words = stage[0][1].split()
         image = words[0]
         if image not in aliases:
+            arg = re.fullmatch(r"\$\{(\w+)\}", image)
+            if arg:
+                assert arg.group(1) in defaults, f"{image}: a global ARG with a default must name the base"
+                image = defaults[arg.group(1)]
             tag = image.rpartition("/")[2].partition(":")[2]
             assert tag, f"{image} has no tag"
             assert tag != "latest", image
-            assert "$" not in image, f"{image}: the base must be written out, not an ARG"
+            assert "$" not in image, f"{image}: the default base must be written out"
         if len(words) == 3 and words[1].upper() == "AS":
             aliases.add(words[2])
+
+
+def test_the_cpu_base_is_a_build_argument_defaulting_to_the_official_python() -> None:
+    assert _global_args(DOCKERFILES["cpu"])["BASE_IMAGE"] == "python:3.11.14-slim-bookworm"
+    assert all(stage[0][1].split()[0] == "${BASE_IMAGE}" for stage in _stages(DOCKERFILES["cpu"]))
 
 
 @pytest.mark.parametrize("flavour", sorted(DOCKERFILES))
@@ -125,17 +148,34 @@ def test_dependencies_come_from_the_lock(flavour: str) -> None:
     copies = [args for keyword, args in instructions if keyword == "COPY"]
     assert "requirements/lock.txt /tmp/lock.txt" in copies
     installs = [args for keyword, args in instructions if keyword == "RUN" and "pip install" in args]
-    assert len(installs) == 2, "torch, then the project wheel with [all]"
+    # every install that asks an index is constrained by the lock (or the GPU image's lock without torch)
     for run in installs:
-        assert "--no-cache-dir" in run, run
-        assert re.search(r"-c /tmp/(lock|constraints-gpu)\.txt", run), run
-    assert '[all]"' in installs[-1]
-    assert any("pip wheel --no-cache-dir --no-deps" in args for keyword, args in instructions if keyword == "RUN")
+        for command in run.split("&&"):
+            if "pip install" in command and "--no-index" not in command and '"pip>=25"' not in command:
+                assert re.search(r"-c /tmp/(lock|constraints-gpu)\.txt", command), command
+    assert any("-r /tmp/requirements.txt" in run or '[all]"' in run for run in installs), "no [all] install"
+    text = _text(DOCKERFILES[flavour])
+    # no pip cache in any layer
+    for run in installs:
+        assert "--no-cache-dir" in run or "PIP_NO_CACHE_DIR=1" in text, run
 
 
-def test_cpu_image_takes_torch_from_the_cpu_index() -> None:
+def test_the_cpu_image_installs_the_dependencies_before_the_project() -> None:
+    """A change to src/ must leave the dependencies' layer cached: they are installed from pyproject.toml's
+    requirements (docker/requirements_of.py), the project is copied in after them, last."""
+    stages = _stages(DOCKERFILES["cpu"])
+    deps = next(s for s in stages if s[0][1].endswith("AS deps"))
+    assert not any(k == "COPY" and a.split()[0] == "src" for k, a in deps), "the deps stage copies src/"
+    assert any("requirements_of.py /tmp/pyproject.toml all" in a for k, a in deps if k == "RUN")
+    runtime = stages[-1]
+    assert runtime[-2:] == [("COPY", "--from=deps /opt/venv /opt/venv"), ("COPY", "--from=wheel /opt/project/ /")]
+
+
+def test_cpu_image_takes_torch_from_the_cpu_index_or_the_wheelhouse() -> None:
     text = _text(DOCKERFILES["cpu"])
-    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in text
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in text
+    assert '${TORCH_INDEX_URL:+--extra-index-url "${TORCH_INDEX_URL}"}' in text
+    assert "PIP_FIND_LINKS=/build-extras/wheelhouse" in text
     assert "torch.version.cuda is None" in text
     assert "torch==2.13.0+cpu" in (REPO / "requirements" / "lock.txt").read_text().splitlines()
 
@@ -198,3 +238,8 @@ def test_make_images_says_docker_is_needed_when_it_is_missing() -> None:
     assert result.returncode != 0
     assert "Docker is needed" in result.stderr
     assert "not on PATH" in result.stderr
+
+
+def test_hadolint_passes_on_the_local_base(tmp_path: Path) -> None:
+    done = _hadolint(REPO / "docker" / "Dockerfile.base", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
