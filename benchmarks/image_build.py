@@ -1,0 +1,95 @@
+"""The CPU image built from nothing in a fresh ``dockerd``, then rebuilt after one source file changes: wall times,
+image size and how many layers the rebuild reused, as JSON.
+
+Needs root, Debian's ``docker.io`` and ``debootstrap`` (``make container-tools``) and about 15 GB of disk. The engine
+is the container tests' (``tests/containers/_engine.py``: overlay2 where the kernel allows it, else vfs), with an
+empty data root, so nothing is cached but pip's downloads are made again. The base is ``make base-image``'s Debian
++ Python 3.11 unless ``--base`` names one the engine can pull. The rebuild is the same ``docker build`` from a copy
+of the build context with ``src/xmodal/__init__.py`` changed (a comment appended): the dependencies' layers must
+be reused, only the project's layer rebuilt.
+
+    python benchmarks/image_build.py                  # → benchmarks/results/image_build.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "containers"))
+from _engine import LOCAL_BASE, TEST_REPOSITORY, running_dockerd  # noqa: E402
+
+CONTEXT = ("pyproject.toml", "README.md", "requirements", "src", "components", "pipelines", "docker", ".dockerignore")
+
+
+def _make(env: dict[str, str], *args: str) -> float:
+    start = time.monotonic()
+    subprocess.run(["make", "--no-print-directory", *args], cwd=REPO, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.monotonic() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default="", help="a base image the engine can pull (default: make base-image's)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "image_build.json")
+    args = parser.parse_args()
+    version = subprocess.run([sys.executable, "-c", "import xmodal; print(xmodal.__version__)"], check=True,
+                             capture_output=True, text=True, cwd=REPO / "src").stdout.strip()
+    tag = f"{TEST_REPOSITORY}:{version}"
+    result: dict[str, object] = {"benchmark": "image_build", "machine": platform.machine(),
+                                 "cpus": len(__import__("os").sched_getaffinity(0))}
+    with running_dockerd() as engine:
+        env = engine.env()
+        result["storage_driver"] = engine.docker("info", "--format", "{{.Driver}}").stdout.strip()
+        base = args.base
+        if not base:
+            result["base_image_seconds"] = round(_make(env, "base-image", f"LOCAL_BASE_IMAGE={LOCAL_BASE}"), 1)
+            base = LOCAL_BASE
+        result["base"] = base
+        result["wheelhouse_seconds"] = round(_make(env, "wheelhouse"), 1)
+        result["build_seconds"] = round(_make(env, "image", f"BASE_IMAGE={base}",
+                                              f"IMAGE_REPOSITORY={TEST_REPOSITORY}"), 1)
+        inspect = json.loads(engine.docker("image", "inspect", tag).stdout)[0]
+        result["image_bytes"] = inspect["Size"]
+        result["image_gb"] = round(inspect["Size"] / 1e9, 2)
+        layers = inspect["RootFS"]["Layers"]
+        sizes = engine.docker("history", "--format", "{{.Size}}\t{{.CreatedBy}}", tag).stdout.splitlines()
+        result["top_layers"] = sizes[:4]
+        with tempfile.TemporaryDirectory() as tmp:
+            context = Path(tmp)
+            for name in CONTEXT:
+                source = REPO / name
+                if source.is_dir():
+                    shutil.copytree(source, context / name, symlinks=True)
+                else:
+                    shutil.copy2(source, context / name)
+            with (context / "src/xmodal/__init__.py").open("a") as fh:
+                fh.write("\n# a change to the source only\n")
+            torch_arg = ["--build-arg", "TORCH_INDEX_URL="] if list(
+                (context / "docker/build-extras/wheelhouse").glob("torch-*.whl")) else []
+            start = time.monotonic()
+            engine.docker("build", "--network", "host", "-f", str(context / "docker/Dockerfile"),
+                          "--build-arg", f"XMODAL_VERSION={version}", "--build-arg", f"BASE_IMAGE={base}",
+                          "--build-arg", f"IMAGE_REPOSITORY={TEST_REPOSITORY}", *torch_arg, "-t", f"{tag}-rebuilt",
+                          str(context), timeout=3600)
+            result["rebuild_seconds"] = round(time.monotonic() - start, 1)
+        rebuilt = json.loads(engine.docker("image", "inspect", f"{tag}-rebuilt").stdout)[0]["RootFS"]["Layers"]
+        result["layers"] = len(layers)
+        result["layers_reused_by_rebuild"] = sum(a == b for a, b in zip(layers, rebuilt, strict=False))
+        result["rebuild_over_build"] = round(result["rebuild_seconds"] / result["build_seconds"], 4)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
