@@ -60,6 +60,7 @@ bench: install peers  ## run every benchmark at full size (writes benchmarks/res
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/foundation_embed.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/gpu_check.py  # records "no CUDA device" on a CPU machine
 	OMP_NUM_THREADS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pipeline_overhead.py --repeats 3
+	$(BIN)/python benchmarks/image_build.py  # root: its own dockerd (make container-tools)
 
 peers: benchmarks/.peers/.installed  ## the alignment peers' own environment (the `peers` extra, outside the lock)
 

@@ -9,6 +9,9 @@ of the build context with ``src/xmodal/__init__.py`` changed (a comment appended
 be reused, only the project's layer rebuilt.
 
     python benchmarks/image_build.py                  # → benchmarks/results/image_build.json
+
+``--quick`` (what ``make test`` runs) builds nothing: it assembles the rebuild's context copy, dry-runs the make
+targets (``make -n``) and records whether this machine could run the full benchmark (root, dockerd, debootstrap).
 """
 
 from __future__ import annotations
@@ -37,15 +40,44 @@ def _make(env: dict[str, str], *args: str) -> float:
     return time.monotonic() - start
 
 
+def _copy_context(target: Path) -> None:
+    for name in CONTEXT:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, symlinks=True)
+        else:
+            shutil.copy2(source, target / name)
+
+
+def _quick(out: Path) -> None:
+    from _engine import missing_tools
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _copy_context(Path(tmp))
+        copied = sorted(p.name for p in Path(tmp).iterdir())
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "base-image", "wheelhouse", "image",
+                          f"BASE_IMAGE={LOCAL_BASE}"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "docker/Dockerfile" in dry, dry
+    result = {"benchmark": "image_build", "quick": True, "context": copied,
+              "could_run_here": not missing_tools() and __import__("os").geteuid() == 0,
+              "missing_tools": missing_tools()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default="", help="a base image the engine can pull (default: make base-image's)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "image_build.json")
+    parser.add_argument("--quick", action="store_true", help="build nothing: check the context and the make targets")
     args = parser.parse_args()
+    if args.quick:
+        _quick(args.out)
+        return
     version = subprocess.run([sys.executable, "-c", "import xmodal; print(xmodal.__version__)"], check=True,
                              capture_output=True, text=True, cwd=REPO / "src").stdout.strip()
     tag = f"{TEST_REPOSITORY}:{version}"
-    result: dict[str, object] = {"benchmark": "image_build", "machine": platform.machine(),
+    result: dict[str, object] = {"benchmark": "image_build", "quick": False, "machine": platform.machine(),
                                  "cpus": len(__import__("os").sched_getaffinity(0))}
     with running_dockerd() as engine:
         env = engine.env()
@@ -66,12 +98,7 @@ def main() -> None:
         result["top_layers"] = sizes[:4]
         with tempfile.TemporaryDirectory() as tmp:
             context = Path(tmp)
-            for name in CONTEXT:
-                source = REPO / name
-                if source.is_dir():
-                    shutil.copytree(source, context / name, symlinks=True)
-                else:
-                    shutil.copy2(source, context / name)
+            _copy_context(context)
             with (context / "src/xmodal/__init__.py").open("a") as fh:
                 fh.write("\n# a change to the source only\n")
             torch_arg = ["--build-arg", "TORCH_INDEX_URL="] if list(
