@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tomllib
 
 
 def requirements(project: dict, extras: list[str]) -> list[str]:
@@ -38,4 +39,4 @@ if __name__ == "__main__":
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
     with open(sys.argv[1], "rb") as fh:
-        pass
+        sys.stdout.write("\n".join(requirements(tomllib.load(fh)["project"], sys.argv[2:])) + "\n")

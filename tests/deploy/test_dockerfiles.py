@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,12 @@ def test_make_images_says_docker_is_needed_when_it_is_missing() -> None:
 def test_hadolint_passes_on_the_local_base(tmp_path: Path) -> None:
     done = _hadolint(REPO / "docker" / "Dockerfile.base", tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_deps_stage_reads_every_requirement_of_the_all_extras() -> None:
+    done = subprocess.run([sys.executable, str(REPO / "docker" / "requirements_of.py"), str(REPO / "pyproject.toml"),
+                           "all"], capture_output=True, text=True, check=True)
+    lines = done.stdout.split()
+    for wanted in ("torch==2.13.0", "kfp==2.17.0", "tiledbsoma==2.3.0", "boto3>=1.40"):
+        assert wanted in lines
+    assert not any(line.startswith(("xmodal", "pytest", "ruff")) for line in lines)
