@@ -167,3 +167,19 @@ def test_a_change_to_src_alone_rebuilds_only_the_last_layer(image: BuiltImage, t
         assert before[-1] != after[-1], "the project's layer did not change"
     finally:
         image.engine.docker("rmi", "-f", rebuilt, check=False)
+
+
+def test_the_gpu_image_builds_the_cpu_images_wheel_stage(image: BuiltImage) -> None:
+    """The GPU image cannot be built here (its CUDA base cannot be pulled); the stage it shares with the CPU image
+    can: built from either Dockerfile on the same base, it is the same image (every layer from the build cache)."""
+    base = json.loads(image.engine.docker("image", "inspect", image.tag).stdout)[0]["Config"]["Labels"][
+        "org.opencontainers.image.base.name"]
+    version = image.tag.rsplit(":", 1)[1]
+    ids = {}
+    for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
+        ids[dockerfile] = image.engine.docker(
+            "build", "-q", "--network", "host", "--target", "wheel", "-f", str(REPO / "docker" / dockerfile),
+            "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"XMODAL_VERSION={version}", str(REPO),
+            timeout=1800).stdout.strip().splitlines()[-1]
+    assert ids["Dockerfile"].startswith("sha256:")
+    assert ids["Dockerfile.gpu"] == ids["Dockerfile"]

@@ -183,7 +183,8 @@ def test_cpu_image_takes_torch_from_the_cpu_index_or_the_wheelhouse() -> None:
 
 def test_gpu_image_is_cuda_python311_and_filters_the_cpu_torch_pin() -> None:
     stages = _stages(DOCKERFILES["gpu"])
-    bases = [stage[0][1].split()[0] for stage in stages]
+    defaults = _global_args(DOCKERFILES["gpu"])
+    bases = [re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], stage[0][1].split()[0]) for stage in stages]
     assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-cudnn-runtime-ubuntu22\.04", bases[-1]), bases
     text = _text(DOCKERFILES["gpu"])
     # the lock's torch==2.13.0+cpu is filtered out of the constraints and torch is installed as a CUDA
@@ -253,3 +254,30 @@ def test_the_deps_stage_reads_every_requirement_of_the_all_extras() -> None:
     for wanted in ("torch==2.13.0", "kfp==2.17.0", "tiledbsoma==2.3.0", "boto3>=1.40"):
         assert wanted in lines
     assert not any(line.startswith(("xmodal", "pytest", "ruff")) for line in lines)
+
+
+def _named_stages(path: Path) -> dict[str, list[str]]:
+    """Stage name → its instructions as text, the lock's GPU filtering written as the lock."""
+    out = {}
+    for stage in _stages(path):
+        name = stage[0][1].split()[-1]
+        out[name] = [f"{k} {a}".replace("/tmp/constraints-gpu.txt", "/tmp/lock.txt") for k, a in stage[1:]]
+    return out
+
+
+#: what may differ between the CPU and the GPU image: the base, the Python install (uv), the torch build, the
+#: NVIDIA environment, the labels naming the CUDA image and the image's own name (XMODAL_IMAGE)
+GPU_ONLY = ("CUDA", "cuda", "uv", "python -m venv", "torch", "NVIDIA", "/opt/python", "xmodal-gpu", "BASE_IMAGE", "XMODAL_IMAGE=")
+
+
+def test_the_gpu_image_differs_from_the_cpu_image_only_where_it_must() -> None:
+    cpu, gpu = _named_stages(DOCKERFILES["cpu"]), _named_stages(DOCKERFILES["gpu"])
+    assert gpu["wheel"] == cpu["wheel"], "the wheel stage is shared: it must be the same"
+    assert _global_args(DOCKERFILES["gpu"])["BASE_IMAGE"] == _global_args(DOCKERFILES["cpu"])["BASE_IMAGE"]
+    for name in ("deps", "runtime"):
+        only_gpu = [i for i in gpu[name] if i not in cpu[name]]
+        only_cpu = [i for i in cpu[name] if i not in gpu[name]]
+        unexplained = [i for i in only_gpu + only_cpu if not any(word in i for word in GPU_ONLY)]
+        assert unexplained == [], f"{name}: differs beyond the base, Python, torch and NVIDIA settings"
+    # the order of the runtime's last layers is the CPU image's, with the CUDA image's Python before the venv
+    assert gpu["runtime"][-3:] == ["COPY --from=deps /opt/python /opt/python", *cpu["runtime"][-2:]]
