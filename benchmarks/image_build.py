@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,9 +27,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "containers"))
-from _engine import LOCAL_BASE, TEST_REPOSITORY, running_dockerd  # noqa: E402
-
-CONTEXT = ("pyproject.toml", "README.md", "requirements", "src", "components", "pipelines", "docker", ".dockerignore")
+from _engine import (  # noqa: E402
+    LOCAL_BASE,
+    TEST_REPOSITORY,
+    copy_context,
+    layers_of,
+    missing_tools,
+    rebuild_with_a_source_change,
+    running_dockerd,
+)
 
 
 def _make(env: dict[str, str], *args: str) -> float:
@@ -40,20 +45,9 @@ def _make(env: dict[str, str], *args: str) -> float:
     return time.monotonic() - start
 
 
-def _copy_context(target: Path) -> None:
-    for name in CONTEXT:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, target / name, symlinks=True)
-        else:
-            shutil.copy2(source, target / name)
-
-
 def _quick(out: Path) -> None:
-    from _engine import missing_tools
-
     with tempfile.TemporaryDirectory() as tmp:
-        _copy_context(Path(tmp))
+        copy_context(Path(tmp))
         copied = sorted(p.name for p in Path(tmp).iterdir())
     dry = subprocess.run(["make", "-n", "--no-print-directory", "base-image", "wheelhouse", "image",
                           f"BASE_IMAGE={LOCAL_BASE}"], cwd=REPO, capture_output=True, text=True, check=True).stdout
@@ -97,19 +91,10 @@ def main() -> None:
         sizes = engine.docker("history", "--format", "{{.Size}}\t{{.CreatedBy}}", tag).stdout.splitlines()
         result["top_layers"] = sizes[:4]
         with tempfile.TemporaryDirectory() as tmp:
-            context = Path(tmp)
-            _copy_context(context)
-            with (context / "src/xmodal/__init__.py").open("a") as fh:
-                fh.write("\n# a change to the source only\n")
-            torch_arg = ["--build-arg", "TORCH_INDEX_URL="] if list(
-                (context / "docker/build-extras/wheelhouse").glob("torch-*.whl")) else []
             start = time.monotonic()
-            engine.docker("build", "--network", "host", "-f", str(context / "docker/Dockerfile"),
-                          "--build-arg", f"XMODAL_VERSION={version}", "--build-arg", f"BASE_IMAGE={base}",
-                          "--build-arg", f"IMAGE_REPOSITORY={TEST_REPOSITORY}", *torch_arg, "-t", f"{tag}-rebuilt",
-                          str(context), timeout=3600)
+            rebuild_with_a_source_change(engine, tag, f"{tag}-rebuilt", Path(tmp))
             result["rebuild_seconds"] = round(time.monotonic() - start, 1)
-        rebuilt = json.loads(engine.docker("image", "inspect", f"{tag}-rebuilt").stdout)[0]["RootFS"]["Layers"]
+        rebuilt = layers_of(engine, f"{tag}-rebuilt")
         result["layers"] = len(layers)
         result["layers_reused_by_rebuild"] = sum(a == b for a, b in zip(layers, rebuilt, strict=False))
         result["rebuild_over_build"] = round(result["rebuild_seconds"] / result["build_seconds"], 4)

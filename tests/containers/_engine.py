@@ -11,6 +11,7 @@ only with ``--network host``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -69,6 +70,43 @@ def _start(cmd: list[str], driver: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen([*cmd, f"--storage-driver={driver}"], stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+
+
+#: the part of the repository ``docker/Dockerfile``'s build context uses (``.dockerignore`` keeps out the rest)
+CONTEXT = ("pyproject.toml", "README.md", "requirements", "src", "components", "pipelines", "docker", ".dockerignore")
+
+
+def copy_context(target: Path) -> None:
+    """Copy the build context into ``target`` (links kept as links: ``src/xmodal/components`` is one)."""
+    for name in CONTEXT:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, symlinks=True)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+def rebuild_with_a_source_change(engine: Engine, tag: str, target: str, workdir: Path) -> None:
+    """Build ``docker/Dockerfile`` as ``make image`` built ``tag`` (its base, version and torch source), from a copy of
+    the context in ``workdir`` whose ``src/xmodal/__init__.py`` has a comment appended; tag the result ``target``."""
+    copy_context(workdir)
+    with (workdir / "src/xmodal/__init__.py").open("a") as fh:
+        fh.write("\n# a change to the source only\n")
+    config = json.loads(engine.docker("image", "inspect", tag).stdout)[0]["Config"]
+    base = config["Labels"]["org.opencontainers.image.base.name"]
+    repository, _, version = tag.rpartition(":")
+    torch_arg = ["--build-arg", "TORCH_INDEX_URL="] if list(
+        (workdir / "docker/build-extras/wheelhouse").glob("torch-*.whl")) else []
+    engine.docker("build", "--network", "host", "-f", str(workdir / "docker/Dockerfile"),
+                  "--build-arg", f"XMODAL_VERSION={version}", "--build-arg", f"BASE_IMAGE={base}",
+                  "--build-arg", f"IMAGE_REPOSITORY={repository}", *torch_arg, "-t", target, str(workdir),
+                  timeout=3600)
+
+
+def layers_of(engine: Engine, tag: str) -> list[str]:
+    """The digests of ``tag``'s filesystem layers, lowest first."""
+    return json.loads(engine.docker("image", "inspect", tag).stdout)[0]["RootFS"]["Layers"]
 
 
 def missing_tools() -> list[str]:
